@@ -1,0 +1,104 @@
+"""Face detection and 68-point landmarks behind a small interface.
+
+The default `DlibLandmarker` uses dlib's HOG frontal-face detector and its 68-point shape
+predictor (iBUG 300-W markup), both installable offline from PyPI (`dlib-bin`,
+`face_recognition_models`). Another model (for example face-alignment's 2D-FAN, which the paper
+used) plugs in by implementing `Landmarker` and registering it in `LANDMARKERS`.
+
+Coordinates are image pixels, x right and y down, pixel centres at integer positions (the
+convention of dlib and OpenCV).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Protocol
+
+import numpy as np
+
+NUM_LANDMARKS = 68
+
+
+@dataclass(frozen=True)
+class Detection:
+    box: np.ndarray  # [4] float32: x0, y0, x1, y1 in image pixels
+    score: float  # detector confidence; higher is surer, comparable only within one detector
+
+    @property
+    def size(self) -> float:
+        return float(np.sqrt((self.box[2] - self.box[0]) * (self.box[3] - self.box[1])))
+
+    @property
+    def center(self) -> np.ndarray:
+        return np.array([(self.box[0] + self.box[2]) / 2, (self.box[1] + self.box[3]) / 2], np.float32)
+
+
+class Landmarker(Protocol):
+    """What the tracker needs from a face model."""
+
+    name: str
+    # The smallest face side (pixels) that `detect` finds at upsample 0.
+    min_detectable_face: int
+
+    def detect(self, gray: np.ndarray, upsample: int = 0) -> list[Detection]:
+        """Faces in a `[H, W] uint8` image."""
+
+    def landmarks(self, gray: np.ndarray, box: np.ndarray) -> np.ndarray:
+        """`[68, 2] float32` landmarks of the face in `box` (x0, y0, x1, y1)."""
+
+
+def face_models_dir() -> Path:
+    """Folder of the dlib model files shipped by the `face_recognition_models` wheel.
+
+    Located with `find_spec`, because importing that package needs `pkg_resources`, which recent
+    setuptools no longer ships.
+    """
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None or spec.origin is None:
+        raise RuntimeError(
+            "the dlib face models are missing: pip install face_recognition_models"
+        )
+    return Path(spec.origin).parent / "models"
+
+
+class DlibLandmarker:
+    """dlib HOG face detector + 68-point shape predictor (Kazemi & Sullivan 2014)."""
+
+    name = "dlib"
+    # The HOG detector scans an 80x80 window; with one upsampling it finds ~40 px faces.
+    min_detectable_face = 80
+
+    def __init__(self) -> None:
+        import dlib
+
+        self._detector = dlib.get_frontal_face_detector()
+        self._predictor = dlib.shape_predictor(
+            os.fspath(face_models_dir() / "shape_predictor_68_face_landmarks.dat")
+        )
+        self._rectangle = dlib.rectangle
+
+    def detect(self, gray: np.ndarray, upsample: int = 0) -> list[Detection]:
+        rects, scores, _ = self._detector.run(gray, upsample, 0.0)
+        return [
+            Detection(np.array([r.left(), r.top(), r.right() + 1, r.bottom() + 1], np.float32), float(s))
+            for r, s in zip(rects, scores)
+        ]
+
+    def landmarks(self, gray: np.ndarray, box: np.ndarray) -> np.ndarray:
+        x0, y0, x1, y1 = (int(round(float(v))) for v in box)
+        shape = self._predictor(gray, self._rectangle(x0, y0, x1 - 1, y1 - 1))
+        return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)
+
+
+LANDMARKERS: dict[str, Callable[[], Landmarker]] = {"dlib": DlibLandmarker}
+
+
+def make_landmarker(name: str = "dlib") -> Landmarker:
+    try:
+        factory = LANDMARKERS[name]
+    except KeyError:
+        raise ValueError(f"unknown landmark model {name!r}; choose from {sorted(LANDMARKERS)}") from None
+    return factory()

@@ -1,0 +1,221 @@
+"""Reading images and videos into RGB uint8 arrays, with the quirks of real files handled.
+
+Every failure is a `MediaError` whose message is one line that says why, so that callers can
+report it next to the file name without a traceback.
+
+Array contract: images are `[H, W, 3] uint8 RGB`, upright (EXIF orientation and video rotation
+metadata applied).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".gif"}
+VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp"}
+
+# Beyond this many pixels an image is refused rather than decoded (PIL's own bomb limit is 179 MP).
+MAX_IMAGE_PIXELS = 150_000_000
+
+
+class MediaError(Exception):
+    """A file that cannot be used, with a one-line human reason."""
+
+
+def is_image_path(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_SUFFIXES
+
+
+def is_video_path(path: Path) -> bool:
+    return path.suffix.lower() in VIDEO_SUFFIXES
+
+
+def _check_file(path: Path) -> None:
+    if not path.exists():
+        raise MediaError("file not found")
+    if not path.is_file():
+        raise MediaError("not a regular file")
+    if path.stat().st_size == 0:
+        raise MediaError("empty file (0 bytes)")
+
+
+def _to_uint8(array: np.ndarray) -> np.ndarray:
+    """Scale integer or float image data of any bit depth to uint8."""
+    if array.dtype == np.uint8:
+        return array
+    if array.dtype == np.bool_:
+        return array.astype(np.uint8) * 255
+    if np.issubdtype(array.dtype, np.integer):
+        # 16-bit PNG/TIFF: keep the top byte. Some 16-bit files only use 12 bits, but scaling by
+        # the observed maximum would change the exposure from file to file.
+        bits = 16 if array.dtype.itemsize >= 2 else 8
+        return (array.astype(np.uint32) >> (bits - 8)).clip(0, 255).astype(np.uint8)
+    # float images are taken as [0, 1]
+    return (np.nan_to_num(array.astype(np.float32)).clip(0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def load_image(path: str | Path) -> np.ndarray:
+    """Read an image file as `[H, W, 3] uint8 RGB`, upright.
+
+    Handles EXIF orientation, grayscale, palette, alpha (composited over white), 16-bit and
+    CMYK files. Raises `MediaError` for anything that is not a readable image.
+    """
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    path = Path(path)
+    _check_file(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            Image.MAX_IMAGE_PIXELS = None  # we apply our own limit below, with a clear message
+            with Image.open(path) as image:
+                width, height = image.size
+                if width * height > MAX_IMAGE_PIXELS:
+                    raise MediaError(
+                        f"image too large ({width}x{height} = {width * height / 1e6:.0f} MP, "
+                        f"limit {MAX_IMAGE_PIXELS / 1e6:.0f} MP)"
+                    )
+                image.load()
+                image = ImageOps.exif_transpose(image)
+                return _pil_to_rgb(image)
+    except MediaError:
+        raise
+    except UnidentifiedImageError:
+        raise MediaError("not an image (unrecognised format)") from None
+    except (OSError, SyntaxError, ValueError) as error:
+        raise MediaError(f"unreadable image ({_first_line(error)})") from None
+
+
+def _pil_to_rgb(image) -> np.ndarray:
+    mode = image.mode
+    if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in image.info):
+        rgba = np.asarray(image.convert("RGBA"), dtype=np.float32) / 255.0
+        alpha = rgba[..., 3:]
+        # Cut-out portraits are usually meant to be seen on white.
+        rgb = rgba[..., :3] * alpha + (1.0 - alpha)
+        return (rgb * 255.0 + 0.5).astype(np.uint8)
+    if mode in ("RGB", "L", "P", "CMYK", "YCbCr", "LAB", "HSV", "1"):
+        return np.ascontiguousarray(np.asarray(image.convert("RGB")))
+    # 16/32-bit integer or float modes ("I;16", "I;16B", "I", "F"): convert ourselves, since
+    # PIL's own conversion to RGB clips instead of scaling.
+    array = _to_uint8(np.asarray(image))
+    if array.ndim == 2:
+        array = np.repeat(array[..., None], 3, axis=2)
+    return np.ascontiguousarray(array[..., :3])
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    width: int  # after rotation
+    height: int
+    fps: float  # average frame rate (frames / duration for variable frame rate files)
+    frame_count: int  # from the container; 0 when unknown
+    duration: float  # seconds; 0.0 when unknown
+    rotation: int  # degrees counter-clockwise applied to decoded frames
+    has_audio: bool
+
+
+class VideoReader:
+    """Decode a video file frame by frame as upright `[H, W, 3] uint8 RGB`.
+
+    Iterating yields `(frame_number, time_seconds, rgb)`. Time comes from each frame's
+    presentation timestamp (relative to the first frame), so variable frame rate files keep their
+    real timing. A file that is truncated or corrupt part-way stops yielding at the first
+    undecodable packet and sets `truncated`; a file without a single decodable frame raises
+    `MediaError` when opened.
+    """
+
+    def __init__(self, path: str | Path, *, threads: int = 0):
+        import av
+
+        self.path = Path(path)
+        _check_file(self.path)
+        try:
+            self._container = av.open(str(self.path), metadata_errors="ignore")
+        except (av.error.FFmpegError, UnicodeDecodeError) as error:
+            raise MediaError(f"not a video or image ({_first_line(error)})") from None
+        if not self._container.streams.video:
+            self._container.close()
+            raise MediaError("no video stream")
+        self._stream = self._container.streams.video[0]
+        self._stream.thread_type = "AUTO"
+        self._stream.codec_context.thread_count = threads
+        self.truncated = False
+        self._frames = self._container.decode(self._stream)
+        # The rotation (display matrix) and so the upright size are only known from a decoded
+        # frame, so the first one is decoded here and handed out first by __iter__.
+        self._first = self._next_frame()
+        if self._first is None:
+            self._container.close()
+            raise MediaError("no decodable video frame")
+        self.info = self._probe(self._first)
+
+    def _next_frame(self):
+        import av
+
+        try:
+            return next(self._frames)
+        except StopIteration:
+            return None
+        except (av.error.FFmpegError, UnicodeDecodeError, ValueError):
+            self.truncated = True
+            return None
+
+    def _probe(self, first) -> VideoInfo:
+        stream = self._stream
+        rate = stream.average_rate or stream.guessed_rate
+        duration = 0.0
+        if stream.duration is not None and stream.time_base is not None:
+            duration = float(stream.duration * stream.time_base)
+        elif self._container.duration is not None:
+            duration = self._container.duration / 1_000_000
+        fps = float(rate) if rate else 0.0
+        frame_count = int(stream.frames or 0)
+        if frame_count == 0 and fps > 0 and duration > 0:
+            frame_count = int(round(fps * duration))
+        rotation = int(round(first.rotation / 90.0)) % 4 * 90
+        width, height = first.width, first.height
+        if rotation % 180:
+            width, height = height, width
+        return VideoInfo(
+            width=width,
+            height=height,
+            fps=fps if fps > 0 else 25.0,
+            frame_count=frame_count,
+            duration=duration,
+            rotation=rotation,
+            has_audio=bool(self._container.streams.audio),
+        )
+
+    def __iter__(self) -> Iterator[tuple[int, float, np.ndarray]]:
+        frame, number, time0 = self._first, 0, None
+        k = self.info.rotation // 90
+        while frame is not None:
+            time = frame.time if frame.time is not None else number / self.info.fps
+            time0 = time if time0 is None else time0
+            rgb = frame.to_ndarray(format="rgb24")
+            if k:
+                # The display matrix angle is counter-clockwise, as is np.rot90.
+                rgb = np.ascontiguousarray(np.rot90(rgb, k=k))
+            yield number, time - time0, rgb
+            number += 1
+            frame = self._next_frame()
+
+    def close(self) -> None:
+        self._container.close()
+
+    def __enter__(self) -> "VideoReader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
