@@ -143,7 +143,8 @@ class VideoReader:
         try:
             self._container = av.open(str(self.path), metadata_errors="ignore")
         except (av.error.FFmpegError, UnicodeDecodeError) as error:
-            raise MediaError(f"not a video or image ({_first_line(error)})") from None
+            what = "unreadable or truncated video" if is_video_path(self.path) else "not a video or image"
+            raise MediaError(f"{what} ({_first_line(error)})") from None
         if not self._container.streams.video:
             self._container.close()
             raise MediaError("no video stream")
@@ -151,7 +152,7 @@ class VideoReader:
         self._stream.thread_type = "AUTO"
         self._stream.codec_context.thread_count = threads
         self.truncated = False
-        self._frames = self._container.decode(self._stream)
+        self._frames = self._decode()
         # The rotation (display matrix) and so the upright size are only known from a decoded
         # frame, so the first one is decoded here and handed out first by __iter__.
         self._first = self._next_frame()
@@ -160,16 +161,33 @@ class VideoReader:
             raise MediaError("no decodable video frame")
         self.info = self._probe(self._first)
 
-    def _next_frame(self):
+    def _decode(self) -> Iterator:
+        """Decoded frames, packet by packet: a corrupt packet is skipped (and noted) rather than
+        ending the stream, and a demuxing error (a cut file) still flushes the frames the decoder
+        holds back for B-frame reordering."""
         import av
 
+        errors = (av.error.FFmpegError, UnicodeDecodeError, ValueError)
+        packets = self._container.demux(self._stream)
+        while True:
+            try:
+                packet = next(packets)
+            except StopIteration:
+                return  # the demuxer's last (empty) packet has flushed the decoder
+            except errors:
+                self.truncated = True
+                break
+            try:
+                yield from packet.decode()
+            except errors:
+                self.truncated = True
         try:
-            return next(self._frames)
-        except StopIteration:
-            return None
-        except (av.error.FFmpegError, UnicodeDecodeError, ValueError):
-            self.truncated = True
-            return None
+            yield from self._stream.codec_context.decode(None)
+        except errors:
+            pass
+
+    def _next_frame(self):
+        return next(self._frames, None)
 
     def _probe(self, first) -> VideoInfo:
         stream = self._stream

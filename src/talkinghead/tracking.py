@@ -21,6 +21,9 @@ import numpy as np
 from .landmarks import Detection, Landmarker
 
 
+_PATCH = 24  # side of the patch compared between frames
+
+
 def landmark_box(landmarks: np.ndarray) -> np.ndarray:
     """`[68, 2]` landmarks -> `[4]` extent box x0, y0, x1, y1."""
     return np.concatenate([landmarks.min(axis=0), landmarks.max(axis=0)]).astype(np.float32)
@@ -48,7 +51,7 @@ class TrackStats:
     frames: int = 0
     tracked: int = 0
     detector_runs: int = 0
-    max_faces: int = 0  # most confident faces seen at once in a full-frame detection
+    max_faces: int = 0  # most faces seen at once: the chosen one + other confident detections
     small_faces: int = 0  # frames whose only faces were below min_face
     largest_small_face: float = 0.0
     lost: int = 0  # times an established track was lost
@@ -73,6 +76,9 @@ class FaceTracker:
     max_misses: int = 2
     detect_side: int = 640
     lost_detect_every: int = 3
+    # Normalised correlation with the face at the last detector check below which a frame is
+    # checked at once (a cut, an occlusion, a blank frame).
+    min_similarity: float = 0.5
     # Detections below this confidence do not count as "another face" in the report.
     confident_score: float = 0.5
     stats: TrackStats = field(default_factory=TrackStats)
@@ -83,6 +89,7 @@ class FaceTracker:
     def reset(self) -> None:
         self.stats = TrackStats()
         self._landmarks: np.ndarray | None = None
+        self._reference: np.ndarray | None = None  # face patch at the last detection
         self._last_seen: np.ndarray | None = None  # centre of the last track, for re-finding it
         self._since_check = 0
         self._misses = 0
@@ -118,19 +125,25 @@ class FaceTracker:
     def _follow(self, gray: np.ndarray) -> np.ndarray | None:
         previous = self._landmarks
         landmarks = self.landmarker.landmarks(gray, self._predicted_box(previous))
-        plausible = self._plausible(previous, landmarks, gray.shape)
+        # The shape predictor always returns a face shape, even on a wall: a face whose
+        # landmarks jump, or whose pixels no longer look like the last confirmed face, is checked
+        # with the detector at once instead of at the next periodic check.
+        suspicious = not self._plausible(previous, landmarks, gray.shape) or (
+            self._similarity(gray, landmarks) < self.min_similarity
+        )
         self._since_check += 1
-        if plausible and self._since_check < self.verify_every:
+        if not suspicious and self._since_check < self.verify_every:
             self._landmarks = landmarks
             return landmarks
-        # Time for a detector check (or the landmarks jumped): look near the track.
         self._since_check = 0
         detection = self._detect_near(gray, self._predicted_box(previous))
         if detection is not None:
             self._misses = 0
             return self._start(gray, detection)
         self._misses += 1
-        if self._misses >= self.max_misses or not plausible:
+        # A periodic check may miss a face that is turned away (HOG is frontal-only), so it takes
+        # `max_misses` of them to drop a track that still looks right.
+        if suspicious or self._misses >= self.max_misses:
             self._drop()
             return None
         self._landmarks = landmarks
@@ -150,6 +163,7 @@ class FaceTracker:
         )
         self._landmarks = landmarks
         self._last_seen = centre
+        self._reference = self._patch(gray, landmarks)
         self._since_check = 0
         self._since_lost = 0
         return landmarks
@@ -172,6 +186,27 @@ class FaceTracker:
         half = self._relation[2] * size / 2
         return np.array([centre[0] - half, centre[1] - half, centre[0] + half, centre[1] + half], np.float32)
 
+    def _patch(self, gray: np.ndarray, landmarks: np.ndarray) -> np.ndarray | None:
+        """The face's pixels as a small zero-mean, unit-norm patch; None if flat (no face)."""
+        x0, y0, x1, y1 = landmark_box(landmarks)
+        height, width = gray.shape[:2]
+        x0, y0 = int(max(0, x0)), int(max(0, y0))
+        x1, y1 = int(min(width, x1 + 1)), int(min(height, y1 + 1))
+        if x1 - x0 < 4 or y1 - y0 < 4:
+            return None
+        patch = cv2.resize(gray[y0:y1, x0:x1], (_PATCH, _PATCH), interpolation=cv2.INTER_AREA)
+        patch = patch.astype(np.float32) - patch.mean()
+        norm = float(np.linalg.norm(patch))
+        if norm < 2.0 * _PATCH:  # std below ~2 grey levels: a flat area
+            return None
+        return patch / norm
+
+    def _similarity(self, gray: np.ndarray, landmarks: np.ndarray) -> float:
+        patch = self._patch(gray, landmarks)
+        if patch is None or self._reference is None:
+            return -1.0
+        return float((patch * self._reference).sum())
+
     def _plausible(self, previous: np.ndarray, landmarks: np.ndarray, shape) -> bool:
         size0, size1 = landmark_size(previous), landmark_size(landmarks)
         if not 0.7 < size1 / max(size0, 1e-6) < 1.4 or size1 < self.min_face * 0.8:
@@ -193,13 +228,25 @@ class FaceTracker:
         return [Detection(d.box / scale, d.score) for d in self.landmarker.detect(gray, upsample)]
 
     def _detect_full(self, gray: np.ndarray) -> list[Detection]:
-        scale = min(1.0, self.detect_side / max(gray.shape[:2]))
-        detections = self._run_detector(gray, scale, 0)
-        # Faces smaller than the detector's window (after shrinking) need an upsampled pass.
-        if not detections and self.min_face * scale < self.landmarker.min_detectable_face:
-            detections = self._run_detector(gray, scale, 1)
-        confident = [d for d in detections if d.score >= self.confident_score and d.size >= self.min_face]
-        self.stats.max_faces = max(self.stats.max_faces, len(confident))
+        """Faces in the whole frame, merged over a few scales.
+
+        The HOG detector's recall depends on scale (a tilted face found at one size is missed at
+        the next), so the first search of a clip uses a small pyramid: the frame shrunk to
+        `detect_side` with and without upsampling, plus the full resolution. Later searches (a
+        lost track) use the cheap shrunken passes only.
+        """
+        side = max(gray.shape[:2])
+        scale = min(1.0, self.detect_side / side)
+        passes = [(scale, 0)]
+        if self.min_face * scale < self.landmarker.min_detectable_face:
+            passes.append((scale, 1))  # faces smaller than the detector window
+        if self.stats.detector_runs == 0 and scale < 1.0:
+            passes.append((1.0, 0))
+            if side <= 2 * self.detect_side:
+                passes.append((1.0, 1))
+        detections: list[Detection] = []
+        for pass_scale, upsample in passes:
+            detections = _merge(detections, self._run_detector(gray, pass_scale, upsample))
         return detections
 
     def _detect_near(self, gray: np.ndarray, box: np.ndarray) -> Detection | None:
@@ -223,7 +270,12 @@ class FaceTracker:
         return best
 
     def _choose(self, detections: list[Detection], shape) -> Detection | None:
-        """The main face: large, confident, and central (or near where the track was lost)."""
+        """The main face: large and central (or near where the track was lost).
+
+        Detector confidence only tips the balance: dlib's HOG scores do not separate real
+        faces from false positives well (a tilted real face can score 0.1, a fabric pattern 0.1,
+        a small face in the background 1.0), while size and position do.
+        """
         if not detections:
             return None
         height, width = shape[:2]
@@ -232,8 +284,22 @@ class FaceTracker:
 
         def score(d: Detection) -> float:
             distance = float(np.linalg.norm(d.center - anchor)) / diagonal  # 0 .. ~1
-            # dlib HOG scores are ~0 for weak detections and 1-3 for clear frontal faces.
-            confidence = float(np.clip(d.score + 0.5, 0.1, 3.0))
+            confidence = float(np.clip(0.75 + 0.25 * d.score, 0.5, 1.25))
             return d.size * confidence * (1.0 - distance)
 
-        return max(detections, key=score)
+        best = max(detections, key=score)
+        others = [d for d in detections if d is not best and d.score >= self.confident_score]
+        self.stats.max_faces = max(self.stats.max_faces, 1 + len(others))
+        return best
+
+
+def _merge(kept: list[Detection], new: list[Detection], iou: float = 0.3) -> list[Detection]:
+    """Union of two detection lists; overlapping boxes keep the higher score."""
+    out = list(kept)
+    for detection in new:
+        overlapping = [i for i, k in enumerate(out) if box_iou(k.box, detection.box) > iou]
+        if not overlapping:
+            out.append(detection)
+        elif all(detection.score > out[i].score for i in overlapping):
+            out = [k for i, k in enumerate(out) if i not in overlapping] + [detection]
+    return out
