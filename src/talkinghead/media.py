@@ -110,7 +110,8 @@ def _pil_to_rgb(image) -> np.ndarray:
 
 
 def _first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
+    # FFmpeg errors repeat the file name, which the caller already prints.
+    text = (getattr(error, "strerror", None) or str(error)).strip().splitlines()
     return text[0] if text else type(error).__name__
 
 

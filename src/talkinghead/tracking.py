@@ -232,8 +232,8 @@ class FaceTracker:
 
         The HOG detector's recall depends on scale (a tilted face found at one size is missed at
         the next), so the first search of a clip uses a small pyramid: the frame shrunk to
-        `detect_side` with and without upsampling, plus the full resolution. Later searches (a
-        lost track) use the cheap shrunken passes only.
+        `detect_side` with and without upsampling, plus twice that size (at most the full
+        resolution). Later searches (a lost track) use the cheap shrunken passes only.
         """
         side = max(gray.shape[:2])
         scale = min(1.0, self.detect_side / side)
@@ -241,8 +241,9 @@ class FaceTracker:
         if self.min_face * scale < self.landmarker.min_detectable_face:
             passes.append((scale, 1))  # faces smaller than the detector window
         if self.stats.detector_runs == 0 and scale < 1.0:
-            passes.append((1.0, 0))
-            if side <= 2 * self.detect_side:
+            larger = min(1.0, 2 * self.detect_side / side)
+            passes.append((larger, 0))
+            if larger == 1.0:
                 passes.append((1.0, 1))
         detections: list[Detection] = []
         for pass_scale, upsample in passes:
