@@ -77,11 +77,14 @@ def test_identities_from_paths(tmp_path):
     sources, problems = discover(
         [tmp_path / "vox", tmp_path / "people", tmp_path / "single.mp4", portraits, tmp_path / "gone.mp4"]
     )
+    # An identity folder given as the input names its clips.
+    (obama,) = [s for s in discover([tmp_path / "people" / "obama"])[0]]
+    assert obama.identity == "obama"
     found = {Path(s.path).relative_to(tmp_path).as_posix(): (s.kind, s.identity) for s in sources}
     assert found == {
         "vox/id00017/5MkXgwdrmJw/00001.mp4": ("video", "id00017"),
         "people/obama/a.mp4": ("video", "obama"),
-        "people/b.mp4": ("video", "b"),
+        "people/b.mp4": ("video", "people"),
         "people/may/speech": ("frames", "may"),
         "single.mp4": ("video", "single"),
         "portraits/mona_lisa.jpg": ("image", "mona_lisa"),
@@ -105,7 +108,7 @@ def test_frame_folder_and_stride(tmp_path, carphone):
     summary = prepare([tmp_path / "frames"], tmp_path / "ds", PrepareOptions(crop_size=64), workers=1, progress=False)
     meta = FaceDataset(tmp_path / "ds").meta(0)
     assert summary.clips == 1 and meta["kind"] == "frames" and meta["num_frames"] >= 11
-    assert meta["identity"] == "man"  # a clip at the input root is named after itself
+    assert meta["identity"] == "frames"  # a clip (here a frame folder) inside an input folder is its person's
     # max-frames spreads the frames over the whole clip
     spread = FaceDataset_from(carphone, tmp_path / "spread", PrepareOptions(crop_size=64, max_frames=10))
     numbers = spread.shards[0].clip_array(0, "frame_numbers")

@@ -34,7 +34,7 @@ from .io import remove_stale_temporaries, write_json
 from .media import MediaError, VideoReader, is_image_path, is_video_path, load_image
 
 # Bump when a change to the code changes what `prepare` writes for the same input.
-PIPELINE_VERSION = 1
+PIPELINE_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -97,14 +97,21 @@ _VOXCELEB_ID = re.compile(r"^id\d+$")
 _NUMBERED = re.compile(r"\d+$")
 
 
-def _identity(path: Path, root: Path) -> str:
-    """VoxCeleb2's `id/video/clip` gives the id; else the parent folder under the input root,
-    else the file (or folder) name itself."""
+def _identity(path: Path, root: Path, kind: str) -> str:
+    """Who is in a clip, from its path.
+
+    VoxCeleb2's `id/video/clip` gives the id. Otherwise a clip's parent folder names it, also
+    when that folder is the input itself (`prepare videos/obama`): a folder of clips is one
+    person's. Images directly in an input folder keep their own names, since a folder of portraits
+    is usually many people; so does a file given by itself.
+    """
     if len(path.parts) >= 3 and _VOXCELEB_ID.match(path.parent.parent.name):
         return path.parent.parent.name
-    if path != root and path.parent != root and root in path.parents:
-        return path.parent.name
-    return path.stem if path.is_file() else path.name
+    if path == root:
+        return path.stem if path.is_file() else path.name
+    if path.parent == root and kind == "image":
+        return path.stem
+    return path.parent.name
 
 
 def _is_frame_folder(images: list[Path]) -> bool:
@@ -122,7 +129,7 @@ def discover(inputs: list[str | Path]) -> tuple[list[Source], list[dict[str, str
 
     def add(path: Path, kind: str, root: Path) -> None:
         key = str(path)
-        sources.setdefault(key, Source(key, kind, _identity(path, root)))
+        sources.setdefault(key, Source(key, kind, _identity(path, root, kind)))
 
     for raw in inputs:
         root = Path(raw).expanduser().absolute()
