@@ -1,0 +1,161 @@
+"""Model and training configuration: named presets, files, and `key=value` overrides.
+
+A config is plain data (dataclasses of numbers and strings). It is written as JSON into every run
+folder and every checkpoint, so a checkpoint always says how to rebuild its networks.
+
+Defaults are the paper's (Zakharov et al. 2019, §3.2-3.4 and the supplementary material) where it
+gives a value; the source of each is noted beside it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class ModelConfig:
+    resolution: int = 256  # paper: 256x256 crops
+    base_channels: int = 64  # paper: widths 64 -> 512
+    max_channels: int = 512
+    embedding_dim: int = 512  # paper: e-hat is 512-d
+    bottleneck_resolution: int = 16  # generator downsamples to this size before its residual blocks
+    bottleneck_blocks: int = 5  # residual AdaIN blocks at the bottleneck
+    attention_resolutions: tuple[int, ...] = (32, 64)  # paper: self-attention at 32 and 64 px
+    landmark_thickness: int = 0  # line width of landmark images; 0 = 1 px per 128 px
+
+    def __post_init__(self) -> None:
+        self.attention_resolutions = tuple(int(r) for r in self.attention_resolutions)
+        size = self.resolution
+        if size & (size - 1) or size < 16:
+            raise ValueError(f"model.resolution must be a power of two >= 16, got {size}")
+        if self.bottleneck_resolution > size // 2:
+            raise ValueError(f"model.bottleneck_resolution ({self.bottleneck_resolution}) must be <= resolution / 2")
+
+
+@dataclass
+class LossConfig:
+    # Paper §3.2 / supplementary: content loss = 1e-2 * VGG19 + 2e-3 * VGGFace, feature matching 10,
+    # embedding match 80, adversarial 1. VGG16 (ImageNet) and FaceNet stand in for VGG19 and
+    # VGGFace, whose weights cannot be had here (docs/training.md).
+    vgg: float = 1e-2
+    face: float = 2e-3
+    adversarial: float = 1.0
+    feature_matching: float = 10.0
+    embedding_match: float = 80.0
+    l1: float = 0.0  # plain pixel L1, not in the paper; useful for quick CPU runs
+
+
+@dataclass
+class TrainConfig:
+    shots: int = 8  # K frames per episode (paper: K = 8 for meta-learning)
+    batch_size: int = 2  # episodes per step per process (paper: 48 over 8 GPUs; memory-bound here)
+    lr_generator: float = 5e-5  # paper: 5e-5 for E and G (two time-scale update rule)
+    lr_discriminator: float = 2e-4  # paper: 2e-4 for D
+    betas: tuple[float, float] = (0.0, 0.999)  # BigGAN/SAGAN's Adam betas; the paper does not say
+    discriminator_steps: int = 1  # D updates per generator update
+    steps: int = 100_000
+    seed: int = 0
+    workers: int = 2  # DataLoader worker processes per training process
+    amp: bool = True  # bf16/fp16 autocast on GPU (ignored on CPU)
+    channels_last: bool = True  # on GPU
+    compile: bool = False  # torch.compile the networks (GPU)
+    log_every: int = 50  # TensorBoard scalars
+    sample_every: int = 500  # sample grids (landmarks | real | generated)
+    checkpoint_every: int = 1000
+    keep_checkpoints: int = 3
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Config":
+        unknown = set(data) - {"model", "loss", "train"}
+        if unknown:
+            raise ValueError(f"unknown config sections: {sorted(unknown)}")
+        return cls(
+            model=_build(ModelConfig, data.get("model", {}), "model"),
+            loss=_build(LossConfig, data.get("loss", {}), "loss"),
+            train=_build(TrainConfig, data.get("train", {}), "train"),
+        )
+
+    def override(self, assignments: list[str]) -> "Config":
+        """Apply `section.key=value` strings (value parsed as JSON when it parses, else a string)."""
+        data = self.to_dict()
+        for assignment in assignments:
+            key, sep, raw = assignment.partition("=")
+            section, dot, name = key.strip().partition(".")
+            if not sep or not dot or section not in data or name not in data[section]:
+                raise ValueError(f"--set {assignment!r}: expected section.key=value with a known key, e.g. train.steps=1000")
+            try:
+                value = json.loads(raw)
+            except json.JSONDecodeError:
+                value = raw
+            data[section][name] = value
+        return Config.from_dict(data)
+
+
+def _build(kind, values: dict[str, Any], section: str):
+    names = {f.name for f in dataclasses.fields(kind)}
+    unknown = set(values) - names
+    if unknown:
+        raise ValueError(f"unknown {section} settings: {sorted(unknown)}")
+    fixed = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+    return kind(**fixed)
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # For tests: seconds per step on a CPU.
+    "tiny": {
+        "model": {
+            "resolution": 32,
+            "base_channels": 8,
+            "max_channels": 32,
+            "embedding_dim": 32,
+            "bottleneck_resolution": 8,
+            "bottleneck_blocks": 1,
+            "attention_resolutions": [16],
+        },
+        "train": {"shots": 2, "batch_size": 2, "workers": 0, "log_every": 1, "sample_every": 2, "checkpoint_every": 2},
+    },
+    # What a 2-core CPU can train in hours.
+    "cpu": {
+        "model": {
+            "resolution": 128,
+            "base_channels": 32,
+            "max_channels": 256,
+            "embedding_dim": 256,
+            "bottleneck_resolution": 16,
+            "bottleneck_blocks": 3,
+            "attention_resolutions": [32],
+        },
+        "train": {"shots": 4, "batch_size": 2},
+    },
+    # The paper's networks at 256 px.
+    "paper": {},
+}
+
+
+def load_config(name_or_path: str, overrides: list[str] | None = None) -> Config:
+    """A preset name (`tiny`, `cpu`, `paper`) or a JSON file, then `section.key=value` overrides."""
+    if name_or_path in PRESETS:
+        config = Config.from_dict(PRESETS[name_or_path])
+    else:
+        path = Path(name_or_path)
+        if not path.is_file():
+            raise ValueError(f"--config {name_or_path!r}: not a preset ({', '.join(PRESETS)}) nor a file")
+        try:
+            config = Config.from_dict(json.loads(path.read_text()))
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path}: not valid JSON ({error.msg} at line {error.lineno})") from None
+    return config.override(overrides or [])
