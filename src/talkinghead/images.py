@@ -1,0 +1,21 @@
+"""The one place where uint8 images and float tensors convert into each other.
+
+Tensors are `[..., 3, H, W]` float in [-1, 1]; arrays are `[..., H, W, 3]` uint8 RGB.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def to_tensor(images: np.ndarray) -> torch.Tensor:
+    """`[..., H, W, 3]` uint8 -> `[..., 3, H, W]` float32 in [-1, 1]."""
+    tensor = torch.from_numpy(np.ascontiguousarray(images)).movedim(-1, -3)
+    return tensor.float().div_(127.5).sub_(1.0)
+
+
+def to_uint8(tensor: torch.Tensor) -> np.ndarray:
+    """`[..., 3, H, W]` float in [-1, 1] -> `[..., H, W, 3]` uint8 (rounded, clipped)."""
+    array = ((tensor.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return array.movedim(-3, -1).cpu().numpy()

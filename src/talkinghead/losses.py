@@ -1,0 +1,119 @@
+"""The paper's losses (§3.2) as small functions, and the content loss's feature networks.
+
+Generator side:  L = L_CNT + L_ADV + L_MCH, with L_ADV = -D(x-hat) + L_FM.
+Discriminator side: hinge loss, max(0, 1 + D(x-hat)) + max(0, 1 - D(x)).
+
+Every term has a weight in `LossConfig`; a weight of 0 skips the term (and, for the content loss,
+never loads its network).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import LossConfig
+
+
+def generator_hinge_loss(fake_scores: torch.Tensor) -> torch.Tensor:
+    """-D(x-hat), averaged: the generator raises the realism score of its frames."""
+    return -fake_scores.mean()
+
+
+def discriminator_hinge_loss(real_scores: torch.Tensor, fake_scores: torch.Tensor) -> torch.Tensor:
+    return F.relu(1.0 - real_scores).mean() + F.relu(1.0 + fake_scores).mean()
+
+
+def feature_matching_loss(real_features: list[torch.Tensor], fake_features: list[torch.Tensor]) -> torch.Tensor:
+    """L1 between the discriminator's features of real and generated frames (real ones fixed)."""
+    return sum(F.l1_loss(fake, real.detach()) for real, fake in zip(real_features, fake_features)) / len(real_features)
+
+
+def embedding_match_loss(embedding: torch.Tensor, video_vector: torch.Tensor) -> torch.Tensor:
+    """L1 between the embedder's e-hat and the discriminator's W_i (paper's L_MCH(phi, W)).
+
+    Both sides move toward each other. Since E and W have different optimizers, the training loop
+    applies it twice: in the generator step with W_i fixed (moves E), in the discriminator step
+    with e-hat fixed (moves W_i). Detach the side that must not move before calling.
+    """
+    return F.l1_loss(embedding, video_vector)
+
+
+class ContentLoss(nn.Module):
+    """Weighted L1 between features of real and generated frames in two pretrained networks.
+
+    Paper: VGG19 (ImageNet) and VGGFace. Here: VGG16 (ImageNet) at relu1_1..relu5_1 and FaceNet
+    (CASIA-WebFace) at five depths, on the central face region resized to its 160 px input.
+    Frames `[B, 3, H, W]` in [-1, 1].
+    """
+
+    # Fraction of the crop FaceNet sees: prepare's crops are 1.8x the landmarks' extent, and
+    # FaceNet was trained on face boxes with a small margin.
+    FACE_REGION = 0.7
+
+    def __init__(self, vgg_weight: float, face_weight: float):
+        super().__init__()
+        from .features import load_facenet, load_vgg16
+
+        self.vgg_weight, self.face_weight = vgg_weight, face_weight
+        self.vgg = load_vgg16() if vgg_weight else None
+        self.facenet = load_facenet() if face_weight else None
+
+    def forward(self, real: torch.Tensor, fake: torch.Tensor) -> dict[str, torch.Tensor]:
+        from .features.facenet import prewhiten
+        from .features.vgg import imagenet_normalize
+
+        terms: dict[str, torch.Tensor] = {}
+        if self.vgg is not None:
+            both = self.vgg.features(imagenet_normalize(torch.cat([real, fake])))
+            terms["vgg"] = self.vgg_weight * sum(_half_l1(f) for f in both)
+        if self.facenet is not None:
+            size = real.shape[-1]
+            margin = round(size * (1 - self.FACE_REGION) / 2)
+            faces = torch.cat([real, fake])[..., margin : size - margin, margin : size - margin]
+            faces = F.interpolate(faces, size=(160, 160), mode="bilinear", align_corners=False, antialias=True)
+            both = self.facenet.features(prewhiten(faces))
+            terms["face"] = self.face_weight * sum(_half_l1(f) for f in both)
+        return terms
+
+
+def _half_l1(features: torch.Tensor) -> torch.Tensor:
+    """L1 between the first and second half of a batch of features (real | fake), real fixed."""
+    real, fake = features.chunk(2)
+    return F.l1_loss(fake, real.detach())
+
+
+class GeneratorLoss(nn.Module):
+    """All the generator-side terms; returns the total and each weighted term (for logging)."""
+
+    def __init__(self, config: LossConfig):
+        super().__init__()
+        self.config = config
+        self.content = ContentLoss(config.vgg, config.face) if (config.vgg or config.face) else None
+
+    def forward(
+        self,
+        *,
+        real: torch.Tensor,
+        fake: torch.Tensor,
+        fake_scores: torch.Tensor,
+        real_features: list[torch.Tensor],
+        fake_features: list[torch.Tensor],
+        embedding: torch.Tensor | None = None,
+        video_vector: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        c = self.config
+        terms: dict[str, torch.Tensor] = {}
+        if self.content is not None:
+            terms.update(self.content(real, fake))
+        if c.l1:
+            terms["l1"] = c.l1 * F.l1_loss(fake, real)
+        if c.adversarial:
+            terms["adversarial"] = c.adversarial * generator_hinge_loss(fake_scores)
+        if c.feature_matching:
+            terms["feature_matching"] = c.feature_matching * feature_matching_loss(real_features, fake_features)
+        if c.embedding_match and embedding is not None and video_vector is not None:
+            terms["embedding_match"] = c.embedding_match * embedding_match_loss(embedding, video_vector.detach())
+        total = sum(terms.values()) if terms else fake.sum() * 0
+        return total, terms
