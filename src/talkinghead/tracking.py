@@ -71,7 +71,7 @@ class FaceTracker:
     """
 
     landmarker: Landmarker
-    min_face: float = 64.0
+    min_face: float = 48.0
     verify_every: int = 10
     max_misses: int = 2
     detect_side: int = 640

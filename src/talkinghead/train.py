@@ -172,6 +172,14 @@ def _prepare_run(run: Path, config: Config, data: Path, num_videos: int, resume:
     return config, state
 
 
+@dataclass
+class TrainResult:
+    step: int
+    losses: dict[str, float]  # the last logged values (rank 0; empty elsewhere)
+    embedder_generator: EmbedderGenerator  # this process's networks, unwrapped from DDP
+    discriminator: Discriminator
+
+
 def train(
     data: str | Path,
     config: Config,
@@ -180,8 +188,8 @@ def train(
     resume: bool = False,
     progress: bool = True,
     max_steps: int | None = None,
-) -> dict[str, Any]:
-    """Meta-train E, G and D on a prepared data set. Returns the last logged losses.
+) -> TrainResult:
+    """Meta-train E, G and D on a prepared data set.
 
     `max_steps` stops early after that many steps in this call (tests, chained jobs);
     `config.train.steps` is where training ends.
@@ -194,7 +202,7 @@ def train(
             dist.destroy_process_group()
 
 
-def _train(data_dir, config, run, env, device, resume, progress, max_steps) -> dict[str, Any]:
+def _train(data_dir, config, run, env, device, resume, progress, max_steps) -> TrainResult:
     from tqdm import tqdm
 
     t = config.train
@@ -330,7 +338,8 @@ def _train(data_dir, config, run, env, device, resume, progress, max_steps) -> d
             signal.signal(s, handler)
     if stop["signal"] is not None and env.main:
         print(f"talkinghead train: stopped at step {step}; checkpoint saved, --resume continues", file=sys.stderr)
-    return logged
+    eg_module = eg.module if isinstance(eg, nn.parallel.DistributedDataParallel) else eg
+    return TrainResult(step, logged, eg_module, d_raw)
 
 
 def _save(run, step, config, num_videos, eg, d_raw, opt_g, opt_d, env) -> None:

@@ -1,0 +1,125 @@
+"""Meta-training end to end on a tiny config: run folder, exact resume, DDP on CPU (gloo)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from talkinghead.checkpoint import list_checkpoints, load_checkpoint
+from talkinghead.config import load_config
+from talkinghead.prepare import PrepareOptions, prepare
+from talkinghead.train import TrainError, train
+
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory, carphone, astronaut) -> Path:
+    """Four real clips: carphone under three names and the astronaut photo, 32 px crops."""
+    root = tmp_path_factory.mktemp("train-data")
+    for name in ("anna", "ben", "carl"):
+        (root / "in" / name).mkdir(parents=True)
+        shutil.copy(carphone, root / "in" / name / "talk.mp4")
+    Image.fromarray(astronaut).save(root / "in" / "astronaut.png")
+    prepare([root / "in"], root / "data", PrepareOptions(crop_size=32, max_frames=12), workers=1, progress=False)
+    return root / "data"
+
+
+def tiny_config(**train):
+    settings = [f"train.{k}={json.dumps(v)}" for k, v in train.items()]
+    # The feature networks make the content loss; keep them in, they are the point of the loss.
+    return load_config("tiny", ["train.batch_size=2", *settings])
+
+
+def test_tiny_training_writes_a_complete_run(tiny_data, tmp_path):
+    result = train(tiny_data, tiny_config(steps=4), tmp_path / "run", progress=False)
+    assert result.step == 4
+    assert all(torch.isfinite(torch.tensor(v)) for v in result.losses.values())
+    assert {"loss/vgg", "loss/face", "loss/adversarial", "loss/feature_matching", "loss/embedding_match"} <= set(result.losses)
+    run = tmp_path / "run"
+    config = json.loads((run / "config.json").read_text())
+    assert config["model"]["resolution"] == 32 and config["num_videos"] == 4
+    assert [p.name for p in list_checkpoints(run / "checkpoints")] == ["step-000000002.pt", "step-000000004.pt"]
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in lines] == [1, 2, 3, 4]
+    grid = Image.open(run / "samples" / "step-000000004.png")
+    assert grid.size == (4 * 32, 2 * 32)  # landmarks | real | generated | shot, one row per episode
+    assert any((run / "tensorboard").iterdir())
+    state = load_checkpoint(run / "checkpoints" / "step-000000004.pt")  # weights_only=True
+    assert state["step"] == 4 and state["config"]["model"]["resolution"] == 32
+
+
+def test_resume_reproduces_the_uninterrupted_run(tiny_data, tmp_path):
+    torch.set_num_threads(1)  # bitwise-identical arithmetic between the two runs
+    config = tiny_config(steps=3, checkpoint_every=2)
+    straight = train(tiny_data, config, tmp_path / "straight", progress=False)
+    first = train(tiny_data, config, tmp_path / "split", progress=False, max_steps=2)
+    assert first.step == 2
+    with pytest.raises(TrainError, match="--resume"):
+        train(tiny_data, config, tmp_path / "split", progress=False)
+    resumed = train(tiny_data, config, tmp_path / "split", resume=True, progress=False)
+    assert resumed.step == 3
+    for a, b in [(straight.embedder_generator, resumed.embedder_generator), (straight.discriminator, resumed.discriminator)]:
+        for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
+            assert torch.equal(x, y), name
+    losses = lambda logged: {k: v for k, v in logged.items() if k.startswith("loss/")}  # noqa: E731
+    assert losses(straight.losses) == losses(resumed.losses)
+
+
+def test_cli_errors_are_one_line(tiny_data, tmp_path):
+    env = {**os.environ, "PYTHONPATH": SRC}
+    bad = subprocess.run(
+        [sys.executable, "-m", "talkinghead", "train", "--data", str(tmp_path / "nothing"), "--config", "tiny", "--out", str(tmp_path / "r")],
+        capture_output=True, text=True, env=env,
+    )
+    assert bad.returncode == 2 and "no *.thshard shards" in bad.stderr and "Traceback" not in bad.stderr
+    bad = subprocess.run(
+        [sys.executable, "-m", "talkinghead", "train", "--data", str(tiny_data), "--config", "tiny", "--out", str(tmp_path / "r"), "--set", "model.width=3"],
+        capture_output=True, text=True, env=env,
+    )
+    assert bad.returncode == 2 and "model.width" in bad.stderr and "Traceback" not in bad.stderr
+
+
+DDP_SCRIPT = """
+import sys, torch, torch.distributed as dist
+from talkinghead.config import load_config
+from talkinghead.train import train
+rank_file = sys.argv[3]
+config = load_config("tiny", ["train.batch_size=1", "train.steps=3", "train.checkpoint_every=2"])
+result = train(sys.argv[1], config, sys.argv[2], progress=False)
+state = {**{"eg." + k: v for k, v in result.embedder_generator.state_dict().items()},
+         **{"d." + k: v for k, v in result.discriminator.state_dict().items()}}
+import os
+torch.save(state, rank_file.replace("RANK", os.environ["RANK"]))
+"""
+
+
+@pytest.mark.slow
+def test_ddp_two_gloo_processes_stay_identical(tiny_data, tmp_path):
+    script = tmp_path / "ddp.py"
+    script.write_text(DDP_SCRIPT)
+    env = {**os.environ, "PYTHONPATH": SRC, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29531",
+         str(script), str(tiny_data), str(tmp_path / "run"), str(tmp_path / "rank-RANK.pt")],
+        capture_output=True, text=True, env=env, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    rank0 = torch.load(tmp_path / "rank-0.pt", weights_only=True)
+    rank1 = torch.load(tmp_path / "rank-1.pt", weights_only=True)
+    assert rank0.keys() == rank1.keys()
+    for name in rank0:
+        assert torch.equal(rank0[name], rank1[name]), name
+    # Training moved the weights, and only rank 0 wrote the run folder.
+    initial = load_checkpoint(list_checkpoints(tmp_path / "run" / "checkpoints")[0])
+    assert initial["step"] == 2
+    assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 3
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["world_size"] == 2
