@@ -1,0 +1,120 @@
+"""Benchmark meta-training steps: seconds per step, samples/s, peak memory. Prints one JSON object.
+
+    python bench/bench_train.py [--configs tiny cpu paper] [--steps 3] [--device cpu|cuda]
+
+Each config runs in its own process (so peak memory is its own) on synthetic episodes of its
+resolution, with the full loss (VGG16 + FaceNet content, hinge, feature matching, embedding
+match): generator step + discriminator step, as in `talkinghead train`. The first step is
+warm-up and not timed. On CUDA, AMP (bf16) and channels-last follow the config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+
+
+def run_one(name: str, steps: int, device_name: str) -> dict:
+    import torch
+
+    from talkinghead.config import load_config
+    from talkinghead.losses import GeneratorLoss, discriminator_hinge_loss
+    from talkinghead.models import build_networks
+    from talkinghead.train import EmbedderGenerator, _autocast, requires_grad
+
+    config = load_config(name)
+    t, R = config.train, config.model.resolution
+    device = torch.device(device_name)
+    embedder, generator, discriminator = build_networks(config.model, num_videos=1000)
+    eg, d = EmbedderGenerator(embedder, generator).to(device), discriminator.to(device)
+    channels_last = device.type == "cuda" and t.channels_last
+    if channels_last:
+        eg, d = eg.to(memory_format=torch.channels_last), d.to(memory_format=torch.channels_last)
+    loss_fn = GeneratorLoss(config.loss).to(device)
+    opt_g = torch.optim.Adam(eg.parameters(), lr=t.lr_generator, betas=t.betas)
+    opt_d = torch.optim.Adam(d.parameters(), lr=t.lr_discriminator, betas=t.betas)
+    B, K = t.batch_size, t.shots
+    g = torch.Generator().manual_seed(0)
+    src = (torch.rand(B, K, 3, R, R, generator=g) * 2 - 1).to(device)
+    src_lm = (torch.rand(B, K, 3, R, R, generator=g) * 2 - 1).to(device)
+    real = (torch.rand(B, 3, R, R, generator=g) * 2 - 1).to(device)
+    lm = (torch.rand(B, 3, R, R, generator=g) * 2 - 1).to(device)
+    videos = torch.arange(B, device=device)
+    times = []
+    for _ in range(steps + 1):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        requires_grad(d, False)
+        with _autocast(device, t.amp):
+            fake, embedding = eg(src, src_lm, lm)
+            scores, features = d(torch.cat([real, fake]), torch.cat([lm, lm]), torch.cat([videos, videos]))
+            loss, _ = loss_fn(real=real, fake=fake, fake_scores=scores.chunk(2)[1],
+                              real_features=[f.chunk(2)[0] for f in features], fake_features=[f.chunk(2)[1] for f in features],
+                              embedding=embedding, video_vector=d.W(videos))
+        opt_g.zero_grad()
+        loss.float().backward()
+        opt_g.step()
+        requires_grad(d, True)
+        with _autocast(device, t.amp):
+            scores, _ = d(torch.cat([real, fake.detach()]), torch.cat([lm, lm]), torch.cat([videos, videos]))
+            loss_d = discriminator_hinge_loss(*scores.float().chunk(2))
+        opt_d.zero_grad()
+        loss_d.backward()
+        opt_d.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    seconds = sum(times[1:]) / steps
+    result = {
+        "config": name,
+        "resolution": R,
+        "batch_size": B,
+        "shots": K,
+        "parameters_millions": round(sum(p.numel() for m in (eg, d) for p in m.parameters()) / 1e6, 2),
+        "seconds_per_step": round(seconds, 3),
+        "samples_per_second": round(B / seconds, 2),
+    }
+    if device.type == "cuda":
+        result["peak_gpu_memory_gb"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
+        result["amp"] = bool(t.amp)
+    result["peak_process_memory_gb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--configs", nargs="+", default=["tiny", "cpu", "paper"])
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--device", default="cuda" if "--cuda" in sys.argv else "cpu")
+    parser.add_argument("--one", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(run_one(args.one, args.steps, args.device)))
+        return
+    import torch
+
+    results = []
+    for name in args.configs:
+        out = subprocess.run(
+            [sys.executable, __file__, "--one", name, "--steps", str(args.steps), "--device", args.device],
+            capture_output=True, text=True, check=True,
+        )
+        results.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    print(json.dumps({
+        "benchmark": "train_step",
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "device": args.device if args.device == "cpu" else torch.cuda.get_device_name(),
+        "torch_threads": torch.get_num_threads(),
+        "results": results,
+    }, indent=2))
+
+
+if __name__ == "__main__":
+    main()
