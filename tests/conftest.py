@@ -98,3 +98,33 @@ def landmarker():
     from talkinghead.landmarks import DlibLandmarker
 
     return DlibLandmarker()
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory, carphone, astronaut) -> Path:
+    """Four real clips: carphone under three names and the astronaut photo, 32 px crops."""
+    import shutil
+
+    from PIL import Image
+
+    from talkinghead.prepare import PrepareOptions, prepare
+
+    root = tmp_path_factory.mktemp("tiny-data")
+    for name in ("anna", "ben", "carl"):
+        (root / "in" / name).mkdir(parents=True)
+        shutil.copy(carphone, root / "in" / name / "talk.mp4")
+    Image.fromarray(astronaut).save(root / "in" / "astronaut.png")
+    prepare([root / "in"], root / "data", PrepareOptions(crop_size=32, max_frames=12), workers=1, progress=False)
+    return root / "data"
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_data, tmp_path_factory) -> Path:
+    """A tiny model trained for two steps with `talkinghead train` and exported."""
+    from talkinghead.checkpoint import export_model, list_checkpoints
+    from talkinghead.config import load_config
+    from talkinghead.train import train
+
+    run = tmp_path_factory.mktemp("tiny-run")
+    train(tiny_data, load_config("tiny", ["train.steps=2"]), run, progress=False)
+    return export_model(list_checkpoints(run / "checkpoints")[-1], run / "tiny.safetensors")

@@ -47,3 +47,85 @@ def list_checkpoints(folder: Path) -> list[Path]:
 def prune_checkpoints(folder: Path, keep: int) -> None:
     for old in list_checkpoints(folder)[:-keep] if keep > 0 else []:
         old.unlink(missing_ok=True)
+
+
+# -- model files: what fit and animate need, without optimizer state or the per-clip W table ------
+
+
+def export_model(checkpoint: str | Path, out: str | Path, *, half: bool = True) -> Path:
+    """Write E, G and D (less its per-training-clip table W) as one safetensors file.
+
+    `half` stores float16 (the bundled model must stay under 50 MB); loading casts back to float32.
+    The config and the training step travel in the file's metadata.
+    """
+    import json
+
+    from safetensors.torch import save_file
+
+    state = load_checkpoint(checkpoint)
+    tensors = {f"eg.{k}": v for k, v in state["embedder_generator"].items()}
+    tensors.update({f"d.{k}": v for k, v in state["discriminator"].items() if not k.startswith("W.")})
+    if half:
+        tensors = {k: v.half() if v.is_floating_point() else v for k, v in tensors.items()}
+    metadata = {
+        "format": "talkinghead-model",
+        "format_version": str(FORMAT_VERSION),
+        "talkinghead_version": __version__,
+        "config": json.dumps(state["config"]),
+        "step": str(state["step"]),
+    }
+    with atomic_path(Path(out)) as tmp:
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
+    return Path(out)
+
+
+def load_model(path: str | Path):
+    """(config, embedder, generator, discriminator) from a model file or a training checkpoint.
+
+    The discriminator comes with a one-row W (fine-tuning gives it the new person's vector).
+    Networks are float32 and in eval mode.
+    """
+    import json
+
+    from .config import Config
+    from .models import build_networks
+
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: model file not found")
+    if path.suffix == ".safetensors":
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+            if metadata.get("format") != "talkinghead-model":
+                raise ValueError(f"{path}: not a talkinghead model file")
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+        tensors = {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
+        config = Config.from_dict(json.loads(metadata["config"]))
+        eg_state = {k[3:]: v for k, v in tensors.items() if k.startswith("eg.")}
+        d_state = {k[2:]: v for k, v in tensors.items() if k.startswith("d.")}
+    else:
+        state = load_checkpoint(path)
+        config = Config.from_dict(state["config"])
+        eg_state = state["embedder_generator"]
+        d_state = {k: v for k, v in state["discriminator"].items() if not k.startswith("W.")}
+    embedder, generator, discriminator = build_networks(config.model, num_videos=1)
+    embedder.load_state_dict({k[len("embedder."):]: v for k, v in eg_state.items() if k.startswith("embedder.")})
+    generator.load_state_dict({k[len("generator."):]: v for k, v in eg_state.items() if k.startswith("generator.")})
+    d_state["W.weight"] = discriminator.W.weight.detach().clone()
+    discriminator.load_state_dict(d_state)
+    return config, embedder.eval(), generator.eval(), discriminator.eval()
+
+
+def main(args) -> int:
+    """`talkinghead export`."""
+    import sys
+
+    try:
+        path = export_model(args.checkpoint, args.out, half=not args.fp32)
+    except (OSError, ValueError, RuntimeError) as error:
+        print(f"talkinghead export: {args.checkpoint}: {error}", file=sys.stderr)
+        return 1
+    print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MB)")
+    return 0

@@ -93,6 +93,78 @@ def _add_train(commands) -> None:
     p.set_defaults(run="talkinghead.train")
 
 
+def _add_fit(commands) -> None:
+    p = commands.add_parser(
+        "fit",
+        help="make an avatar from one or a few images (or frames of a video) of a person",
+        description="Few-shot stage (paper section 3.3): embed the shots, initialise the person-specific "
+        "generator, and optionally fine-tune it on them. --steps 0 gives the feed-forward avatar.",
+    )
+    p.add_argument("inputs", nargs="+", metavar="IMAGE_OR_VIDEO", help="images of one person, or videos to take frames from")
+    p.add_argument("--out", required=True, help="avatar file to write (.avatar)")
+    p.add_argument("--model", help="model file or training checkpoint (default: the bundled model)")
+    p.add_argument("--shots", type=_positive(int), default=8, help="frames taken from videos, T (default: 8)")
+    p.add_argument("--steps", type=int, default=0, help="fine-tuning steps; 0 = feed-forward (default: 0)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run="talkinghead.avatar")
+
+
+def _add_animate(commands) -> None:
+    p = commands.add_parser(
+        "animate",
+        help="make a portrait talk: drive an avatar with a video's or a motion template's landmarks",
+        description="Write an H.264 mp4 at the driving video's frame rate, with its audio. Without "
+        "--driving, the bundled motion template drives the face.",
+    )
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--avatar", help="avatar file made by `talkinghead fit`")
+    source.add_argument("--source", nargs="+", metavar="IMAGE", help="image(s) of the person (fits an avatar first)")
+    p.add_argument("--driving", help="driving video or motion template .npz (default: the bundled motion)")
+    p.add_argument("--out", required=True, help="output video (.mp4)")
+    p.add_argument("--model", help="with --source: model file or checkpoint (default: the bundled model)")
+    p.add_argument("--steps", type=int, default=0, help="with --source: fine-tuning steps (default: 0 = feed-forward)")
+    p.add_argument(
+        "--mode",
+        choices=["relative", "absolute"],
+        default="relative",
+        help="relative: apply the driver's motion to the source's own face shape (default); "
+        "absolute: use the driver's landmarks as they are (the paper)",
+    )
+    p.add_argument("--reference", choices=["neutral", "first"], default="neutral", help="driver frame that relative motion is measured from (default: neutral)")
+    p.add_argument("--smooth", type=float, default=1.0, help="temporal smoothing of landmarks, Gaussian sigma in frames (default: 1.0; 0 = off)")
+    p.add_argument("--layout", choices=["crop", "side", "paste"], default="crop", help="crop; side = driver | landmarks | result; paste = into the portrait (default: crop)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run="talkinghead.animate")
+
+
+def _add_motion(commands) -> None:
+    p = commands.add_parser(
+        "motion",
+        help="save a driving video's landmark track as a small motion template",
+        description="Track the face through a video and save its landmarks (no pixels) as an .npz that "
+        "`animate --driving` accepts without decoding video again.",
+    )
+    p.add_argument("video")
+    p.add_argument("--out", required=True, help="motion template to write (.npz)")
+    p.add_argument("--start", type=float, default=0.0, help="seconds to skip (default: 0)")
+    p.add_argument("--duration", type=float, help="seconds to keep (default: all)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run="talkinghead.motion")
+
+
+def _add_export(commands) -> None:
+    p = commands.add_parser(
+        "export",
+        help="turn a training checkpoint into a compact model file for fit and animate",
+        description="Keep the embedder, generator and discriminator (without its per-clip table) and the "
+        "config; drop optimizer state. float16 by default.",
+    )
+    p.add_argument("checkpoint")
+    p.add_argument("--out", required=True, help="model file to write (.safetensors)")
+    p.add_argument("--fp32", action="store_true", help="keep float32 weights")
+    p.set_defaults(run="talkinghead.checkpoint")
+
+
 def _add_weights(commands) -> None:
     p = commands.add_parser(
         "weights",
@@ -113,6 +185,10 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(title="stages", metavar="COMMAND")
     _add_prepare(commands)
     _add_train(commands)
+    _add_fit(commands)
+    _add_animate(commands)
+    _add_motion(commands)
+    _add_export(commands)
     _add_weights(commands)
     return parser
 

@@ -238,3 +238,86 @@ class VideoReader:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class VideoWriter:
+    """Write `[H, W, 3] uint8 RGB` frames as an H.264 mp4, optionally with another file's audio.
+
+    The audio (re-encoded as AAC) is interleaved as frames are written and cut at the video's
+    length. Odd frame sizes are padded by one pixel (H.264 in yuv420p needs even sides). Write
+    to an `atomic_path`, so a failed run leaves no partial file.
+    """
+
+    def __init__(self, path: str | Path, fps: float, width: int, height: int, *, audio_from: str | Path | None = None, crf: int = 18):
+        import av
+        from fractions import Fraction
+
+        self._container = av.open(str(path), "w", format="mp4", options={"movflags": "faststart"})
+        self._rate = Fraction(fps).limit_denominator(1001)
+        self._video = self._container.add_stream("libx264", rate=self._rate, options={"crf": str(crf)})
+        self._video.width, self._video.height = width + width % 2, height + height % 2
+        self._video.pix_fmt = "yuv420p"
+        self.frames = 0
+        self.has_audio = False
+        self._source = None
+        if audio_from is not None:
+            source = av.open(str(audio_from), metadata_errors="ignore")
+            if source.streams.audio:
+                codec = source.streams.audio[0].codec_context
+                self._sample_rate = codec.sample_rate or 48000
+                layout = codec.layout.name if codec.layout and codec.layout.nb_channels <= 2 else "stereo"
+                self._audio = self._container.add_stream("aac", rate=self._sample_rate)
+                self._audio.layout = layout
+                self._resampler = av.AudioResampler(format="fltp", layout=layout, rate=self._sample_rate)
+                self._samples = self._decode_audio(source)
+                self._written = 0
+                self._source, self.has_audio = source, True
+            else:
+                source.close()
+
+    def _decode_audio(self, source):
+        import av
+
+        try:
+            for frame in source.decode(source.streams.audio[0]):
+                frame.pts = None
+                yield from self._resampler.resample(frame)
+        except (av.error.FFmpegError, ValueError):
+            return  # damaged audio: keep what decoded
+
+    def _pump_audio(self, until_seconds: float) -> None:
+        limit = int(until_seconds * self._sample_rate)
+        while self._written < limit:
+            chunk = next(self._samples, None)
+            if chunk is None:
+                return
+            chunk.pts = self._written
+            self._written += chunk.samples
+            self._container.mux(self._audio.encode(chunk))
+
+    def write(self, rgb: np.ndarray) -> None:
+        import av
+
+        height, width = rgb.shape[:2]
+        if height % 2 or width % 2:
+            rgb = np.pad(rgb, ((0, height % 2), (0, width % 2), (0, 0)), mode="edge")
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+        frame.pts = self.frames
+        frame.time_base = 1 / self._rate
+        self._container.mux(self._video.encode(frame))
+        self.frames += 1
+        if self.has_audio:
+            self._pump_audio(self.frames / self._rate)
+
+    def close(self) -> None:
+        self._container.mux(self._video.encode())
+        if self.has_audio:
+            self._container.mux(self._audio.encode(None))
+            self._source.close()
+        self._container.close()
+
+    def __enter__(self) -> "VideoWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -221,7 +221,16 @@ class _Worker:
 
 
 def prepare_source(source: Source, options: PrepareOptions, threads: int = 0) -> tuple[Clip | None, str]:
-    """Prepare one source. Returns (clip, "") or (None, reason it was skipped)."""
+    """Prepare one source for a shard (JPEG frames). Returns (clip, "") or (None, reason it was skipped)."""
+    return extract_faces(source, options, threads=threads, encode=lambda crop: encode_jpeg(crop, options.jpeg_quality))
+
+
+def extract_faces(source: Source, options: PrepareOptions, *, threads: int = 0, encode=None) -> tuple[Clip | None, str]:
+    """Track the main face of a source and cut its crops.
+
+    Returns (clip, "") or (None, reason). The clip's `frames` are `[S, S, 3] uint8` crops, or
+    whatever `encode` makes of each (JPEG bytes for shards).
+    """
     if _Worker.tracker is None:
         _Worker.init(options, threads)
     tracker = _Worker.tracker
@@ -261,11 +270,12 @@ def prepare_source(source: Source, options: PrepareOptions, threads: int = 0) ->
 
     # Pass 2: decode again and cut the crops, now that the (smoothed) boxes are known.
     wanted = {n: i for i, n in enumerate(numbers)}
-    jpegs: list[bytes | None] = [None] * len(numbers)
+    jpegs: list = [None] * len(numbers)
     for number, _, rgb, _ in _frames(source, _Worker.threads):
         i = wanted.get(number)
         if i is not None:
-            jpegs[i] = encode_jpeg(crop_image(rgb, boxes[i], crop.size), options.jpeg_quality)
+            crop_rgb = crop_image(rgb, boxes[i], crop.size)
+            jpegs[i] = encode(crop_rgb) if encode is not None else crop_rgb
         if number >= numbers[-1]:
             break
     keep = [i for i, j in enumerate(jpegs) if j is not None]  # a second decode is never shorter, but be safe

@@ -1,0 +1,294 @@
+"""Few-shot avatars (paper §3.3): one or a few images of a person -> a person-specific generator.
+
+    avatar = Avatar.fit(["mona_lisa.jpg"], steps=0)        # feed-forward: psi = P e-hat
+    avatar = Avatar.fit(frames_of_me, shots=8, steps=75)     # fine-tuned on the shots
+    avatar.save("mona.avatar")
+    for frame in avatar.animate(Motion.load("talk.npz")):   # [S, S, 3] uint8 frames
+        ...
+
+Fitting computes e-hat (the mean embedding of the T shots), initialises the person-specific
+AdaIN parameters psi' = P e-hat and the discriminator's vector w' = w0 + e-hat, then fine-tunes
+G (with psi') and D on the shots with the meta-learning losses less the embedding match.
+`steps=0` skips fine-tuning: the feed-forward (FF) avatar.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+
+from .config import Config
+from .drawing import draw_landmarks
+from .images import to_tensor, to_uint8
+from .io import atomic_path
+from .media import MediaError, is_video_path, load_image
+
+AVATAR_FORMAT = "talkinghead-avatar"
+
+
+class FitError(Exception):
+    """Inputs that give no usable face; one line."""
+
+
+def default_model_path() -> Path:
+    """The model bundled with the package (trained on the shared talking-head videos)."""
+    return Path(__file__).resolve().parent / "assets" / "default.safetensors"
+
+
+@dataclass
+class Avatar:
+    """A person-specific generator and what it was made from.
+
+    - `generator`, `psi`: G (fine-tuned or not) and its AdaIN parameters `[1, n]`
+    - `shots`: `[T, S, S, 3] uint8` face crops; `shot_landmarks`: `[T, 68, 2]` crop pixels
+    - `portrait`: the first input's full image, `[H, W, 3] uint8`; `portrait_box`: its crop box
+      (x0, y0, side) in that image, for pasting generated crops back
+    """
+
+    config: Config
+    generator: torch.nn.Module
+    psi: torch.Tensor
+    shots: np.ndarray
+    shot_landmarks: np.ndarray
+    portrait: np.ndarray
+    portrait_box: np.ndarray
+    steps: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def size(self) -> int:
+        return self.config.model.resolution
+
+    # -- making one -----------------------------------------------------------------------------
+
+    @classmethod
+    def fit(
+        cls,
+        inputs: Sequence[str | Path | np.ndarray],
+        *,
+        model: str | Path | None = None,
+        shots: int = 8,
+        steps: int = 0,
+        batch_size: int = 4,
+        device: str | torch.device | None = None,
+        progress: bool = False,
+        seed: int = 0,
+    ) -> "Avatar":
+        """Fit an avatar to images (paths or `[H, W, 3] uint8` arrays) or to T frames of videos."""
+        from .checkpoint import load_model
+
+        config, embedder, generator, discriminator = load_model(model or default_model_path())
+        device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        crops, landmarks, portrait, box, notes = _detect_shots(inputs, config.model.resolution, shots)
+        size = config.model.resolution
+        frames = to_tensor(crops).to(device)  # [T, 3, S, S]
+        drawn = to_tensor(np.stack([draw_landmarks(l, size, thickness=config.model.landmark_thickness or None) for l in landmarks])).to(device)
+        embedder, generator, discriminator = embedder.to(device), generator.to(device), discriminator.to(device)
+        with torch.no_grad():
+            embedding = embedder(frames, drawn).mean(0, keepdim=True)  # e-hat, [1, D]
+            psi = generator.adain_params(embedding)  # psi' initialised to P e-hat
+        if steps > 0:
+            generator, psi = _finetune(
+                config, generator, discriminator, psi, embedding, frames, drawn, steps, batch_size, progress, seed
+            )
+        generator.eval()
+        return cls(config, generator.cpu(), psi.detach().cpu(), crops, landmarks, portrait, box, steps, notes)
+
+    # -- using one ------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def generate(self, landmarks: np.ndarray, *, batch_size: int = 8) -> Iterator[np.ndarray]:
+        """Frames `[S, S, 3] uint8` for `[N, 68, 2]` landmarks in this avatar's crop pixels."""
+        device = next(self.generator.parameters()).device
+        thickness = self.config.model.landmark_thickness or None
+        for start in range(0, len(landmarks), batch_size):
+            chunk = landmarks[start : start + batch_size]
+            drawn = to_tensor(np.stack([draw_landmarks(l, self.size, thickness=thickness) for l in chunk])).to(device)
+            yield from to_uint8(self.generator(drawn, self.psi.to(device).expand(len(chunk), -1)))
+
+    def animate(self, motion, *, mode: str = "relative", reference: str = "neutral", smooth: float = 1.0, batch_size: int = 8) -> Iterator[np.ndarray]:
+        """Frames driven by a `Motion` (see motion.py for the retargeting modes)."""
+        landmarks = motion.smoothed(smooth).retarget(self.shot_landmarks[0], self.size, mode=mode, reference=reference)
+        yield from self.generate(landmarks, batch_size=batch_size)
+
+    # -- files ----------------------------------------------------------------------------------
+
+    def save(self, path: str | Path) -> Path:
+        """One safetensors file: generator weights, psi, shots, landmarks, portrait and config."""
+        from safetensors.torch import save_file
+
+        tensors = {f"generator.{k}": v.contiguous() for k, v in self.generator.state_dict().items()}
+        tensors.update(
+            psi=self.psi.contiguous(),
+            shots=torch.from_numpy(np.array(self.shots, copy=True)),
+            shot_landmarks=torch.from_numpy(self.shot_landmarks.astype(np.float32)),
+            portrait=torch.from_numpy(np.array(self.portrait, copy=True)),
+            portrait_box=torch.from_numpy(self.portrait_box.astype(np.float32)),
+        )
+        metadata = {
+            "format": AVATAR_FORMAT,
+            "version": "1",
+            "config": json.dumps(self.config.to_dict()),
+            "steps": str(self.steps),
+            "notes": json.dumps(self.notes),
+        }
+        path = Path(path)
+        with atomic_path(path) as tmp:
+            save_file(tensors, str(tmp), metadata=metadata)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Avatar":
+        from safetensors import SafetensorError, safe_open
+
+        from .models import Generator
+
+        path = Path(path)
+        if not path.is_file():
+            raise FitError(f"{path}: avatar file not found")
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                metadata = f.metadata() or {}
+                if metadata.get("format") != AVATAR_FORMAT:
+                    raise FitError(f"{path}: not a talkinghead avatar")
+                tensors = {k: f.get_tensor(k) for k in f.keys()}
+        except SafetensorError:
+            raise FitError(f"{path}: not a talkinghead avatar") from None
+        config = Config.from_dict(json.loads(metadata["config"]))
+        m = config.model
+        generator = Generator(
+            resolution=m.resolution, base_channels=m.base_channels, max_channels=m.max_channels,
+            embedding_dim=m.embedding_dim, bottleneck_resolution=m.bottleneck_resolution,
+            bottleneck_blocks=m.bottleneck_blocks, attention_resolutions=m.attention_resolutions,
+        )
+        generator.load_state_dict({k[len("generator."):]: v for k, v in tensors.items() if k.startswith("generator.")})
+        return cls(
+            config, generator.eval(), tensors["psi"], tensors["shots"].numpy(), tensors["shot_landmarks"].numpy(),
+            tensors["portrait"].numpy(), tensors["portrait_box"].numpy(), int(metadata["steps"]), json.loads(metadata["notes"]),
+        )
+
+
+def _detect_shots(inputs, size: int, shots: int):
+    """Face crops `[T, S, S, 3]` and landmarks `[T, 68, 2]` from images or frames of videos."""
+    from .crop import CropConfig, clip_boxes, crop_image, to_crop
+    from .landmarks import make_landmarker
+    from .prepare import PrepareOptions, Source, extract_faces
+    from .tracking import FaceTracker
+
+    if not inputs:
+        raise FitError("no input images")
+    tracker = FaceTracker(make_landmarker())
+    crops, landmarks, notes = [], [], []
+    portrait, box = None, None
+    videos = [p for p in inputs if not isinstance(p, np.ndarray) and is_video_path(Path(p))]
+    per_video = max(1, -(-shots // max(len(videos), 1)))
+    for item in inputs:
+        name = "image" if isinstance(item, np.ndarray) else str(item)
+        if not isinstance(item, np.ndarray) and is_video_path(Path(item)):
+            options = PrepareOptions(crop_size=size, max_frames=per_video)
+            clip, reason = extract_faces(Source(str(item), "video", ""), options)
+            if clip is None:
+                raise FitError(f"{item}: {reason}")
+            crops.extend(clip.frames)
+            landmarks.extend(clip.landmarks)
+            notes.extend(f"{item}: {n}" for n in clip.meta["notes"])
+            if portrait is None:
+                portrait, box = _video_frame(item, int(clip.frame_numbers[0])), clip.boxes[0]
+            continue
+        try:
+            image = item if isinstance(item, np.ndarray) else load_image(item)
+        except MediaError as error:
+            raise FitError(f"{name}: {error}") from None
+        tracker.reset()
+        points = tracker(image)
+        if points is None:
+            small = tracker.stats.largest_small_face
+            raise FitError(f"{name}: " + (f"face too small ({small:.0f} px)" if small else "no face found"))
+        if tracker.stats.max_faces > 1:
+            notes.append(f"{name}: {tracker.stats.max_faces} faces; used the largest, most central one")
+        boxes, _ = clip_boxes(points[None], np.zeros(1, np.float32), CropConfig(size=size))
+        crops.append(crop_image(image, boxes[0], size))
+        landmarks.append(to_crop(points, boxes[0], size))
+        if portrait is None:
+            portrait, box = image, boxes[0]
+    return np.stack(crops[: max(shots, len(inputs))]), np.stack(landmarks[: max(shots, len(inputs))]), portrait, box, notes
+
+
+def _video_frame(path, number: int) -> np.ndarray:
+    from .media import VideoReader
+
+    with VideoReader(path) as reader:
+        for n, _, rgb in reader:
+            if n == number:
+                return rgb
+    raise FitError(f"{path}: frame {number} not found")
+
+
+def _finetune(config, generator, discriminator, psi, embedding, frames, drawn, steps, batch_size, progress, seed):
+    """Paper §3.3: fine-tune G (with psi') and D (with w' = w0 + e-hat) on the T shots."""
+    from tqdm import tqdm
+
+    from .losses import GeneratorLoss, discriminator_hinge_loss
+    from .train import requires_grad
+
+    t = config.train
+    generator, discriminator = copy.deepcopy(generator).train(), copy.deepcopy(discriminator).train()
+    psi = torch.nn.Parameter(psi.clone())
+    # score_with adds w0, so this vector starts at e-hat and w' = w0 + e-hat.
+    person = torch.nn.Parameter(embedding.clone())
+    loss_fn = GeneratorLoss(replace(config.loss, embedding_match=0.0)).to(frames.device)
+    opt_g = torch.optim.Adam([*generator.parameters(), psi], lr=t.lr_generator, betas=tuple(t.betas))
+    opt_d = torch.optim.Adam([*discriminator.parameters(), person], lr=t.lr_discriminator, betas=tuple(t.betas))
+    rng = torch.Generator().manual_seed(seed)
+    count = len(frames)
+    for _ in tqdm(range(steps), unit="step", desc="fine-tuning", disable=not progress):
+        index = torch.randperm(count, generator=rng)[: min(batch_size, count)].to(frames.device)
+        real, landmarks = frames[index], drawn[index]
+        vector = person.expand(len(index), -1)
+        requires_grad(discriminator, False)
+        fake = generator(landmarks, psi.expand(len(index), -1))
+        scores, features = discriminator.score_with(torch.cat([real, fake]), torch.cat([landmarks, landmarks]), torch.cat([vector, vector]))
+        loss, _ = loss_fn(
+            real=real, fake=fake, fake_scores=scores.chunk(2)[1],
+            real_features=[f.chunk(2)[0] for f in features], fake_features=[f.chunk(2)[1] for f in features],
+        )
+        opt_g.zero_grad(set_to_none=True)
+        loss.backward()
+        opt_g.step()
+        requires_grad(discriminator, True)
+        scores, _ = discriminator.score_with(torch.cat([real, fake.detach()]), torch.cat([landmarks, landmarks]), torch.cat([vector, vector]))
+        loss_d = discriminator_hinge_loss(*scores.chunk(2))
+        opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        opt_d.step()
+    return generator, psi
+
+
+def main(args) -> int:
+    """`talkinghead fit` (arguments parsed by cli.py)."""
+    import sys
+
+    out = Path(args.out)
+    if not out.parent.is_dir():
+        print(f"talkinghead fit: cannot write {out}: folder {out.parent} does not exist", file=sys.stderr)
+        return 2
+    try:
+        avatar = Avatar.fit(args.inputs, model=args.model, shots=args.shots, steps=args.steps, progress=not args.quiet)
+        avatar.save(out)
+    except (FitError, ValueError) as error:
+        print(f"talkinghead fit: {error}", file=sys.stderr)
+        return 1
+    except PermissionError as error:
+        print(f"talkinghead fit: cannot write {out}: {error.strerror}", file=sys.stderr)
+        return 2
+    for note in avatar.notes:
+        print(f"note: {note}", file=sys.stderr)
+    kind = "feed-forward" if avatar.steps == 0 else f"fine-tuned for {avatar.steps} steps"
+    print(f"wrote {out}: {kind} avatar from {len(avatar.shots)} shot(s) at {avatar.size} px")
+    return 0

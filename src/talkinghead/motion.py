@@ -1,0 +1,182 @@
+"""Driving motion: a landmark track from a video, cleaned, retargeted onto a source face, saved.
+
+A `Motion` holds the driver's landmarks in its own face-crop frame, normalised to [0, 1] (so a
+track is independent of the driving video's resolution), one row per driving frame, at the
+driving frame rate. Frames where the face was lost are filled by linear interpolation between the
+nearest tracked frames (held at the ends) and counted.
+
+Retargeting onto a source whose landmarks are `S` (crop pixels of size `size`):
+
+- absolute (the paper): the driver's landmarks as they are, `D_t * size`. The source takes the
+  driver's face shape too (identity leakage).
+- relative: the driver's motion applied to the source's own landmarks,
+  `S + (D_t - D_ref) * iod(S) / iod(D_ref)`, where D_ref is the driver's first or most neutral
+  frame and iod the inter-ocular distance. The source keeps its face shape; expression and head
+  motion transfer.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .crop import CropConfig, clip_boxes, to_crop
+from .io import atomic_path
+
+MOTION_FORMAT = "talkinghead-motion"
+
+
+class MotionError(Exception):
+    """A driving video or motion file that cannot be used; one line."""
+
+
+def inter_ocular(landmarks: np.ndarray) -> np.ndarray:
+    """Outer-eye-corner distance of `[..., 68, 2]` landmarks."""
+    return np.linalg.norm(landmarks[..., 36, :] - landmarks[..., 45, :], axis=-1)
+
+
+@dataclass
+class Motion:
+    landmarks: np.ndarray  # [N, 68, 2] float32, driver face-crop coordinates in [0, 1]
+    fps: float
+    tracked: np.ndarray  # [N] bool: face found (False: interpolated)
+    boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 3), np.float32))  # [N, 3] driver crop boxes
+    source: str = ""
+
+    def __len__(self) -> int:
+        return len(self.landmarks)
+
+    @property
+    def duration(self) -> float:
+        return len(self) / self.fps
+
+    # -- files ------------------------------------------------------------------------------
+
+    def save(self, path: str | Path) -> Path:
+        """Write an `.npz` motion template (arrays only; loads with allow_pickle=False)."""
+        path = Path(path)
+        meta = {"format": MOTION_FORMAT, "version": 1, "fps": self.fps, "source": Path(self.source).name}
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as f:
+                np.savez_compressed(
+                    f,
+                    landmarks=self.landmarks.astype(np.float32),
+                    tracked=self.tracked,
+                    meta=np.frombuffer(json.dumps(meta).encode(), np.uint8),
+                )
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Motion":
+        path = Path(path)
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                meta = json.loads(bytes(data["meta"]).decode())
+                landmarks, tracked = data["landmarks"], data["tracked"]
+        except (OSError, ValueError, KeyError, json.JSONDecodeError):
+            raise MotionError("not a motion template (.npz from `talkinghead motion`)") from None
+        if meta.get("format") != MOTION_FORMAT or landmarks.ndim != 3 or landmarks.shape[1:] != (68, 2):
+            raise MotionError("not a motion template (.npz from `talkinghead motion`)")
+        return cls(landmarks.astype(np.float32), float(meta["fps"]), tracked.astype(bool), source=meta.get("source", ""))
+
+    # -- from a video -------------------------------------------------------------------------
+
+    @classmethod
+    def from_video(cls, path: str | Path, *, tracker=None, crop_scale: float = 1.8, progress: bool = False) -> "Motion":
+        """Track the driver's face through a video (the same tracker as `prepare`)."""
+        from tqdm import tqdm
+
+        from .landmarks import make_landmarker
+        from .media import VideoReader
+        from .tracking import FaceTracker
+
+        tracker = tracker or FaceTracker(make_landmarker())
+        tracker.reset()
+        points, times = [], []
+        with VideoReader(path) as reader:
+            fps = reader.info.fps
+            total = reader.info.frame_count or None
+            for _, seconds, rgb in tqdm(reader, total=total, unit="frame", desc="driving landmarks", disable=not progress):
+                points.append(tracker(rgb))
+                times.append(seconds)
+        tracked = np.array([p is not None for p in points])
+        if not tracked.any():
+            raise MotionError("no face found in the driving video")
+        landmarks = fill_gaps(points, tracked)
+        boxes, _ = clip_boxes(landmarks, np.array(times, np.float32), CropConfig(size=1, scale=crop_scale))
+        normalised = to_crop(landmarks, boxes, 1)  # [N, 68, 2] in [0, 1] of each frame's box
+        return cls(normalised, fps, tracked, boxes=boxes, source=str(path))
+
+    def trimmed(self, start: float = 0.0, duration: float | None = None) -> "Motion":
+        first = int(round(start * self.fps))
+        last = len(self) if duration is None else min(len(self), first + int(round(duration * self.fps)))
+        boxes = self.boxes[first:last] if len(self.boxes) else self.boxes
+        return Motion(self.landmarks[first:last], self.fps, self.tracked[first:last], boxes, self.source)
+
+    # -- cleaning and retargeting ----------------------------------------------------------------
+
+    def smoothed(self, sigma_frames: float) -> "Motion":
+        """Gaussian smoothing over time (centred: no lag), against landmark jitter."""
+        if sigma_frames <= 0 or len(self) < 3:
+            return self
+        radius = int(np.ceil(3 * sigma_frames))
+        kernel = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma_frames) ** 2)
+        kernel /= kernel.sum()
+        flat = self.landmarks.reshape(len(self), -1)
+        padded = np.pad(flat, ((radius, radius), (0, 0)), mode="edge")
+        smooth = np.stack([np.convolve(padded[:, j], kernel, mode="valid") for j in range(flat.shape[1])], axis=1)
+        return Motion(smooth.reshape(self.landmarks.shape).astype(np.float32), self.fps, self.tracked, self.boxes, self.source)
+
+    def neutral_index(self) -> int:
+        """The driver's most neutral frame: mouth closed, eyes open, facing the camera."""
+        lm = self.landmarks
+        iod = inter_ocular(lm)
+        mouth = np.linalg.norm(lm[:, [61, 62, 63]] - lm[:, [67, 66, 65]], axis=-1).mean(1) / iod
+        eyes = (np.linalg.norm(lm[:, [37, 38, 43, 44]] - lm[:, [41, 40, 47, 46]], axis=-1).mean(1)) / iod
+        left, right = np.linalg.norm(lm[:, 30] - lm[:, 0], axis=-1), np.linalg.norm(lm[:, 30] - lm[:, 16], axis=-1)
+        yaw = np.abs(left - right) / (left + right)
+        cost = mouth + np.maximum(0.0, 0.2 - eyes) * 2 + yaw + (~self.tracked) * 10.0
+        return int(np.argmin(cost))
+
+    def retarget(self, source_landmarks: np.ndarray, size: int, *, mode: str = "relative", reference: str = "neutral") -> np.ndarray:
+        """Driving landmarks for a source, `[N, 68, 2]` in crop pixels of a `size` crop."""
+        driving = self.landmarks * size
+        if mode == "absolute":
+            return driving.astype(np.float32)
+        if mode != "relative":
+            raise ValueError(f"retargeting mode must be 'relative' or 'absolute', got {mode!r}")
+        if reference not in ("first", "neutral"):
+            raise ValueError(f"reference frame must be 'first' or 'neutral', got {reference!r}")
+        ref = 0 if reference == "first" else self.neutral_index()
+        scale = inter_ocular(source_landmarks) / inter_ocular(driving[ref])
+        return (source_landmarks[None] + (driving - driving[ref]) * scale).astype(np.float32)
+
+
+def fill_gaps(points: list[np.ndarray | None], tracked: np.ndarray) -> np.ndarray:
+    """`[N, 68, 2]`: lost frames linearly interpolated between tracked ones, held at the ends."""
+    known = np.flatnonzero(tracked)
+    stack = np.stack([points[i] for i in known]).reshape(len(known), -1)
+    frames = np.arange(len(points))
+    filled = np.stack([np.interp(frames, known, stack[:, j]) for j in range(stack.shape[1])], axis=1)
+    return filled.reshape(len(points), 68, 2).astype(np.float32)
+
+
+def main(args) -> int:
+    """`talkinghead motion`: save a driving video's landmark track as a template."""
+    import sys
+
+    from .media import MediaError
+
+    try:
+        motion = Motion.from_video(args.video, progress=not args.quiet).trimmed(args.start, args.duration)
+        if not len(motion):
+            raise MotionError(f"nothing left after --start {args.start}")
+        motion.save(args.out)
+    except (MotionError, MediaError) as error:
+        print(f"talkinghead motion: {args.video}: {error}", file=sys.stderr)
+        return 1
+    print(f"wrote {args.out}: {len(motion)} frames at {motion.fps:.2f} fps ({motion.duration:.1f} s), landmarks only")
+    return 0

@@ -1,0 +1,174 @@
+"""Few-shot avatars and animation end to end: fit (FF and FT), animate real video, retargeting,
+layouts, motion templates, bad input."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import media, write_video
+from talkinghead.animate import default_motion_path, render
+from talkinghead.avatar import Avatar, FitError
+from talkinghead.media import VideoReader
+from talkinghead.motion import Motion, inter_ocular
+
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": SRC}
+    return subprocess.run([sys.executable, "-m", "talkinghead", *args], capture_output=True, text=True, env=env, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def portrait(tmp_path_factory, astronaut) -> Path:
+    path = tmp_path_factory.mktemp("portrait") / "astronaut.png"
+    Image.fromarray(astronaut).save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def driving(tmp_path_factory, carphone) -> Path:
+    """carphone with a sound track added (the original has none): 120 frames, 29.97 fps, 4 s."""
+    with VideoReader(carphone) as reader:
+        frames = [rgb for _, _, rgb in reader]
+    return write_video(tmp_path_factory.mktemp("driving") / "talk.mp4", frames, fps=30000 / 1001, audio_seconds=4.0)
+
+
+@pytest.fixture(scope="module")
+def avatar(tiny_model, portrait) -> Avatar:
+    return Avatar.fit([portrait], model=tiny_model, steps=0)
+
+
+def test_feed_forward_and_fine_tuned_avatars(tiny_model, portrait, avatar, tmp_path):
+    assert avatar.steps == 0 and avatar.shots.shape == (1, 32, 32, 3)
+    assert avatar.portrait.shape == (512, 512, 3) and avatar.psi.shape[0] == 1
+    tuned = Avatar.fit([portrait], model=tiny_model, steps=3)
+    assert tuned.steps == 3
+    # Fine-tuning changed the person-specific parameters and the generator itself.
+    assert not np.allclose(tuned.psi.numpy(), avatar.psi.numpy())
+    g0, g1 = avatar.generator.state_dict(), tuned.generator.state_dict()
+    assert any(not np.allclose(g0[k].numpy(), g1[k].numpy()) for k in g0 if g0[k].is_floating_point())
+    # The avatar file is self-contained and reproduces the same frames.
+    tuned.save(tmp_path / "a.avatar")
+    loaded = Avatar.load(tmp_path / "a.avatar")
+    landmarks = tuned.shot_landmarks
+    assert np.array_equal(next(loaded.generate(landmarks)), next(tuned.generate(landmarks)))
+    np.testing.assert_array_equal(loaded.portrait, tuned.portrait)
+
+
+def test_animate_real_clip_with_audio(avatar, driving, tmp_path):
+    result = cli("animate", "--avatar", str(_saved(avatar, tmp_path)), "--driving", str(driving), "--out", str(tmp_path / "out.mp4"), "--quiet")
+    assert result.returncode == 0, result.stderr
+    with av.open(str(tmp_path / "out.mp4")) as container:
+        video = container.streams.video[0]
+        frames = sum(1 for _ in container.decode(video))
+        assert frames == 120
+        assert float(video.average_rate) == pytest.approx(29.97, abs=0.01)
+        assert container.duration / 1e6 == pytest.approx(4.0, abs=0.1)
+        assert container.streams.audio and container.streams.audio[0].codec_context.name == "aac"
+    assert "120 frames at 29.97 fps" in result.stdout
+
+
+def _saved(avatar: Avatar, folder: Path) -> Path:
+    return avatar.save(folder / "astronaut.avatar")
+
+
+def test_relative_keeps_the_source_face_shape_absolute_does_not(avatar, driving):
+    motion = Motion.from_video(driving)
+    source = avatar.shot_landmarks[0]
+    relative = motion.retarget(source, avatar.size, mode="relative", reference="neutral")
+    absolute = motion.retarget(source, avatar.size, mode="absolute")
+
+    def shape(landmarks):  # face shape: landmarks centred and scaled by inter-ocular distance
+        centred = landmarks - landmarks.mean(-2, keepdims=True)
+        return centred / inter_ocular(landmarks)[..., None, None]
+
+    reference = motion.neutral_index()
+    error_relative = np.abs(shape(relative[reference]) - shape(source)).mean()
+    error_absolute = np.abs(shape(absolute[reference]) - shape(source)).mean()
+    assert error_relative < 1e-5  # at the reference frame the source's own landmarks come back
+    assert error_absolute > 0.05  # the driver's face shape, not the source's
+    # Motion still transfers: the relative track moves as much (scaled) as the driver's.
+    driver_motion = np.ptp(absolute[:, 48:68].mean(1), axis=0).max() / inter_ocular(absolute).mean()
+    source_motion = np.ptp(relative[:, 48:68].mean(1), axis=0).max() / inter_ocular(relative).mean()
+    assert source_motion == pytest.approx(driver_motion, rel=0.2)
+
+
+def test_layouts(avatar, driving):
+    motion = Motion.from_video(driving).trimmed(0, 0.2)
+    crop = next(render(avatar, motion, layout="crop"))
+    side = next(render(avatar, motion, layout="side", driving_video=driving))
+    paste = next(render(avatar, motion, layout="paste"))
+    assert crop.shape == (32, 32, 3) and side.shape == (32, 96, 3)
+    assert paste.shape == avatar.portrait.shape  # the source image's size
+    # Outside the face region the pasted frame is the untouched portrait.
+    assert np.array_equal(paste[:20, :20], avatar.portrait[:20, :20])
+
+
+def test_motion_template_round_trip(driving, tmp_path):
+    result = cli("motion", str(driving), "--out", str(tmp_path / "m.npz"), "--start", "1", "--duration", "2", "--quiet")
+    assert result.returncode == 0, result.stderr
+    loaded = Motion.load(tmp_path / "m.npz")
+    original = Motion.from_video(driving).trimmed(1, 2)
+    assert len(loaded) == len(original) == 60 and loaded.fps == pytest.approx(original.fps)
+    np.testing.assert_allclose(loaded.landmarks, original.landmarks, atol=1e-6)
+    assert (tmp_path / "m.npz").stat().st_size < 100_000
+
+
+def test_bundled_motion_template():
+    motion = Motion.load(default_motion_path())
+    assert 4 <= motion.duration <= 10 and motion.tracked.all()
+    # It talks, blinks and turns: mouth opening and yaw both vary.
+    lm = motion.landmarks
+    mouth = np.linalg.norm(lm[:, 62] - lm[:, 66], axis=-1) / inter_ocular(lm)
+    assert np.ptp(mouth) > 0.1
+
+
+def test_bad_inputs(tiny_model, avatar, driving, tmp_path, astronaut):
+    blank = tmp_path / "wall.png"
+    Image.fromarray(np.full((256, 256, 3), 128, np.uint8)).save(blank)
+    with pytest.raises(FitError, match="wall.png: no face found"):
+        Avatar.fit([blank], model=tiny_model)
+    several = Avatar.fit([media("einstein.jpg")], model=tiny_model)
+    assert any("2 faces" in note for note in several.notes)
+
+    saved = _saved(avatar, tmp_path)
+    unreadable = tmp_path / "broken.mp4"
+    unreadable.write_bytes(b"\x00" * 1000)
+    result = cli("animate", "--avatar", str(saved), "--driving", str(unreadable), "--out", str(tmp_path / "x.mp4"))
+    assert result.returncode == 1 and "unreadable or truncated video" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "x.mp4").exists()
+
+    nowhere = tmp_path / "missing" / "out.mp4"
+    result = cli("animate", "--avatar", str(saved), "--driving", str(driving), "--out", str(nowhere))
+    assert result.returncode == 2 and "cannot write" in result.stderr and "Traceback" not in result.stderr
+
+    silent = write_video(tmp_path / "silent.mp4", [astronaut] * 6)
+    result = cli("animate", "--avatar", str(saved), "--driving", str(silent), "--out", str(tmp_path / "s.mp4"), "--quiet")
+    assert result.returncode == 0 and "no audio" in result.stdout
+
+    # Driving frames without a face are interpolated and reported.
+    with VideoReader(driving) as reader:
+        frames = [rgb for _, _, rgb in reader][:40]
+    frames[15:25] = [np.zeros_like(frames[0])] * 10
+    gappy = write_video(tmp_path / "gappy.mp4", frames)
+    result = cli("animate", "--avatar", str(saved), "--driving", str(gappy), "--out", str(tmp_path / "g.mp4"), "--quiet")
+    assert result.returncode == 0 and "face lost in" in result.stdout and "(interpolated)" in result.stdout
+
+    result = cli("fit", str(blank), "--out", str(tmp_path / "w.avatar"), "--model", str(tiny_model))
+    assert result.returncode == 1 and result.stderr.strip().endswith("wall.png: no face found")
+    assert not (tmp_path / "w.avatar").exists()
+
+
+def test_help():
+    for command in ("fit", "animate", "motion", "export"):
+        result = cli(command, "--help")
+        assert result.returncode == 0 and "usage: talkinghead " + command in result.stdout
