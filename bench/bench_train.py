@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import resource
-import subprocess
 import sys
 import time
+
+from common import machine, run_each
 
 
 def run_one(name: str, steps: int, device_name: str) -> dict:
@@ -55,9 +54,15 @@ def run_one(name: str, steps: int, device_name: str) -> dict:
         with _autocast(device, t.amp):
             fake, embedding = eg(src, src_lm, lm)
             scores, features = d(torch.cat([real, fake]), torch.cat([lm, lm]), torch.cat([videos, videos]))
-            loss, _ = loss_fn(real=real, fake=fake, fake_scores=scores.chunk(2)[1],
-                              real_features=[f.chunk(2)[0] for f in features], fake_features=[f.chunk(2)[1] for f in features],
-                              embedding=embedding, video_vector=d.W(videos))
+            loss, _ = loss_fn(
+                real=real,
+                fake=fake,
+                fake_scores=scores.chunk(2)[1],
+                real_features=[f.chunk(2)[0] for f in features],
+                fake_features=[f.chunk(2)[1] for f in features],
+                embedding=embedding,
+                video_vector=d.W(videos),
+            )
         opt_g.zero_grad()
         loss.float().backward()
         opt_g.step()
@@ -100,20 +105,19 @@ def main() -> None:
         return
     import torch
 
-    results = []
-    for name in args.configs:
-        out = subprocess.run(
-            [sys.executable, __file__, "--one", name, "--steps", str(args.steps), "--device", args.device],
-            capture_output=True, text=True, check=True,
+    results = run_each(__file__, args.configs, "--steps", str(args.steps), "--device", args.device)
+    print(
+        json.dumps(
+            {
+                "benchmark": "train_step",
+                "machine": machine(),
+                "device": args.device if args.device == "cpu" else torch.cuda.get_device_name(),
+                "torch_threads": torch.get_num_threads(),
+                "results": results,
+            },
+            indent=2,
         )
-        results.append(json.loads(out.stdout.strip().splitlines()[-1]))
-    print(json.dumps({
-        "benchmark": "train_step",
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-        "device": args.device if args.device == "cpu" else torch.cuda.get_device_name(),
-        "torch_threads": torch.get_num_threads(),
-        "results": results,
-    }, indent=2))
+    )
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Make docs/images/prepare-example.png: scikit-image's astronaut through `prepare`.
 
-    python scripts/make_prepare_figure.py
+python scripts/make_prepare_figure.py
 """
 
 from __future__ import annotations

@@ -37,8 +37,9 @@ def write_video(
     faststart: bool = False,
 ) -> Path:
     """Encode `[H, W, 3] uint8 RGB` frames as H.264 mp4; `times` (seconds) gives variable frame rate."""
-    import av
     from fractions import Fraction
+
+    import av
 
     options = {"movflags": "faststart"} if faststart else {}
     with av.open(str(path), "w", options=options) as container:

@@ -11,9 +11,9 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+from conftest import media, write_video
 from PIL import Image
 
-from conftest import media, write_video
 from talkinghead.animate import default_motion_path, render
 from talkinghead.avatar import Avatar, FitError
 from talkinghead.media import VideoReader
@@ -24,7 +24,9 @@ SRC = str(Path(__file__).resolve().parents[1] / "src")
 
 def cli(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": SRC}
-    return subprocess.run([sys.executable, "-m", "talkinghead", *args], capture_output=True, text=True, env=env, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "talkinghead", *args], capture_output=True, text=True, env=env, timeout=600
+    )
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +67,16 @@ def test_feed_forward_and_fine_tuned_avatars(tiny_model, portrait, avatar, tmp_p
 
 
 def test_animate_real_clip_with_audio(avatar, driving, tmp_path):
-    result = cli("animate", "--avatar", str(_saved(avatar, tmp_path)), "--driving", str(driving), "--out", str(tmp_path / "out.mp4"), "--quiet")
+    result = cli(
+        "animate",
+        "--avatar",
+        str(_saved(avatar, tmp_path)),
+        "--driving",
+        str(driving),
+        "--out",
+        str(tmp_path / "out.mp4"),
+        "--quiet",
+    )
     assert result.returncode == 0, result.stderr
     with av.open(str(tmp_path / "out.mp4")) as container:
         video = container.streams.video[0]
@@ -152,7 +163,9 @@ def test_bad_inputs(tiny_model, avatar, driving, tmp_path, astronaut):
     assert result.returncode == 2 and "cannot write" in result.stderr and "Traceback" not in result.stderr
 
     silent = write_video(tmp_path / "silent.mp4", [astronaut] * 6)
-    result = cli("animate", "--avatar", str(saved), "--driving", str(silent), "--out", str(tmp_path / "s.mp4"), "--quiet")
+    result = cli(
+        "animate", "--avatar", str(saved), "--driving", str(silent), "--out", str(tmp_path / "s.mp4"), "--quiet"
+    )
     assert result.returncode == 0 and "no audio" in result.stdout
 
     # Driving frames without a face are interpolated and reported.
@@ -160,7 +173,9 @@ def test_bad_inputs(tiny_model, avatar, driving, tmp_path, astronaut):
         frames = [rgb for _, _, rgb in reader][:40]
     frames[15:25] = [np.zeros_like(frames[0])] * 10
     gappy = write_video(tmp_path / "gappy.mp4", frames)
-    result = cli("animate", "--avatar", str(saved), "--driving", str(gappy), "--out", str(tmp_path / "g.mp4"), "--quiet")
+    result = cli(
+        "animate", "--avatar", str(saved), "--driving", str(gappy), "--out", str(tmp_path / "g.mp4"), "--quiet"
+    )
     assert result.returncode == 0 and "face lost in" in result.stdout and "(interpolated)" in result.stdout
 
     result = cli("fit", str(blank), "--out", str(tmp_path / "w.avatar"), "--model", str(tiny_model))

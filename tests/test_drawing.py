@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-
 from conftest import media, read_pts
+
 from talkinghead.drawing import PARTS, draw_landmarks
 
 
@@ -22,7 +22,7 @@ def test_each_part_has_its_own_colour():
     assert image.shape == (256, 256, 3) and image.dtype == np.uint8
     colours = {colour for _, _, _, colour in PARTS}
     assert len(colours) == len(PARTS) == 9
-    for _, index, _, colour in PARTS:
+    for _, _, _, colour in PARTS:
         # The full colour appears along the part's own lines.
         pixels = image.reshape(-1, 3)
         assert np.any(np.all(pixels == colour, axis=1)), f"colour {colour} missing"

@@ -8,8 +8,8 @@ import cv2
 import numpy as np
 import pytest
 import torch
-
 from conftest import media
+
 from talkinghead.features import weights
 from talkinghead.features.facenet import opencv_reference, prewhiten
 from talkinghead.features.vgg import LPIPS_TAPS, NAMES, numpy_reference

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import set_mp4_rotation, write_video
 from PIL import Image
 
-from conftest import set_mp4_rotation, write_video
 from talkinghead.media import MediaError, VideoReader, load_image
 
 
@@ -57,7 +57,12 @@ def test_bad_images_raise_one_line_reasons(tmp_path, astronaut):
     truncated = tmp_path / "cut.jpg"
     Image.fromarray(astronaut).save(tmp_path / "whole.jpg")
     truncated.write_bytes((tmp_path / "whole.jpg").read_bytes()[:5000])
-    for path, words in [(empty, "empty"), (text, "not an image"), (truncated, "unreadable"), (tmp_path / "nope.png", "not found")]:
+    for path, words in [
+        (empty, "empty"),
+        (text, "not an image"),
+        (truncated, "unreadable"),
+        (tmp_path / "nope.png", "not found"),
+    ]:
         with pytest.raises(MediaError) as error:
             load_image(path)
         assert words in str(error.value) and "\n" not in str(error.value)

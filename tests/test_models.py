@@ -83,7 +83,9 @@ def test_discriminator_uses_the_video_column(tiny):
 
 
 def test_spectral_norm_everywhere_and_attention_where_asked():
-    config = load_config("cpu", ["model.resolution=64", "model.bottleneck_resolution=8", "model.attention_resolutions=[32, 16]"]).model
+    config = load_config(
+        "cpu", ["model.resolution=64", "model.bottleneck_resolution=8", "model.attention_resolutions=[32, 16]"]
+    ).model
     networks = build_networks(config, num_videos=3)
     for network in networks:
         for name, module in network.named_modules():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -14,9 +13,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from conftest import media, set_mp4_rotation, write_video
 from PIL import Image
 
-from conftest import media, set_mp4_rotation, write_video
 from talkinghead.data import FaceDataset
 from talkinghead.landmarks import DlibLandmarker
 from talkinghead.prepare import PrepareOptions, discover, prepare

@@ -5,8 +5,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
-
 from conftest import media, read_pts
+
 from talkinghead.media import VideoReader, load_image
 from talkinghead.tracking import FaceTracker, landmark_size
 

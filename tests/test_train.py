@@ -29,7 +29,9 @@ def test_tiny_training_writes_a_complete_run(tiny_data, tmp_path):
     result = train(tiny_data, tiny_config(steps=4), tmp_path / "run", progress=False)
     assert result.step == 4
     assert all(torch.isfinite(torch.tensor(v)) for v in result.losses.values())
-    assert {"loss/vgg", "loss/face", "loss/adversarial", "loss/feature_matching", "loss/embedding_match"} <= set(result.losses)
+    assert {"loss/vgg", "loss/face", "loss/adversarial", "loss/feature_matching", "loss/embedding_match"} <= set(
+        result.losses
+    )
     run = tmp_path / "run"
     config = json.loads((run / "config.json").read_text())
     assert config["model"]["resolution"] == 32 and config["num_videos"] == 4
@@ -53,7 +55,10 @@ def test_resume_reproduces_the_uninterrupted_run(tiny_data, tmp_path):
         train(tiny_data, config, tmp_path / "split", progress=False)
     resumed = train(tiny_data, config, tmp_path / "split", resume=True, progress=False)
     assert resumed.step == 3
-    for a, b in [(straight.embedder_generator, resumed.embedder_generator), (straight.discriminator, resumed.discriminator)]:
+    for a, b in [
+        (straight.embedder_generator, resumed.embedder_generator),
+        (straight.discriminator, resumed.discriminator),
+    ]:
         for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
             assert torch.equal(x, y), name
     losses = lambda logged: {k: v for k, v in logged.items() if k.startswith("loss/")}  # noqa: E731
@@ -63,13 +68,41 @@ def test_resume_reproduces_the_uninterrupted_run(tiny_data, tmp_path):
 def test_cli_errors_are_one_line(tiny_data, tmp_path):
     env = {**os.environ, "PYTHONPATH": SRC}
     bad = subprocess.run(
-        [sys.executable, "-m", "talkinghead", "train", "--data", str(tmp_path / "nothing"), "--config", "tiny", "--out", str(tmp_path / "r")],
-        capture_output=True, text=True, env=env,
+        [
+            sys.executable,
+            "-m",
+            "talkinghead",
+            "train",
+            "--data",
+            str(tmp_path / "nothing"),
+            "--config",
+            "tiny",
+            "--out",
+            str(tmp_path / "r"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
     )
     assert bad.returncode == 2 and "no *.thshard shards" in bad.stderr and "Traceback" not in bad.stderr
     bad = subprocess.run(
-        [sys.executable, "-m", "talkinghead", "train", "--data", str(tiny_data), "--config", "tiny", "--out", str(tmp_path / "r"), "--set", "model.width=3"],
-        capture_output=True, text=True, env=env,
+        [
+            sys.executable,
+            "-m",
+            "talkinghead",
+            "train",
+            "--data",
+            str(tiny_data),
+            "--config",
+            "tiny",
+            "--out",
+            str(tmp_path / "r"),
+            "--set",
+            "model.width=3",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
     )
     assert bad.returncode == 2 and "model.width" in bad.stderr and "Traceback" not in bad.stderr
 
@@ -94,9 +127,23 @@ def test_ddp_two_gloo_processes_stay_identical(tiny_data, tmp_path):
     script.write_text(DDP_SCRIPT)
     env = {**os.environ, "PYTHONPATH": SRC, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29531",
-         str(script), str(tiny_data), str(tmp_path / "run"), str(tmp_path / "rank-RANK.pt")],
-        capture_output=True, text=True, env=env, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "--master_port",
+            "29531",
+            str(script),
+            str(tiny_data),
+            str(tmp_path / "run"),
+            str(tmp_path / "rank-RANK.pt"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     rank0 = torch.load(tmp_path / "rank-0.pt", weights_only=True)

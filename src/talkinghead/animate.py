@@ -83,7 +83,9 @@ def render(
         for frame in frames:
             yield paste_back(avatar.portrait, avatar.portrait_box, frame, mask)
     else:
-        drivers = _driver_crops(driving_video, motion, size) if driving_video is not None and len(motion.boxes) else None
+        drivers = (
+            _driver_crops(driving_video, motion, size) if driving_video is not None and len(motion.boxes) else None
+        )
         for i, frame in enumerate(frames):
             columns = [draw_landmarks(landmarks[i], size), frame]
             if drivers is not None:
@@ -122,7 +124,9 @@ def animate_file(
     with atomic_path(out) as tmp:
         with VideoWriter(tmp, motion.fps, first.shape[1], first.shape[0], audio_from=video) as writer:
             writer.write(first)
-            for frame in tqdm(frames, total=len(motion) - 1, initial=1, unit="frame", disable=not progress, dynamic_ncols=True):
+            for frame in tqdm(
+                frames, total=len(motion) - 1, initial=1, unit="frame", disable=not progress, dynamic_ncols=True
+            ):
                 writer.write(frame)
             has_audio = writer.has_audio
     seconds = time.perf_counter() - start
@@ -152,8 +156,14 @@ def main(args) -> int:
         if not driving.is_file():
             raise MotionError(f"{driving}: file not found")
         report = animate_file(
-            avatar, driving, out, layout=args.layout, mode=args.mode, reference=args.reference,
-            smooth=args.smooth, progress=not args.quiet,
+            avatar,
+            driving,
+            out,
+            layout=args.layout,
+            mode=args.mode,
+            reference=args.reference,
+            smooth=args.smooth,
+            progress=not args.quiet,
         )
     except (FitError, MotionError, MediaError, ValueError) as error:
         print(f"talkinghead animate: {error}", file=sys.stderr)

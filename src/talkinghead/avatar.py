@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from .config import Config
-from .drawing import draw_landmarks
+from .drawing import draw_batch
 from .images import to_tensor, to_uint8
 from .io import atomic_path
 from .media import MediaError, is_video_path, load_image
@@ -75,7 +75,7 @@ class Avatar:
         model: str | Path | None = None,
         shots: int = 8,
         steps: int = 0,
-        batch_size: int = 4,
+        batch_size: int = 2,
         device: str | torch.device | None = None,
         progress: bool = False,
         seed: int = 0,
@@ -88,7 +88,7 @@ class Avatar:
         crops, landmarks, portrait, box, notes = _detect_shots(inputs, config.model.resolution, shots)
         size = config.model.resolution
         frames = to_tensor(crops).to(device)  # [T, 3, S, S]
-        drawn = to_tensor(np.stack([draw_landmarks(l, size, thickness=config.model.landmark_thickness or None) for l in landmarks])).to(device)
+        drawn = to_tensor(draw_batch(landmarks, size, thickness=config.model.landmark_thickness or None)).to(device)
         embedder, generator, discriminator = embedder.to(device), generator.to(device), discriminator.to(device)
         with torch.no_grad():
             embedding = embedder(frames, drawn).mean(0, keepdim=True)  # e-hat, [1, D]
@@ -102,17 +102,34 @@ class Avatar:
 
     # -- using one ------------------------------------------------------------------------------
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def generate(self, landmarks: np.ndarray, *, batch_size: int = 8) -> Iterator[np.ndarray]:
         """Frames `[S, S, 3] uint8` for `[N, 68, 2]` landmarks in this avatar's crop pixels."""
-        device = next(self.generator.parameters()).device
+        generator = self._runtime_generator()
+        device = next(generator.parameters()).device
         thickness = self.config.model.landmark_thickness or None
+        psi = self.psi.to(device)
         for start in range(0, len(landmarks), batch_size):
             chunk = landmarks[start : start + batch_size]
-            drawn = to_tensor(np.stack([draw_landmarks(l, self.size, thickness=thickness) for l in chunk])).to(device)
-            yield from to_uint8(self.generator(drawn, self.psi.to(device).expand(len(chunk), -1)))
+            drawn = to_tensor(draw_batch(chunk, self.size, thickness=thickness)).to(device)
+            yield from to_uint8(generator(drawn, psi.expand(len(chunk), -1)))
 
-    def animate(self, motion, *, mode: str = "relative", reference: str = "neutral", smooth: float = 1.0, batch_size: int = 8) -> Iterator[np.ndarray]:
+    def _runtime_generator(self) -> torch.nn.Module:
+        """The generator with spectral norm folded into plain weights: same output, and no
+        power iteration or weight division on every call (3x faster on a CPU)."""
+        if getattr(self, "_frozen", None) is None:
+            from torch.nn.utils import parametrize
+
+            frozen = copy.deepcopy(self.generator).eval()
+            for module in frozen.modules():
+                if parametrize.is_parametrized(module, "weight"):
+                    parametrize.remove_parametrizations(module, "weight", leave_parametrized=True)
+            self._frozen = frozen
+        return self._frozen
+
+    def animate(
+        self, motion, *, mode: str = "relative", reference: str = "neutral", smooth: float = 1.0, batch_size: int = 8
+    ) -> Iterator[np.ndarray]:
         """Frames driven by a `Motion` (see motion.py for the retargeting modes)."""
         landmarks = motion.smoothed(smooth).retarget(self.shot_landmarks[0], self.size, mode=mode, reference=reference)
         yield from self.generate(landmarks, batch_size=batch_size)
@@ -147,7 +164,7 @@ class Avatar:
     def load(cls, path: str | Path) -> "Avatar":
         from safetensors import SafetensorError, safe_open
 
-        from .models import Generator
+        from .models import build_generator
 
         path = Path(path)
         if not path.is_file():
@@ -161,16 +178,18 @@ class Avatar:
         except SafetensorError:
             raise FitError(f"{path}: not a talkinghead avatar") from None
         config = Config.from_dict(json.loads(metadata["config"]))
-        m = config.model
-        generator = Generator(
-            resolution=m.resolution, base_channels=m.base_channels, max_channels=m.max_channels,
-            embedding_dim=m.embedding_dim, bottleneck_resolution=m.bottleneck_resolution,
-            bottleneck_blocks=m.bottleneck_blocks, attention_resolutions=m.attention_resolutions,
-        )
-        generator.load_state_dict({k[len("generator."):]: v for k, v in tensors.items() if k.startswith("generator.")})
+        generator = build_generator(config.model)
+        generator.load_state_dict({k[len("generator.") :]: v for k, v in tensors.items() if k.startswith("generator.")})
         return cls(
-            config, generator.eval(), tensors["psi"], tensors["shots"].numpy(), tensors["shot_landmarks"].numpy(),
-            tensors["portrait"].numpy(), tensors["portrait_box"].numpy(), int(metadata["steps"]), json.loads(metadata["notes"]),
+            config,
+            generator.eval(),
+            tensors["psi"],
+            tensors["shots"].numpy(),
+            tensors["shot_landmarks"].numpy(),
+            tensors["portrait"].numpy(),
+            tensors["portrait_box"].numpy(),
+            int(metadata["steps"]),
+            json.loads(metadata["notes"]),
         )
 
 
@@ -217,7 +236,13 @@ def _detect_shots(inputs, size: int, shots: int):
         landmarks.append(to_crop(points, boxes[0], size))
         if portrait is None:
             portrait, box = image, boxes[0]
-    return np.stack(crops[: max(shots, len(inputs))]), np.stack(landmarks[: max(shots, len(inputs))]), portrait, box, notes
+    return (
+        np.stack(crops[: max(shots, len(inputs))]),
+        np.stack(landmarks[: max(shots, len(inputs))]),
+        portrait,
+        box,
+        notes,
+    )
 
 
 def _video_frame(path, number: int) -> np.ndarray:
@@ -253,16 +278,23 @@ def _finetune(config, generator, discriminator, psi, embedding, frames, drawn, s
         vector = person.expand(len(index), -1)
         requires_grad(discriminator, False)
         fake = generator(landmarks, psi.expand(len(index), -1))
-        scores, features = discriminator.score_with(torch.cat([real, fake]), torch.cat([landmarks, landmarks]), torch.cat([vector, vector]))
+        scores, features = discriminator.score_with(
+            torch.cat([real, fake]), torch.cat([landmarks, landmarks]), torch.cat([vector, vector])
+        )
         loss, _ = loss_fn(
-            real=real, fake=fake, fake_scores=scores.chunk(2)[1],
-            real_features=[f.chunk(2)[0] for f in features], fake_features=[f.chunk(2)[1] for f in features],
+            real=real,
+            fake=fake,
+            fake_scores=scores.chunk(2)[1],
+            real_features=[f.chunk(2)[0] for f in features],
+            fake_features=[f.chunk(2)[1] for f in features],
         )
         opt_g.zero_grad(set_to_none=True)
         loss.backward()
         opt_g.step()
         requires_grad(discriminator, True)
-        scores, _ = discriminator.score_with(torch.cat([real, fake.detach()]), torch.cat([landmarks, landmarks]), torch.cat([vector, vector]))
+        scores, _ = discriminator.score_with(
+            torch.cat([real, fake.detach()]), torch.cat([landmarks, landmarks]), torch.cat([vector, vector])
+        )
         loss_d = discriminator_hinge_loss(*scores.chunk(2))
         opt_d.zero_grad(set_to_none=True)
         loss_d.backward()

@@ -49,30 +49,42 @@ def prune_checkpoints(folder: Path, keep: int) -> None:
         old.unlink(missing_ok=True)
 
 
-# -- model files: what fit and animate need, without optimizer state or the per-clip W table ------
+# -- model files: what fit and animate need, without optimizer state or the per-clip W table ---
 
 
 def export_model(checkpoint: str | Path, out: str | Path, *, half: bool = True) -> Path:
-    """Write E, G and D (less its per-training-clip table W) as one safetensors file.
+    """Write a training checkpoint's E, G and D (less its per-training-clip table W) as a model file."""
+    state = load_checkpoint(checkpoint)
+    tensors = {f"eg.{k}": v for k, v in state["embedder_generator"].items()}
+    tensors.update({f"d.{k}": v for k, v in state["discriminator"].items()})
+    return _write_model(out, tensors, state["config"], state["step"], half)
 
-    `half` stores float16 (the bundled model must stay under 50 MB); loading casts back to float32.
-    The config and the training step travel in the file's metadata.
-    """
+
+def save_model(
+    out: str | Path, config, embedder, generator, discriminator, *, step: int = 0, half: bool = True
+) -> Path:
+    """Write networks (as built by `build_networks`) as a model file."""
+    tensors = {f"eg.embedder.{k}": v for k, v in embedder.state_dict().items()}
+    tensors.update({f"eg.generator.{k}": v for k, v in generator.state_dict().items()})
+    tensors.update({f"d.{k}": v for k, v in discriminator.state_dict().items()})
+    return _write_model(out, tensors, config.to_dict(), step, half)
+
+
+def _write_model(out, tensors: dict, config: dict, step: int, half: bool) -> Path:
+    """One safetensors file; float16 when `half` (the bundled model must stay under 50 MB)."""
     import json
 
     from safetensors.torch import save_file
 
-    state = load_checkpoint(checkpoint)
-    tensors = {f"eg.{k}": v for k, v in state["embedder_generator"].items()}
-    tensors.update({f"d.{k}": v for k, v in state["discriminator"].items() if not k.startswith("W.")})
+    tensors = {k: v for k, v in tensors.items() if not k.startswith("d.W.")}
     if half:
         tensors = {k: v.half() if v.is_floating_point() else v for k, v in tensors.items()}
     metadata = {
         "format": "talkinghead-model",
         "format_version": str(FORMAT_VERSION),
         "talkinghead_version": __version__,
-        "config": json.dumps(state["config"]),
-        "step": str(state["step"]),
+        "config": json.dumps(config),
+        "step": str(step),
     }
     with atomic_path(Path(out)) as tmp:
         save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
@@ -111,8 +123,8 @@ def load_model(path: str | Path):
         eg_state = state["embedder_generator"]
         d_state = {k: v for k, v in state["discriminator"].items() if not k.startswith("W.")}
     embedder, generator, discriminator = build_networks(config.model, num_videos=1)
-    embedder.load_state_dict({k[len("embedder."):]: v for k, v in eg_state.items() if k.startswith("embedder.")})
-    generator.load_state_dict({k[len("generator."):]: v for k, v in eg_state.items() if k.startswith("generator.")})
+    embedder.load_state_dict({k[len("embedder.") :]: v for k, v in eg_state.items() if k.startswith("embedder.")})
+    generator.load_state_dict({k[len("generator.") :]: v for k, v in eg_state.items() if k.startswith("generator.")})
     d_state["W.weight"] = discriminator.W.weight.detach().clone()
     discriminator.load_state_dict(d_state)
     return config, embedder.eval(), generator.eval(), discriminator.eval()

@@ -53,10 +53,10 @@ def _add_prepare(commands) -> None:
         default=48,
         help="ignore faces smaller than this, in source pixels (default: 48)",
     )
-    p.add_argument("--jpeg-quality", type=int, default=95, choices=range(50, 101), metavar="50..100", help="default: 95")
     p.add_argument(
-        "--clips-per-shard", type=_positive(int), default=256, help="clips per shard file (default: 256)"
+        "--jpeg-quality", type=int, default=95, choices=range(50, 101), metavar="50..100", help="default: 95"
     )
+    p.add_argument("--clips-per-shard", type=_positive(int), default=256, help="clips per shard file (default: 256)")
     p.add_argument("--workers", type=int, default=0, help="worker processes (default: 0 = one per CPU core)")
     p.add_argument(
         "--shard",
@@ -100,7 +100,9 @@ def _add_fit(commands) -> None:
         description="Few-shot stage (paper section 3.3): embed the shots, initialise the person-specific "
         "generator, and optionally fine-tune it on them. --steps 0 gives the feed-forward avatar.",
     )
-    p.add_argument("inputs", nargs="+", metavar="IMAGE_OR_VIDEO", help="images of one person, or videos to take frames from")
+    p.add_argument(
+        "inputs", nargs="+", metavar="IMAGE_OR_VIDEO", help="images of one person, or videos to take frames from"
+    )
     p.add_argument("--out", required=True, help="avatar file to write (.avatar)")
     p.add_argument("--model", help="model file or training checkpoint (default: the bundled model)")
     p.add_argument("--shots", type=_positive(int), default=8, help="frames taken from videos, T (default: 8)")
@@ -130,9 +132,24 @@ def _add_animate(commands) -> None:
         help="relative: apply the driver's motion to the source's own face shape (default); "
         "absolute: use the driver's landmarks as they are (the paper)",
     )
-    p.add_argument("--reference", choices=["neutral", "first"], default="neutral", help="driver frame that relative motion is measured from (default: neutral)")
-    p.add_argument("--smooth", type=float, default=1.0, help="temporal smoothing of landmarks, Gaussian sigma in frames (default: 1.0; 0 = off)")
-    p.add_argument("--layout", choices=["crop", "side", "paste"], default="crop", help="crop; side = driver | landmarks | result; paste = into the portrait (default: crop)")
+    p.add_argument(
+        "--reference",
+        choices=["neutral", "first"],
+        default="neutral",
+        help="driver frame that relative motion is measured from (default: neutral)",
+    )
+    p.add_argument(
+        "--smooth",
+        type=float,
+        default=1.0,
+        help="temporal smoothing of landmarks, Gaussian sigma in frames (default: 1.0; 0 = off)",
+    )
+    p.add_argument(
+        "--layout",
+        choices=["crop", "side", "paste"],
+        default="crop",
+        help="crop; side = driver | landmarks | result; paste = into the portrait (default: crop)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run="talkinghead.animate")
 

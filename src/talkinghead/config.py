@@ -96,7 +96,9 @@ class Config:
             key, sep, raw = assignment.partition("=")
             section, dot, name = key.strip().partition(".")
             if not sep or not dot or section not in data or name not in data[section]:
-                raise ValueError(f"--set {assignment!r}: expected section.key=value with a known key, e.g. train.steps=1000")
+                raise ValueError(
+                    f"--set {assignment!r}: expected section.key=value with a known key, e.g. train.steps=1000"
+                )
             try:
                 value = json.loads(raw)
             except json.JSONDecodeError:
@@ -128,11 +130,12 @@ PRESETS: dict[str, dict[str, Any]] = {
         },
         "train": {"shots": 2, "batch_size": 2, "workers": 0, "log_every": 1, "sample_every": 2, "checkpoint_every": 2},
     },
-    # What a 2-core CPU can train in hours.
+    # What a 2-core CPU can train in hours, and animate from at >= 15 frames/s: at 128 px a
+    # 16-channel base runs the generator ~3x faster than 32 (bench/bench_animate.py).
     "cpu": {
         "model": {
             "resolution": 128,
-            "base_channels": 32,
+            "base_channels": 16,
             "max_channels": 256,
             "embedding_dim": 256,
             "bottleneck_resolution": 16,

@@ -62,3 +62,13 @@ def draw_landmarks(
     for _, index, closed, colour in PARTS:
         cv2.polylines(out, [fixed[list(index)]], closed, colour, thickness, cv2.LINE_AA, _SHIFT)
     return out
+
+
+def draw_batch(
+    landmarks: np.ndarray, size: int, *, source_size: float | None = None, thickness: int | None = None
+) -> np.ndarray:
+    """`[N, 68, 2]` landmarks -> `[N, size, size, 3] uint8` landmark images (see `draw_landmarks`)."""
+    out = np.zeros((len(landmarks), size, size, 3), np.uint8)
+    for points, image in zip(landmarks, out):
+        draw_landmarks(points, size, source_size=source_size, thickness=thickness, out=image)
+    return out

@@ -58,9 +58,7 @@ def face_models_dir() -> Path:
     """
     spec = importlib.util.find_spec("face_recognition_models")
     if spec is None or spec.origin is None:
-        raise RuntimeError(
-            "the dlib face models are missing: pip install face_recognition_models"
-        )
+        raise RuntimeError("the dlib face models are missing: pip install face_recognition_models")
     return Path(spec.origin).parent / "models"
 
 
@@ -75,9 +73,7 @@ class DlibLandmarker:
         import dlib
 
         self._detector = dlib.get_frontal_face_detector()
-        self._predictor = dlib.shape_predictor(
-            os.fspath(face_models_dir() / "shape_predictor_68_face_landmarks.dat")
-        )
+        self._predictor = dlib.shape_predictor(os.fspath(face_models_dir() / "shape_predictor_68_face_landmarks.dat"))
         self._rectangle = dlib.rectangle
 
     def detect(self, gray: np.ndarray, upsample: int = 0) -> list[Detection]:

@@ -248,9 +248,19 @@ class VideoWriter:
     to an `atomic_path`, so a failed run leaves no partial file.
     """
 
-    def __init__(self, path: str | Path, fps: float, width: int, height: int, *, audio_from: str | Path | None = None, crf: int = 18):
-        import av
+    def __init__(
+        self,
+        path: str | Path,
+        fps: float,
+        width: int,
+        height: int,
+        *,
+        audio_from: str | Path | None = None,
+        crf: int = 18,
+    ):
         from fractions import Fraction
+
+        import av
 
         self._container = av.open(str(path), "w", format="mp4", options={"movflags": "faststart"})
         self._rate = Fraction(fps).limit_denominator(1001)

@@ -80,7 +80,9 @@ class Motion:
             raise MotionError("not a motion template (.npz from `talkinghead motion`)") from None
         if meta.get("format") != MOTION_FORMAT or landmarks.ndim != 3 or landmarks.shape[1:] != (68, 2):
             raise MotionError("not a motion template (.npz from `talkinghead motion`)")
-        return cls(landmarks.astype(np.float32), float(meta["fps"]), tracked.astype(bool), source=meta.get("source", ""))
+        return cls(
+            landmarks.astype(np.float32), float(meta["fps"]), tracked.astype(bool), source=meta.get("source", "")
+        )
 
     # -- from a video -------------------------------------------------------------------------
 
@@ -99,7 +101,9 @@ class Motion:
         with VideoReader(path) as reader:
             fps = reader.info.fps
             total = reader.info.frame_count or None
-            for _, seconds, rgb in tqdm(reader, total=total, unit="frame", desc="driving landmarks", disable=not progress):
+            for _, seconds, rgb in tqdm(
+                reader, total=total, unit="frame", desc="driving landmarks", disable=not progress
+            ):
                 points.append(tracker(rgb))
                 times.append(seconds)
         tracked = np.array([p is not None for p in points])
@@ -128,7 +132,9 @@ class Motion:
         flat = self.landmarks.reshape(len(self), -1)
         padded = np.pad(flat, ((radius, radius), (0, 0)), mode="edge")
         smooth = np.stack([np.convolve(padded[:, j], kernel, mode="valid") for j in range(flat.shape[1])], axis=1)
-        return Motion(smooth.reshape(self.landmarks.shape).astype(np.float32), self.fps, self.tracked, self.boxes, self.source)
+        return Motion(
+            smooth.reshape(self.landmarks.shape).astype(np.float32), self.fps, self.tracked, self.boxes, self.source
+        )
 
     def neutral_index(self) -> int:
         """The driver's most neutral frame: mouth closed, eyes open, facing the camera."""
@@ -141,7 +147,9 @@ class Motion:
         cost = mouth + np.maximum(0.0, 0.2 - eyes) * 2 + yaw + (~self.tracked) * 10.0
         return int(np.argmin(cost))
 
-    def retarget(self, source_landmarks: np.ndarray, size: int, *, mode: str = "relative", reference: str = "neutral") -> np.ndarray:
+    def retarget(
+        self, source_landmarks: np.ndarray, size: int, *, mode: str = "relative", reference: str = "neutral"
+    ) -> np.ndarray:
         """Driving landmarks for a source, `[N, 68, 2]` in crop pixels of a `size` crop."""
         driving = self.landmarks * size
         if mode == "absolute":

@@ -257,9 +257,7 @@ def extract_faces(source: Source, options: PrepareOptions, *, threads: int = 0, 
     stats = tracker.stats
     if not numbers:
         if stats.small_faces:
-            return None, (
-                f"face too small (largest {stats.largest_small_face:.0f} px, minimum {options.min_face} px)"
-            )
+            return None, (f"face too small (largest {stats.largest_small_face:.0f} px, minimum {options.min_face} px)")
         return None, "no face found" + (" (video truncated)" if info.get("truncated") else "")
     if len(numbers) < options.min_frames:
         return None, f"only {len(numbers)} frames with a face (minimum {options.min_frames})"
@@ -423,7 +421,7 @@ def prepare(
 
     try:
         finish_ready_groups()  # groups whose work files all exist already (killed while assembling)
-        for index, count, reason in _map(todo, options, workers):
+        for index, count, _reason in _map(todo, options, workers):
             pending[index // per_shard].discard(index)
             frames += count
             bar.update(1)

@@ -20,7 +20,6 @@ import numpy as np
 
 from .landmarks import Detection, Landmarker
 
-
 _PATCH = 24  # side of the patch compared between frames
 
 
@@ -158,9 +157,7 @@ class FaceTracker:
             self._drop()
             return None
         centre = (landmarks.min(axis=0) + landmarks.max(axis=0)) / 2
-        self._relation = np.array(
-            [*((detection.center - centre) / size), detection.size / size], np.float32
-        )
+        self._relation = np.array([*((detection.center - centre) / size), detection.size / size], np.float32)
         self._landmarks = landmarks
         self._last_seen = centre
         self._reference = self._patch(gray, landmarks)
@@ -217,7 +214,9 @@ class FaceTracker:
             return False
         height, width = shape[:2]
         # A face more than half outside the frame is no longer usable.
-        inside = (landmarks[:, 0] >= 0) & (landmarks[:, 0] < width) & (landmarks[:, 1] >= 0) & (landmarks[:, 1] < height)
+        inside = (
+            (landmarks[:, 0] >= 0) & (landmarks[:, 0] < width) & (landmarks[:, 1] >= 0) & (landmarks[:, 1] < height)
+        )
         return bool(inside.mean() > 0.5)
 
     def _run_detector(self, gray: np.ndarray, scale: float, upsample: int) -> list[Detection]:

@@ -24,7 +24,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -151,7 +151,9 @@ def _autocast(device: torch.device, enabled: bool):
     return contextlib.nullcontext()
 
 
-def _prepare_run(run: Path, config: Config, data: Path, num_videos: int, resume: bool, env: Distributed) -> tuple[Config, dict | None]:
+def _prepare_run(
+    run: Path, config: Config, data: Path, num_videos: int, resume: bool, env: Distributed
+) -> tuple[Config, dict | None]:
     """Check the run folder; return the config to use and the checkpoint to resume from."""
     checkpoints = list_checkpoints(run / "checkpoints")
     if checkpoints and not resume:
@@ -168,7 +170,10 @@ def _prepare_run(run: Path, config: Config, data: Path, num_videos: int, resume:
             )
     if env.main:
         run.mkdir(parents=True, exist_ok=True)
-        write_json(run / "config.json", {**config.to_dict(), "data": str(data), "num_videos": num_videos, "world_size": env.world_size})
+        write_json(
+            run / "config.json",
+            {**config.to_dict(), "data": str(data), "num_videos": num_videos, "world_size": env.world_size},
+        )
     return config, state
 
 
@@ -215,7 +220,10 @@ def _train(data_dir, config, run, env, device, resume, progress, max_steps) -> T
     gpu = device.type == "cuda"
     channels_last = t.channels_last and gpu
     if channels_last:
-        eg, discriminator = eg.to(memory_format=torch.channels_last), discriminator.to(memory_format=torch.channels_last)
+        eg, discriminator = (
+            eg.to(memory_format=torch.channels_last),
+            discriminator.to(memory_format=torch.channels_last),
+        )
     opt_g = torch.optim.Adam(eg.parameters(), lr=t.lr_generator, betas=tuple(t.betas))
     opt_d = torch.optim.Adam(discriminator.parameters(), lr=t.lr_discriminator, betas=tuple(t.betas))
     step = 0
@@ -274,7 +282,9 @@ def _train(data_dir, config, run, env, device, resume, progress, max_steps) -> T
             requires_grad(d_raw, False)
             with _autocast(device, t.amp):
                 fake, embedding = eg_train(batch["source_frames"], batch["source_landmarks"], landmarks)
-                scores, features = d_raw(torch.cat([real, fake]), torch.cat([landmarks, landmarks]), torch.cat([videos, videos]))
+                scores, features = d_raw(
+                    torch.cat([real, fake]), torch.cat([landmarks, landmarks]), torch.cat([videos, videos])
+                )
                 real_scores, fake_scores = scores.chunk(2)
                 loss_g, terms = loss_fn(
                     real=real,
@@ -295,11 +305,17 @@ def _train(data_dir, config, run, env, device, resume, progress, max_steps) -> T
             embedding = embedding.detach().float()
             for _ in range(t.discriminator_steps):
                 with _autocast(device, t.amp):
-                    scores, _ = discriminator(torch.cat([real, fake]), torch.cat([landmarks, landmarks]), torch.cat([videos, videos]))
+                    scores, _ = discriminator(
+                        torch.cat([real, fake]), torch.cat([landmarks, landmarks]), torch.cat([videos, videos])
+                    )
                     loss_d = hinge = discriminator_hinge_loss(*scores.float().chunk(2))
                 if config.loss.embedding_match:
                     # The W_i half of L_MCH (the generator step moved e-hat toward W_i).
-                    w = discriminator.module.W if isinstance(discriminator, nn.parallel.DistributedDataParallel) else d_raw.W
+                    w = (
+                        discriminator.module.W
+                        if isinstance(discriminator, nn.parallel.DistributedDataParallel)
+                        else d_raw.W
+                    )
                     loss_d = loss_d + config.loss.embedding_match * embedding_match_loss(embedding, w(videos))
                 opt_d.zero_grad(set_to_none=True)
                 loss_d.backward()
@@ -322,7 +338,11 @@ def _train(data_dir, config, run, env, device, resume, progress, max_steps) -> T
                     }
                     logger.scalars(step, logged)
                     window_start, window_steps = time.perf_counter(), 0
-                    main = {k.split("/")[1]: v for k, v in logged.items() if k in ("loss/generator", "loss/discriminator", "loss/vgg", "loss/l1")}
+                    main = {
+                        k.split("/")[1]: v
+                        for k, v in logged.items()
+                        if k in ("loss/generator", "loss/discriminator", "loss/vgg", "loss/l1")
+                    }
                     bar.set_postfix({k: f"{v:.3f}" for k, v in main.items()}, refresh=False)
                 if step % t.sample_every == 0 or step == last:
                     logger.image(step, sample_grid(batch, fake))

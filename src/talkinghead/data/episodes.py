@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from ..drawing import draw_landmarks
+from ..drawing import draw_batch
 from ..images import to_tensor
 from .dataset import FaceDataset
 
@@ -43,9 +43,7 @@ class EpisodeDataset(Dataset):
         all_landmarks = self.data.landmarks(clip)
         size = self.resolution
         frames = np.stack([self._frame(clip, int(i)) for i in picks])
-        drawn = np.stack(
-            [draw_landmarks(all_landmarks[i], size, source_size=meta["crop_size"], thickness=self.thickness) for i in picks]
-        )
+        drawn = draw_batch(all_landmarks[picks], size, source_size=meta["crop_size"], thickness=self.thickness)
         frames_t, drawn_t = to_tensor(frames), to_tensor(drawn)
         return {
             "source_frames": frames_t[:-1],
@@ -72,14 +70,14 @@ class EpisodeSampler(Sampler):
     ranks take the same number of steps).
     """
 
-    def __init__(self, num_clips: int, *, batch_size: int, seed: int, rank: int = 0, world_size: int = 1, start_step: int = 0):
+    def __init__(
+        self, num_clips: int, *, batch_size: int, seed: int, rank: int = 0, world_size: int = 1, start_step: int = 0
+    ):
         self.num_clips, self.batch_size, self.seed = num_clips, batch_size, seed
         self.rank, self.world_size, self.start_step = rank, world_size, start_step
         self.steps_per_epoch = num_clips // (world_size * batch_size)
         if self.steps_per_epoch == 0:
-            raise ValueError(
-                f"{num_clips} clips are too few for batch size {batch_size} on {world_size} process(es)"
-            )
+            raise ValueError(f"{num_clips} clips are too few for batch size {batch_size} on {world_size} process(es)")
 
     def __iter__(self):
         epoch, step = divmod(self.start_step, self.steps_per_epoch)

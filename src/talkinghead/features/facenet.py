@@ -130,15 +130,21 @@ class InceptionResnetV1(nn.Module):
         for scope in ("Conv2d_3b_1x1", "Conv2d_4a_3x3", "Conv2d_4b_3x3"):
             x = self._conv(scope, x)
             yield scope, x
-        b35 = [["Branch_0/Conv2d_1x1"], ["Branch_1/Conv2d_0a_1x1", "Branch_1/Conv2d_0b_3x3"],
-               ["Branch_2/Conv2d_0a_1x1", "Branch_2/Conv2d_0b_3x3", "Branch_2/Conv2d_0c_3x3"]]
+        b35 = [
+            ["Branch_0/Conv2d_1x1"],
+            ["Branch_1/Conv2d_0a_1x1", "Branch_1/Conv2d_0b_3x3"],
+            ["Branch_2/Conv2d_0a_1x1", "Branch_2/Conv2d_0b_3x3", "Branch_2/Conv2d_0c_3x3"],
+        ]
         for scope in BLOCK35:
             x = self._residual(scope, x, b35, 0.17)
         yield "Repeat", x
         x = torch.cat(
             [
                 self._conv("Mixed_6a/Branch_0/Conv2d_1a_3x3", x),
-                self._conv("Mixed_6a/Branch_1/Conv2d_1a_3x3", self._conv("Mixed_6a/Branch_1/Conv2d_0b_3x3", self._conv("Mixed_6a/Branch_1/Conv2d_0a_1x1", x))),
+                self._conv(
+                    "Mixed_6a/Branch_1/Conv2d_1a_3x3",
+                    self._conv("Mixed_6a/Branch_1/Conv2d_0b_3x3", self._conv("Mixed_6a/Branch_1/Conv2d_0a_1x1", x)),
+                ),
                 F.max_pool2d(x, 3, 2),
             ],
             1,
@@ -151,7 +157,10 @@ class InceptionResnetV1(nn.Module):
             [
                 self._conv("Mixed_7a/Branch_0/Conv2d_1a_3x3", self._conv("Mixed_7a/Branch_0/Conv2d_0a_1x1", x)),
                 self._conv("Mixed_7a/Branch_1/Conv2d_1a_3x3", self._conv("Mixed_7a/Branch_1/Conv2d_0a_1x1", x)),
-                self._conv("Mixed_7a/Branch_2/Conv2d_1a_3x3", self._conv("Mixed_7a/Branch_2/Conv2d_0b_3x3", self._conv("Mixed_7a/Branch_2/Conv2d_0a_1x1", x))),
+                self._conv(
+                    "Mixed_7a/Branch_2/Conv2d_1a_3x3",
+                    self._conv("Mixed_7a/Branch_2/Conv2d_0b_3x3", self._conv("Mixed_7a/Branch_2/Conv2d_0a_1x1", x)),
+                ),
                 F.max_pool2d(x, 3, 2),
             ],
             1,
@@ -166,8 +175,7 @@ class InceptionResnetV1(nn.Module):
         return [h for name, h in self._trunk(x) if name in self.TAPS]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for name, h in self._trunk(x):
-            pass
+        *_, (_, h) = self._trunk(x)  # the last stage's output
         h = self.bottleneck(h.mean(dim=(2, 3)))
         h = (h - self.bn_mean) / torch.sqrt(self.bn_var + BN_EPSILON) + self.bn_beta
         return F.normalize(h, dim=1)

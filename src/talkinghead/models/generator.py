@@ -40,7 +40,13 @@ class Generator(nn.Module):
         down: list[nn.Module] = []
         size = resolution
         for level in range(levels):
-            down.append(ResBlockDown(channels(base_channels, max_channels, level), channels(base_channels, max_channels, level + 1), norm=True))
+            down.append(
+                ResBlockDown(
+                    channels(base_channels, max_channels, level),
+                    channels(base_channels, max_channels, level + 1),
+                    norm=True,
+                )
+            )
             size //= 2
             if size in attention_resolutions:
                 down.append(SelfAttention(channels(base_channels, max_channels, level + 1)))
@@ -49,7 +55,13 @@ class Generator(nn.Module):
         self.body = nn.ModuleList(AdaINResBlock(width, width) for _ in range(bottleneck_blocks))
         up: list[nn.Module] = []
         for level in reversed(range(levels)):
-            up.append(AdaINResBlock(channels(base_channels, max_channels, level + 1), channels(base_channels, max_channels, level), upsample=True))
+            up.append(
+                AdaINResBlock(
+                    channels(base_channels, max_channels, level + 1),
+                    channels(base_channels, max_channels, level),
+                    upsample=True,
+                )
+            )
             size *= 2
             if size in attention_resolutions:
                 up.append(SelfAttention(channels(base_channels, max_channels, level)))
