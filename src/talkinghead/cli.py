@@ -78,7 +78,10 @@ def _add_train(commands) -> None:
         ),
     )
     p.add_argument("--data", required=True, help="data set folder made by `talkinghead prepare`")
-    p.add_argument("--config", default="paper", help="preset (tiny, cpu, paper) or a JSON file (default: paper)")
+    p.add_argument(
+        "--config",
+        help="preset (tiny, cpu, paper) or a JSON file (default: paper; with --resume, the run's own config)",
+    )
     p.add_argument("--out", required=True, help="run folder: config, checkpoints, samples, logs")
     p.add_argument(
         "--set",

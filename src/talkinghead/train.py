@@ -387,7 +387,13 @@ def main(args) -> int:
     from .features import WeightsError
 
     try:
-        config = load_config(args.config, args.set)
+        saved = Path(args.out) / "config.json"
+        if args.config is None and args.resume and saved.is_file():
+            # Resuming without --config: the run's own settings (plus any --set).
+            recorded = json.loads(saved.read_text())
+            config = Config.from_dict({k: recorded[k] for k in ("model", "loss", "train")}).override(args.set)
+        else:
+            config = load_config(args.config or "paper", args.set)
         train(args.data, config, args.out, resume=args.resume, progress=not args.quiet, max_steps=args.max_steps)
     except (TrainError, ValueError, ShardError, WeightsError) as error:
         print(f"talkinghead train: {error}", file=sys.stderr)
