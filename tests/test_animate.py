@@ -187,3 +187,18 @@ def test_help():
     for command in ("fit", "animate", "motion", "export"):
         result = cli(command, "--help")
         assert result.returncode == 0 and "usage: talkinghead " + command in result.stdout
+
+
+@pytest.mark.slow
+def test_readme_main_job_with_the_bundled_model_and_motion(portrait, tmp_path):
+    # `talkinghead animate --source PHOTO` needs nothing else: bundled model, bundled motion.
+    result = cli("animate", "--source", str(portrait), "--out", str(tmp_path / "out.mp4"), "--quiet")
+    assert result.returncode == 0, result.stderr
+    motion = Motion.load(default_motion_path())
+    with av.open(str(tmp_path / "out.mp4")) as container:
+        video = container.streams.video[0]
+        assert sum(1 for _ in container.decode(video)) == len(motion)
+        assert float(video.average_rate) == pytest.approx(motion.fps)
+    from talkinghead.avatar import default_model_path
+
+    assert default_model_path().stat().st_size < 50 * 2**20

@@ -204,20 +204,25 @@ def _kept_stride(options: PrepareOptions, expected_frames: int) -> int:
 
 
 class _Worker:
-    """Per-process state: the landmark model and tracker are built once and reused."""
+    """Per-process state: the landmark model and tracker, built once per process and settings."""
 
     tracker = None
+    settings: tuple | None = None
+    threads = 0
 
     @classmethod
-    def init(cls, options: PrepareOptions, threads: int) -> None:
-        import cv2
+    def get(cls, options: PrepareOptions, threads: int):
+        settings = (options.landmarker, options.min_face, threads)
+        if cls.tracker is None or cls.settings != settings:
+            import cv2
 
-        from .landmarks import make_landmarker
-        from .tracking import FaceTracker
+            from .landmarks import make_landmarker
+            from .tracking import FaceTracker
 
-        cv2.setNumThreads(1 if threads == 1 else 0)
-        cls.tracker = FaceTracker(make_landmarker(options.landmarker), min_face=options.min_face)
-        cls.threads = threads
+            cv2.setNumThreads(1 if threads == 1 else 0)
+            cls.tracker = FaceTracker(make_landmarker(options.landmarker), min_face=options.min_face)
+            cls.settings, cls.threads = settings, threads
+        return cls.tracker
 
 
 def prepare_source(source: Source, options: PrepareOptions, threads: int = 0) -> tuple[Clip | None, str]:
@@ -231,9 +236,7 @@ def extract_faces(source: Source, options: PrepareOptions, *, threads: int = 0, 
     Returns (clip, "") or (None, reason). The clip's `frames` are `[S, S, 3] uint8` crops, or
     whatever `encode` makes of each (JPEG bytes for shards).
     """
-    if _Worker.tracker is None:
-        _Worker.init(options, threads)
-    tracker = _Worker.tracker
+    tracker = _Worker.get(options, threads)
     tracker.reset()
     crop = options.crop()
 
@@ -242,7 +245,7 @@ def extract_faces(source: Source, options: PrepareOptions, *, threads: int = 0, 
     info: dict[str, Any] = {}
     height = width = decoded = 0
     stride = None
-    for number, seconds, rgb, info in _frames(source, _Worker.threads):
+    for number, seconds, rgb, info in _frames(source, threads):
         if stride is None:
             stride = _kept_stride(options, info.get("expected_frames", 0))
             height, width = rgb.shape[:2]
@@ -269,7 +272,7 @@ def extract_faces(source: Source, options: PrepareOptions, *, threads: int = 0, 
     # Pass 2: decode again and cut the crops, now that the (smoothed) boxes are known.
     wanted = {n: i for i, n in enumerate(numbers)}
     jpegs: list = [None] * len(numbers)
-    for number, _, rgb, _ in _frames(source, _Worker.threads):
+    for number, _, rgb, _ in _frames(source, threads):
         i = wanted.get(number)
         if i is not None:
             crop_rgb = crop_image(rgb, boxes[i], crop.size)
