@@ -8,6 +8,7 @@ Writes OUT/train and OUT/validation (see talkinghead.data.splits for who is held
 from __future__ import annotations
 
 import argparse
+import time
 from pathlib import Path
 
 from talkinghead.data.splits import shared_split
@@ -24,8 +25,9 @@ def main() -> None:
     args = parser.parse_args()
     train, validation = shared_split(args.videos)
     for name, folders in (("train", train), ("validation", validation)):
+        start = time.perf_counter()
         summary = prepare(folders, args.out / name, PrepareOptions(crop_size=args.size), workers=args.workers)
-        print(f"{name}: " + format_summary(summary, 0.0).splitlines()[0])
+        print(f"{name}: " + format_summary(summary, time.perf_counter() - start))
 
 
 if __name__ == "__main__":

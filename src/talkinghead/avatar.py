@@ -1,7 +1,7 @@
 """Few-shot avatars (paper §3.3): one or a few images of a person -> a person-specific generator.
 
     avatar = Avatar.fit(["mona_lisa.jpg"], steps=0)        # feed-forward: psi = P e-hat
-    avatar = Avatar.fit(frames_of_me, shots=8, steps=75)     # fine-tuned on the shots
+    avatar = Avatar.fit(["me.mp4"], shots=8, steps=100)      # fine-tuned on 8 frames of a video
     avatar.save("mona.avatar")
     for frame in avatar.animate(Motion.load("talk.npz")):   # [S, S, 3] uint8 frames
         ...

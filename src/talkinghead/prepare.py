@@ -346,7 +346,7 @@ class PrepareError(Exception):
     """A problem with the whole job (not one input): reported as one line, exit code 2."""
 
 
-def _plan_file(out: Path, options: PrepareOptions, sources: list[Source]) -> dict[str, Any]:
+def _plan_file(options: PrepareOptions, sources: list[Source]) -> dict[str, Any]:
     listing = "\n".join(f"{s.kind}\t{s.identity}\t{s.path}" for s in sources).encode()
     return {
         "format": "talkinghead-dataset",
@@ -373,7 +373,7 @@ def prepare(
     sources, problems = discover(inputs)
     if not sources and problems:
         raise PrepareError(f"{problems[0]['source']}: {problems[0]['reason']}")
-    plan = _plan_file(out, options, sources)
+    plan = _plan_file(options, sources)
     plan_path = out / "prepare.json"
     if plan_path.exists():
         previous = json.loads(plan_path.read_text())
@@ -471,11 +471,11 @@ def format_summary(summary: Summary, elapsed: float) -> str:
         f"prepared {summary.clips} clips ({summary.frames} frames, {len(summary.identities)} identities); "
         f"skipped {len(summary.skipped)}; {elapsed:.1f} s"
     ]
-    reasons = Counter(item["reason"] for item in summary.skipped)
-    for item in summary.skipped:
-        lines.append(f"  skipped {item['source']}: {item['reason']}")
-    if len(summary.skipped) > 20:
-        lines = lines[:1] + [f"  skipped {count} x {reason}" for reason, count in reasons.most_common()]
+    if len(summary.skipped) <= 20:
+        lines += [f"  skipped {item['source']}: {item['reason']}" for item in summary.skipped]
+    else:  # the report lists every one; here, how many for each reason
+        reasons = Counter(item["reason"] for item in summary.skipped)
+        lines += [f"  skipped {count} x {reason}" for reason, count in reasons.most_common()]
     for item in summary.notes[:20]:
         lines.append(f"  note {item['source']}: {item['note']}")
     if len(summary.notes) > 20:
