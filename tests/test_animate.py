@@ -202,3 +202,16 @@ def test_readme_main_job_with_the_bundled_model_and_motion(portrait, tmp_path):
     from talkinghead.avatar import default_model_path
 
     assert default_model_path().stat().st_size < 50 * 2**20
+
+
+def test_auto_mode_is_absolute_only_for_the_same_person(tiny_model, avatar, driving, carphone):
+    from talkinghead.animate import choose_mode
+
+    motion = Motion.from_video(driving)
+    assert choose_mode(avatar, motion) == "relative"  # the astronaut driven by the man in the car
+    with VideoReader(carphone) as reader:
+        frame = next(rgb for n, _, rgb in reader if n == 60)
+    himself = Avatar.fit([frame], model=tiny_model)
+    assert choose_mode(himself, motion) == "absolute"  # self-reenactment
+    template = Motion.load(default_motion_path())
+    assert template.face_sample is None and choose_mode(himself, template) == "relative"

@@ -59,6 +59,18 @@ def _driver_crops(path: Path, motion: Motion, size: int) -> Iterator[np.ndarray]
             yield crop_image(rgb, motion.boxes[number], size)
 
 
+def choose_mode(avatar: Avatar, motion: Motion) -> str:
+    """`auto`: absolute when the driver is the source's own person (self-reenactment, as in the
+    paper), relative otherwise and for landmark-only templates (nothing to compare)."""
+    from .identity import same_person
+
+    if motion.face_sample is None:
+        return "relative"
+    # From the original portrait, not the shot: the shot is only as sharp as the model's resolution.
+    source = crop_image(avatar.portrait, avatar.portrait_box, 128)
+    return "absolute" if same_person(source, motion.face_sample) else "relative"
+
+
 def render(
     avatar: Avatar,
     motion: Motion,
@@ -74,6 +86,7 @@ def render(
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
     size = avatar.size
+    mode = choose_mode(avatar, motion) if mode == "auto" else mode
     landmarks = motion.smoothed(smooth).retarget(avatar.shot_landmarks[0], size, mode=mode, reference=reference)
     frames = avatar.generate(landmarks, batch_size=batch_size)
     if layout == "crop":
@@ -107,7 +120,7 @@ def animate_file(
     out: str | Path,
     *,
     layout: str = "crop",
-    mode: str = "relative",
+    mode: str = "auto",
     reference: str = "neutral",
     smooth: float = 1.0,
     progress: bool = True,
@@ -118,6 +131,7 @@ def animate_file(
     driving, out = Path(driving), Path(out)
     motion = load_driving(driving, progress=progress)
     video = driving if driving.suffix != ".npz" else None
+    mode = choose_mode(avatar, motion) if mode == "auto" else mode
     start = time.perf_counter()
     frames = render(avatar, motion, layout=layout, mode=mode, reference=reference, smooth=smooth, driving_video=video)
     first = next(frames)
@@ -135,6 +149,7 @@ def animate_file(
         "fps": motion.fps,
         "interpolated_frames": int((~motion.tracked).sum()),
         "audio": has_audio,
+        "mode": mode,
         "seconds": seconds,
     }
 
@@ -177,7 +192,7 @@ def main(args) -> int:
     if not report["audio"] and is_video_path(driving):
         notes.append("the driving video has no audio: the result is silent")
     print(
-        f"wrote {out}: {report['frames']} frames at {report['fps']:.2f} fps "
+        f"wrote {out}: {report['frames']} frames at {report['fps']:.2f} fps, {report['mode']} motion "
         f"({report['frames'] / report['seconds']:.1f} frames/s)" + "".join(f"; {n}" for n in notes)
     )
     return 0

@@ -130,10 +130,11 @@ def _add_animate(commands) -> None:
     p.add_argument("--steps", type=int, default=0, help="with --source: fine-tuning steps (default: 0 = feed-forward)")
     p.add_argument(
         "--mode",
-        choices=["relative", "absolute"],
-        default="relative",
-        help="relative: apply the driver's motion to the source's own face shape (default); "
-        "absolute: use the driver's landmarks as they are (the paper)",
+        choices=["auto", "relative", "absolute"],
+        default="auto",
+        help="relative: apply the driver's motion to the source's own face shape; absolute: use the "
+        "driver's landmarks as they are (the paper); auto (default): absolute when the driver is the "
+        "source's own person (FaceNet), else relative",
     )
     p.add_argument(
         "--reference",

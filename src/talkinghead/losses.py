@@ -48,10 +48,6 @@ class ContentLoss(nn.Module):
     Frames `[B, 3, H, W]` in [-1, 1].
     """
 
-    # Fraction of the crop FaceNet sees: prepare's crops are 1.8x the landmarks' extent, and
-    # FaceNet was trained on face boxes with a small margin.
-    FACE_REGION = 0.7
-
     def __init__(self, vgg_weight: float, face_weight: float):
         super().__init__()
         from .features import load_facenet, load_vgg16
@@ -61,7 +57,7 @@ class ContentLoss(nn.Module):
         self.facenet = load_facenet() if face_weight else None
 
     def forward(self, real: torch.Tensor, fake: torch.Tensor) -> dict[str, torch.Tensor]:
-        from .features.facenet import prewhiten
+        from .features.facenet import face_input
         from .features.vgg import imagenet_normalize
 
         terms: dict[str, torch.Tensor] = {}
@@ -69,11 +65,7 @@ class ContentLoss(nn.Module):
             both = self.vgg.features(imagenet_normalize(torch.cat([real, fake])))
             terms["vgg"] = self.vgg_weight * sum(_half_l1(f) for f in both)
         if self.facenet is not None:
-            size = real.shape[-1]
-            margin = round(size * (1 - self.FACE_REGION) / 2)
-            faces = torch.cat([real, fake])[..., margin : size - margin, margin : size - margin]
-            faces = F.interpolate(faces, size=(160, 160), mode="bilinear", align_corners=False, antialias=True)
-            both = self.facenet.features(prewhiten(faces))
+            both = self.facenet.features(face_input(torch.cat([real, fake])))
             terms["face"] = self.face_weight * sum(_half_l1(f) for f in both)
         return terms
 

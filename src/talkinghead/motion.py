@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .crop import CropConfig, clip_boxes, to_crop
+from .crop import CropConfig, clip_boxes, crop_image, to_crop
 from .io import atomic_path
 
 MOTION_FORMAT = "talkinghead-motion"
@@ -45,6 +45,9 @@ class Motion:
     tracked: np.ndarray  # [N] bool: face found (False: interpolated)
     boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 3), np.float32))  # [N, 3] driver crop boxes
     source: str = ""
+    # The driver's face in its first tracked frame, a 128 px crop, to tell whether source and
+    # driver are one person (mode "auto"). Only for motions tracked from video: never saved.
+    face_sample: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.landmarks)
@@ -97,7 +100,7 @@ class Motion:
 
         tracker = tracker or FaceTracker(make_landmarker())
         tracker.reset()
-        points, times = [], []
+        points, times, sample = [], [], None
         with VideoReader(path) as reader:
             fps = reader.info.fps
             total = reader.info.frame_count or None
@@ -106,19 +109,26 @@ class Motion:
             ):
                 points.append(tracker(rgb))
                 times.append(seconds)
+                if sample is None and points[-1] is not None:
+                    box, _ = clip_boxes(
+                        points[-1][None], np.zeros(1, np.float32), CropConfig(size=128, scale=crop_scale)
+                    )
+                    sample = crop_image(rgb, box[0], 128)
         tracked = np.array([p is not None for p in points])
         if not tracked.any():
             raise MotionError("no face found in the driving video")
         landmarks = fill_gaps(points, tracked)
         boxes, _ = clip_boxes(landmarks, np.array(times, np.float32), CropConfig(size=1, scale=crop_scale))
         normalised = to_crop(landmarks, boxes, 1)  # [N, 68, 2] in [0, 1] of each frame's box
-        return cls(normalised, fps, tracked, boxes=boxes, source=str(path))
+        return cls(normalised, fps, tracked, boxes=boxes, source=str(path), face_sample=sample)
 
     def trimmed(self, start: float = 0.0, duration: float | None = None) -> "Motion":
         first = int(round(start * self.fps))
         last = len(self) if duration is None else min(len(self), first + int(round(duration * self.fps)))
         boxes = self.boxes[first:last] if len(self.boxes) else self.boxes
-        return Motion(self.landmarks[first:last], self.fps, self.tracked[first:last], boxes, self.source)
+        return Motion(
+            self.landmarks[first:last], self.fps, self.tracked[first:last], boxes, self.source, self.face_sample
+        )
 
     # -- cleaning and retargeting ----------------------------------------------------------------
 
@@ -132,9 +142,8 @@ class Motion:
         flat = self.landmarks.reshape(len(self), -1)
         padded = np.pad(flat, ((radius, radius), (0, 0)), mode="edge")
         smooth = np.stack([np.convolve(padded[:, j], kernel, mode="valid") for j in range(flat.shape[1])], axis=1)
-        return Motion(
-            smooth.reshape(self.landmarks.shape).astype(np.float32), self.fps, self.tracked, self.boxes, self.source
-        )
+        landmarks = smooth.reshape(self.landmarks.shape).astype(np.float32)
+        return Motion(landmarks, self.fps, self.tracked, self.boxes, self.source, self.face_sample)
 
     def neutral_index(self) -> int:
         """The driver's most neutral frame: mouth closed, eyes open, facing the camera."""
