@@ -186,6 +186,19 @@ def _add_export(commands) -> None:
     p.set_defaults(run="talkinghead.checkpoint")
 
 
+def _add_demo(commands) -> None:
+    p = commands.add_parser(
+        "demo",
+        help="web demo (Gradio): upload a portrait and a driving video, get the talking video",
+        description='Start the web demo on HOST:PORT. Needs the demo extra: pip install "talkinghead[demo]".',
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    p.add_argument("--port", type=int, default=7860, help="port (default: 7860)")
+    p.add_argument("--model", help="model file or checkpoint (default: the bundled model)")
+    p.add_argument("--max-upload-mb", type=_positive(int), default=50, help="upload size cap in MB (default: 50)")
+    p.set_defaults(run="talkinghead.demo")
+
+
 def _add_weights(commands) -> None:
     p = commands.add_parser(
         "weights",
@@ -210,6 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_animate(commands)
     _add_motion(commands)
     _add_export(commands)
+    _add_demo(commands)
     _add_weights(commands)
     return parser
 

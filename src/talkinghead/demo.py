@@ -1,0 +1,157 @@
+"""`talkinghead demo`: a Gradio app over the library (`pip install "talkinghead[demo]"`).
+
+Upload one or more portraits (or pick the bundled example), upload a driving video (or pick the
+bundled motion), choose retargeting, fine-tuning steps and layout, and get the talking video with
+the driver's audio, plus the portrait with the landmarks that were found.
+
+Every request works in its own temporary folder; folders older than an hour are removed at the
+next request and all of them when the app stops. The queue runs one job at a time, so concurrent
+users wait rather than share anything. Uploads are capped in size and checked by content (they
+must decode as an image or a video), not by name.
+"""
+
+from __future__ import annotations
+
+import atexit
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+BUNDLED_MOTION = "Bundled: talking, blinking, turning (6 s)"
+EXAMPLE = "Example: astronaut (scikit-image)"
+
+
+def _landmark_overlay(avatar) -> np.ndarray:
+    """The first portrait with the detected landmarks drawn over it."""
+    from .crop import to_frame
+    from .drawing import draw_landmarks
+
+    portrait = avatar.portrait
+    points = to_frame(avatar.shot_landmarks[0], avatar.portrait_box, avatar.size)
+    drawn = draw_landmarks(points, portrait.shape[:2], thickness=max(1, round(max(portrait.shape[:2]) / 256)))
+    mask = drawn.max(axis=2, keepdims=True) > 0
+    return np.where(mask, drawn, portrait)
+
+
+class Demo:
+    """The app's state: the model path, a scratch folder, and the request handler."""
+
+    def __init__(self, model: str | None = None, keep_seconds: int = 3600):
+        self.model = model
+        self.keep_seconds = keep_seconds
+        self.root = Path(tempfile.mkdtemp(prefix="talkinghead-demo-"))
+        atexit.register(shutil.rmtree, self.root, ignore_errors=True)
+
+    def _workspace(self) -> Path:
+        now = time.time()
+        for old in self.root.iterdir():
+            if now - old.stat().st_mtime > self.keep_seconds:
+                shutil.rmtree(old, ignore_errors=True)
+        return Path(tempfile.mkdtemp(dir=self.root))
+
+    def example_portrait(self) -> Path:
+        from PIL import Image
+        from skimage import data
+
+        path = self.root / "astronaut.png"
+        if not path.exists():
+            Image.fromarray(data.astronaut()).save(path)
+        return path
+
+    def run(self, portraits, example, driving_video, motion_choice, mode, steps, layout, progress=None):
+        """Handler: returns (video path, landmark overlay). Raises `gr.Error` with one line."""
+        import gradio as gr
+
+        from .animate import animate_file, default_motion_path
+        from .avatar import Avatar, FitError
+        from .media import MediaError, VideoReader, load_image
+        from .motion import MotionError
+
+        work = self._workspace()
+        paths = [Path(p if isinstance(p, str) else p.name) for p in (portraits or [])]
+        if not paths and example == EXAMPLE:
+            paths = [self.example_portrait()]
+        if not paths:
+            raise gr.Error("Upload a portrait or pick the example.")
+        try:
+            images = [load_image(p) for p in paths]  # by content: a renamed PDF fails here
+        except MediaError as error:
+            raise gr.Error(f"{paths[0].name}: {error}") from None
+        if driving_video:
+            driving = Path(driving_video)
+            try:
+                VideoReader(driving).close()
+            except MediaError as error:
+                raise gr.Error(f"{driving.name}: {error}") from None
+        else:
+            driving = default_motion_path()
+        try:
+            if progress is not None:
+                progress(0.05, desc="fitting the avatar")
+            avatar = Avatar.fit(images, model=self.model, steps=int(steps), progress=True)
+            if progress is not None:
+                progress(0.4, desc="animating")
+            out = work / "talking.mp4"
+            animate_file(avatar, driving, out, layout=layout, mode=mode, progress=True)
+        except FitError as error:
+            message = str(error).replace("image: ", f"{paths[0].name}: ")
+            raise gr.Error(message) from None
+        except (MotionError, MediaError, ValueError) as error:
+            raise gr.Error(f"{driving.name}: {error}") from None
+        return str(out), _landmark_overlay(avatar)
+
+    def build(self):
+        import gradio as gr
+
+        with gr.Blocks(title="talkinghead") as app:
+            gr.Markdown(
+                "# talkinghead\nFew-shot talking heads (Zakharov et al., ICCV 2019): make a portrait talk "
+                "with the motion of a driving video."
+            )
+            with gr.Row():
+                with gr.Column():
+                    portraits = gr.File(
+                        label="Portrait(s) of one person",
+                        file_count="multiple",
+                        file_types=["image"],
+                        elem_id="portraits",
+                    )
+                    example = gr.Radio([EXAMPLE, "None"], value="None", label="Or use an example")
+                    driving = gr.Video(label="Driving video (optional)", sources=["upload"], elem_id="driving")
+                    motion = gr.Radio([BUNDLED_MOTION], value=BUNDLED_MOTION, label="Without a video")
+                    mode = gr.Radio(["auto", "relative", "absolute"], value="auto", label="Retargeting")
+                    steps = gr.Slider(0, 200, value=0, step=10, label="Fine-tuning steps (0 = feed-forward)")
+                    layout = gr.Radio(["crop", "side", "paste"], value="paste", label="Layout")
+                    button = gr.Button("Animate", variant="primary", elem_id="animate")
+                with gr.Column():
+                    video = gr.Video(label="Result", elem_id="result", autoplay=True)
+                    found = gr.Image(label="Landmarks found in the portrait", elem_id="landmarks")
+            button.click(
+                lambda *a, progress=gr.Progress(track_tqdm=True): self.run(*a, progress=progress),
+                inputs=[portraits, example, driving, motion, mode, steps, layout],
+                outputs=[video, found],
+            )
+        return app
+
+
+def main(args) -> int:
+    """`talkinghead demo` (arguments parsed by cli.py)."""
+    try:
+        import gradio  # noqa: F401
+    except ImportError:
+        print('talkinghead demo: gradio is not installed: pip install "talkinghead[demo]"', file=sys.stderr)
+        return 2
+    demo = Demo(model=args.model)
+    app = demo.build()
+    app.queue(default_concurrency_limit=1).launch(
+        server_name=args.host,
+        server_port=args.port,
+        max_file_size=f"{args.max_upload_mb}mb",
+        show_error=True,
+        allowed_paths=[str(demo.root)],
+    )
+    return 0
