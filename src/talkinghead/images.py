@@ -11,7 +11,8 @@ import torch
 
 def to_tensor(images: np.ndarray) -> torch.Tensor:
     """`[..., H, W, 3]` uint8 -> `[..., 3, H, W]` float32 in [-1, 1]."""
-    tensor = torch.from_numpy(np.ascontiguousarray(images)).movedim(-1, -3)
+    # A copy only when needed: torch wants writable, contiguous memory.
+    tensor = torch.from_numpy(np.require(images, requirements=["C", "W"])).movedim(-1, -3)
     return tensor.float().div_(127.5).sub_(1.0)
 
 

