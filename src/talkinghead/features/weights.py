@@ -208,7 +208,11 @@ def load_state(name: str) -> dict[str, torch.Tensor]:
 
 def load_inception():
     """The FID Inception-v3 (TorchScript): `[B, 3, 299, 299]` in TF's range -> `[B, 2048]` features."""
-    return torch.jit.load(str(_verified("inception")), map_location="cpu").eval()
+    import warnings
+
+    with warnings.catch_warnings():  # the file is TorchScript; torch.jit.load still reads it
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return torch.jit.load(str(_verified("inception")), map_location="cpu").eval()
 
 
 def load_vgg16():
