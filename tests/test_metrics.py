@@ -80,3 +80,17 @@ def test_landmark_error_grows_with_displacement():
     # Small frames (a 64 px model's output) are enlarged before detection.
     small = to_uint8(torch.nn.functional.interpolate(to_tensor(image)[None], size=(75, 50), mode="area"))[0]
     assert landmark_nme(small[None], (truth / 3)[None])[0] < 0.2
+
+
+def test_low_rank_frechet_distance_matches_the_matrix_square_root():
+    from scipy import linalg
+
+    from talkinghead.metrics import frechet_distance
+
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(30, 64)), rng.normal(size=(25, 64)) + 0.3
+    sa, sb = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    reference = (
+        ((a.mean(0) - b.mean(0)) ** 2).sum() + np.trace(sa) + np.trace(sb) - 2 * np.trace(linalg.sqrtm(sa @ sb).real)
+    )
+    assert frechet_distance(a, b) == pytest.approx(reference, rel=1e-6)

@@ -83,9 +83,35 @@ class Avatar:
         """Fit an avatar to images (paths or `[H, W, 3] uint8` arrays) or to T frames of videos."""
         from .checkpoint import load_model
 
-        config, embedder, generator, discriminator = load_model(model or default_model_path())
+        networks = load_model(model or default_model_path())
+        crops, landmarks, portrait, box, notes = _detect_shots(inputs, networks[0].model.resolution, shots)
+        avatar = cls.from_shots(
+            networks, crops, landmarks, steps=steps, batch_size=batch_size, device=device, progress=progress, seed=seed
+        )
+        avatar.portrait, avatar.portrait_box, avatar.notes = portrait, box, notes
+        return avatar
+
+    @classmethod
+    def from_shots(
+        cls,
+        networks: tuple,
+        crops: np.ndarray,
+        landmarks: np.ndarray,
+        *,
+        steps: int = 0,
+        batch_size: int = 2,
+        device: str | torch.device | None = None,
+        progress: bool = False,
+        seed: int = 0,
+    ) -> "Avatar":
+        """The few-shot stage on shots that are already face crops.
+
+        `networks`: (config, embedder, generator, discriminator) as `load_model` gives them (the
+        networks are not modified). `crops`: `[T, S, S, 3] uint8` at the model's resolution;
+        `landmarks`: `[T, 68, 2]` in crop pixels. The portrait is the first crop.
+        """
+        config, embedder, generator, discriminator = networks
         device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        crops, landmarks, portrait, box, notes = _detect_shots(inputs, config.model.resolution, shots)
         size = config.model.resolution
         frames = to_tensor(crops).to(device)  # [T, 3, S, S]
         drawn = to_tensor(draw_batch(landmarks, size, thickness=config.model.landmark_thickness or None)).to(device)
@@ -97,8 +123,8 @@ class Avatar:
             generator, psi = _finetune(
                 config, generator, discriminator, psi, embedding, frames, drawn, steps, batch_size, progress, seed
             )
-        generator.eval()
-        return cls(config, generator.cpu(), psi.detach().cpu(), crops, landmarks, portrait, box, steps, notes)
+        box = np.array([0, 0, size], np.float32)
+        return cls(config, generator.cpu().eval(), psi.detach().cpu(), crops, landmarks, crops[0], box, steps)
 
     # -- using one ------------------------------------------------------------------------------
 
@@ -120,10 +146,18 @@ class Avatar:
         if getattr(self, "_frozen", None) is None:
             from torch.nn.utils import parametrize
 
-            frozen = copy.deepcopy(self.generator).eval()
-            for module in frozen.modules():
-                if parametrize.is_parametrized(module, "weight"):
-                    parametrize.remove_parametrizations(module, "weight", leave_parametrized=True)
+            from .models import build_generator
+
+            # A freshly built copy, not a deepcopy: parametrized modules get a class made for them,
+            # a deepcopy shares it, and removing the parametrization deletes `weight` from that
+            # class, which broke the original (and every later avatar made from it).
+            with torch.inference_mode(False), torch.no_grad():
+                frozen = build_generator(self.config.model)
+                frozen.load_state_dict(self.generator.state_dict())
+                frozen.to(next(self.generator.parameters()).device).eval()
+                for module in frozen.modules():
+                    if parametrize.is_parametrized(module, "weight"):
+                        parametrize.remove_parametrizations(module, "weight", leave_parametrized=True)
             self._frozen = frozen
         return self._frozen
 

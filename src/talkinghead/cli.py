@@ -186,6 +186,32 @@ def _add_export(commands) -> None:
     p.set_defaults(run="talkinghead.checkpoint")
 
 
+def _add_evaluate(commands) -> None:
+    p = commands.add_parser(
+        "evaluate",
+        help="few-shot self-reenactment evaluation (paper's Table 1): FID, SSIM, CSIM, LPIPS, landmark error",
+        description="For each clip: T shots from its first part, later frames as targets; the model "
+        "(feed-forward and fine-tuned) and baselines generate each target from its landmarks.",
+    )
+    p.add_argument("--model", required=True, help="model file or training checkpoint")
+    p.add_argument("--data", required=True, help="prepared data set of people the model never saw")
+    p.add_argument("--out", required=True, help="results folder (a rerun resumes)")
+    p.add_argument("--shots", type=int, nargs="+", default=[1, 8, 32], help="values of T (default: 1 8 32)")
+    p.add_argument(
+        "--methods",
+        nargs="+",
+        default=["ff", "ft", "static", "nearest", "scratch"],
+        choices=["ff", "ft", "static", "nearest", "scratch"],
+        help="default: all",
+    )
+    p.add_argument("--targets", type=_positive(int), default=32, help="target frames per clip (default: 32)")
+    p.add_argument("--steps", type=_positive(int), default=100, help="fine-tuning / from-scratch steps (default: 100)")
+    p.add_argument("--identities", nargs="+", help="only these people")
+    p.add_argument("--max-clips", type=int, default=0, help="at most this many clips (default: all)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run="talkinghead.evaluate")
+
+
 def _add_demo(commands) -> None:
     p = commands.add_parser(
         "demo",
@@ -223,6 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_animate(commands)
     _add_motion(commands)
     _add_export(commands)
+    _add_evaluate(commands)
     _add_demo(commands)
     _add_weights(commands)
     return parser

@@ -89,17 +89,28 @@ class FID:
 
 
 def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
-    """||mu_a - mu_b||^2 + Tr(S_a + S_b - 2 (S_a S_b)^(1/2)) of two `[N, D]` feature sets."""
+    """||mu_a - mu_b||^2 + Tr(S_a + S_b - 2 (S_a S_b)^(1/2)) of two `[N, D]` feature sets.
+
+    With fewer samples than dimensions (per-clip sets) the covariances are low-rank and
+    Tr (S_a S_b)^(1/2) equals the nuclear norm of A B^T / sqrt((n - 1)(m - 1)), A and B the centred
+    features: exact, and instant next to a 2048 x 2048 matrix square root.
+    """
     from scipy import linalg
 
     mu_a, mu_b = a.mean(0), b.mean(0)
-    sigma_a, sigma_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    root = linalg.sqrtm(sigma_a @ sigma_b)
-    if not np.isfinite(root).all():  # near-singular product (few images): regularise, as pytorch-fid does
-        offset = np.eye(len(sigma_a)) * 1e-6
-        root = linalg.sqrtm((sigma_a + offset) @ (sigma_b + offset))
-    root = root.real
-    return float(((mu_a - mu_b) ** 2).sum() + np.trace(sigma_a) + np.trace(sigma_b) - 2 * np.trace(root))
+    A, B = a - mu_a, b - mu_b
+    n, m = len(a), len(b)
+    trace_a, trace_b = (A * A).sum() / (n - 1), (B * B).sum() / (m - 1)
+    if max(n, m) < a.shape[1]:
+        cross = np.linalg.svd(A @ B.T, compute_uv=False).sum() / np.sqrt((n - 1) * (m - 1))
+    else:
+        sigma_a, sigma_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+        root = linalg.sqrtm(sigma_a @ sigma_b)
+        if not np.isfinite(root).all():  # near-singular product: regularise, as pytorch-fid does
+            offset = np.eye(len(sigma_a)) * 1e-6
+            root = linalg.sqrtm((sigma_a + offset) @ (sigma_b + offset))
+        cross = np.trace(root.real)
+    return float(((mu_a - mu_b) ** 2).sum() + trace_a + trace_b - 2 * cross)
 
 
 _DETECT_SIZE = 256  # small generated frames are enlarged to this size before face detection
