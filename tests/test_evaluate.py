@@ -40,6 +40,14 @@ def test_tiny_evaluation_end_to_end_and_resume(tiny_model, tiny_data, tmp_path):
     table = (tmp_path / "eval" / "table.md").read_text()
     assert table.count("\n| ") == 10 and "landmark error" in table
     assert list((tmp_path / "eval" / "comparisons").glob("*.png"))
+    assert {p.name for p in (tmp_path / "eval" / "plots").glob("*.png")} == {
+        "fid.png",
+        "ssim.png",
+        "psnr.png",
+        "lpips.png",
+        "csim.png",
+        "landmark_nme.png",
+    }
     record = tmp_path / "eval" / "clips" / "00000.json"
     stamp = record.stat().st_mtime_ns
     again = evaluate(tiny_model, tiny_data, tmp_path / "eval", options, progress=False)

@@ -14,7 +14,8 @@ Per target: SSIM, PSNR, LPIPS, CSIM (identity, to the real target) and landmark 
 generated frame against the target's landmarks); per method and T: FID over all targets.
 
 Output folder: `clips/<n>.json` and `<n>.npz` per clip (a rerun skips finished clips),
-`results.json`, `table.md`, `comparisons/<n>.png` (shots | target | each method).
+`results.json`, `table.md`, `plots/<metric>.png` (each metric against T),
+`comparisons/<n>.png` (shots | target | each method).
 """
 
 from __future__ import annotations
@@ -187,7 +188,33 @@ def evaluate(
     summary = _summarise(out, clips, options, frechet_distance)
     write_json(out / "results.json", summary)
     (out / "table.md").write_text(table(summary, options))
+    plot(summary, options, out / "plots")
     return summary
+
+
+def plot(summary: dict, options: EvalOptions, folder: Path) -> None:
+    """One PNG per metric: its value against T (log scale), a line per method."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for metric in ("fid", *METRICS):
+        figure, axes = plt.subplots(figsize=(4.5, 3.2), dpi=100)
+        for method in options.methods:
+            points = [(T, summary["methods"].get(f"{method}/{T}", {}).get(metric)) for T in options.shots]
+            points = [(T, v) for T, v in points if v is not None]
+            if points:
+                axes.plot(*zip(*points), marker="o", label=method)
+        axes.set_xscale("log")
+        axes.set_xticks(list(options.shots), [str(T) for T in options.shots])
+        axes.set_xlabel("shots T")
+        axes.set_title(metric)
+        axes.legend(fontsize=7)
+        figure.tight_layout()
+        figure.savefig(folder / f"{metric}.png")
+        plt.close(figure)
 
 
 def _summarise(out: Path, clips: list[int], options: EvalOptions, frechet_distance) -> dict:
