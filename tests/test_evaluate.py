@@ -26,9 +26,17 @@ def test_nearest_shot_picks_the_matching_pose():
 
 
 @pytest.mark.slow
-def test_tiny_evaluation_end_to_end_and_resume(tiny_model, tiny_data, tmp_path):
+def test_tiny_evaluation_end_to_end_and_resume(tiny_model, tiny_data, tmp_path, astronaut):
+    from PIL import Image
+
+    Image.fromarray(astronaut).save(tmp_path / "astronaut.png")
     options = EvalOptions(
-        shots=(1, 2), targets=3, steps=1, max_clips=1, methods=("ff", "ft", "static", "nearest", "scratch")
+        shots=(1, 2),
+        targets=3,
+        steps=1,
+        max_clips=1,
+        methods=("ff", "ft", "static", "nearest", "scratch"),
+        cross=(str(tmp_path / "astronaut.png"),),
     )
     summary = evaluate(tiny_model, tiny_data, tmp_path / "eval", options, progress=False)
     assert summary["clips"] == 1
@@ -38,7 +46,9 @@ def test_tiny_evaluation_end_to_end_and_resume(tiny_model, tiny_data, tmp_path):
     # The static baseline copies a real frame: closer to the real targets than an untrained model.
     assert summary["methods"]["static/1"]["lpips"] < summary["methods"]["ff/1"]["lpips"]
     table = (tmp_path / "eval" / "table.md").read_text()
-    assert table.count("\n| ") == 10 and "landmark error" in table
+    assert table.count("\n| ") == 10 + 3 and "landmark error" in table  # 10 rows; cross: header + 2 rows
+    assert "Cross-identity" in table and set(summary["cross"]) == {"ff", "ft"}
+    assert all(e["fid"] >= 0 for e in summary["cross"].values())
     assert list((tmp_path / "eval" / "comparisons").glob("*.png"))
     assert {p.name for p in (tmp_path / "eval" / "plots").glob("*.png")} == {
         "fid.png",

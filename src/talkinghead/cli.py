@@ -207,6 +207,9 @@ def _add_evaluate(commands) -> None:
     p.add_argument("--targets", type=_positive(int), default=32, help="target frames per clip (default: 32)")
     p.add_argument("--steps", type=_positive(int), default=100, help="fine-tuning / from-scratch steps (default: 100)")
     p.add_argument("--identities", nargs="+", help="only these people")
+    p.add_argument(
+        "--cross", nargs="+", metavar="PORTRAIT", help="also drive these portraits with the clips (cross-identity)"
+    )
     p.add_argument("--max-clips", type=int, default=0, help="at most this many clips (default: all)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run="talkinghead.evaluate")
