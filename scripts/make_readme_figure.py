@@ -25,10 +25,11 @@ def main() -> None:
 
     avatar = Avatar.fit([data.astronaut()])
     motion = Motion.load(default_motion_path())
-    frames = list(render(avatar, motion, layout="side"))[::2]  # 15 fps is plenty for a GIF
-    scale = max(1, 192 // avatar.size)
+    step = 3  # 10 frames/s is plenty for a GIF and keeps it under 1 MB
+    frames = list(render(avatar, motion, layout="side"))[::step]
+    scale = max(1, 128 // avatar.size)
     images = [Image.fromarray(np.kron(f, np.ones((scale, scale, 1), np.uint8))) for f in frames]
-    images[0].save(OUT, save_all=True, append_images=images[1:], duration=int(2000 / motion.fps), loop=0, optimize=True)
+    images[0].save(OUT, save_all=True, append_images=images[1:], duration=int(1000 * step / motion.fps), loop=0, optimize=True)
     print(OUT, f"{OUT.stat().st_size / 1024:.0f} kB")
 
 

@@ -1,5 +1,7 @@
 """Render a sample grid from a training checkpoint: target landmarks | real | generated | first shot.
 
+With --no-real, landmarks | generated only (research-only data must not appear in committed figures).
+
     python scripts/sample_grid.py RUN/checkpoints/step-N.pt --data DATA --out grid.png [--rows 6] [--scale 2]
 
 Each row is a fresh episode (K shots + target) of a different clip of DATA, generated feed-forward
@@ -30,6 +32,11 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=6)
     parser.add_argument("--scale", type=int, default=2)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--no-real",
+        action="store_true",
+        help="only landmarks | generated: for figures that must not show the data set's frames",
+    )
     args = parser.parse_args()
 
     state = load_checkpoint(args.checkpoint)
@@ -51,6 +58,9 @@ def main() -> None:
     with torch.no_grad():
         fake, _ = eg(batch["source_frames"], batch["source_landmarks"], batch["target_landmarks"])
     grid = sample_grid(batch, fake, rows=len(clips))
+    if args.no_real:  # keep the landmark and generated columns only
+        size = config.model.resolution
+        grid = np.concatenate([grid[:, :size], grid[:, 2 * size : 3 * size]], axis=1)
     grid = np.kron(grid, np.ones((args.scale, args.scale, 1), np.uint8))
     Image.fromarray(grid).save(args.out, optimize=True)
     print(f"{args.out}: {len(clips)} rows, step {state['step']}")

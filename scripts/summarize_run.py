@@ -1,6 +1,6 @@
 """Summarise a run's metrics.jsonl as a markdown table of window means.
 
-    python scripts/summarize_run.py RUN [--windows 8]
+python scripts/summarize_run.py RUN [--windows 8]
 """
 
 from __future__ import annotations
@@ -11,7 +11,14 @@ from pathlib import Path
 
 import numpy as np
 
-COLUMNS = ("loss/vgg", "loss/face", "loss/adversarial", "loss/feature_matching", "loss/embedding_match", "loss/discriminator")
+COLUMNS = (
+    "loss/vgg",
+    "loss/face",
+    "loss/adversarial",
+    "loss/feature_matching",
+    "loss/embedding_match",
+    "loss/discriminator",
+)
 
 
 def main() -> None:
