@@ -3,8 +3,8 @@
     python bench/bench_train.py [--configs tiny cpu paper] [--steps 3] [--device cpu|cuda]
 
 Each config runs in its own process (so peak memory is its own) on synthetic episodes of its
-resolution, with the full loss (VGG16 + FaceNet content, hinge, feature matching, embedding
-match): generator step + discriminator step, as in `talkinghead train`. The first step is
+resolution, through the training loop's own `train_step` with the full loss (VGG16 + FaceNet
+content, hinge, feature matching, embedding match). The first step is
 warm-up and not timed. On CUDA, AMP (bf16) and channels-last follow the config.
 """
 
@@ -23,9 +23,9 @@ def run_one(name: str, steps: int, device_name: str) -> dict:
     import torch
 
     from talkinghead.config import load_config
-    from talkinghead.losses import GeneratorLoss, discriminator_hinge_loss
+    from talkinghead.losses import GeneratorLoss
     from talkinghead.models import build_networks
-    from talkinghead.train import EmbedderGenerator, _autocast, requires_grad
+    from talkinghead.train import EmbedderGenerator, train_step
 
     config = load_config(name)
     t, R = config.train, config.model.resolution
@@ -45,34 +45,29 @@ def run_one(name: str, steps: int, device_name: str) -> dict:
     real = (torch.rand(B, 3, R, R, generator=g) * 2 - 1).to(device)
     lm = (torch.rand(B, 3, R, R, generator=g) * 2 - 1).to(device)
     videos = torch.arange(B, device=device)
+    batch = {
+        "source_frames": src,
+        "source_landmarks": src_lm,
+        "target_frame": real,
+        "target_landmarks": lm,
+        "video_index": videos,
+    }
     times = []
     for _ in range(steps + 1):
         if device.type == "cuda":
             torch.cuda.synchronize()
         start = time.perf_counter()
-        requires_grad(d, False)
-        with _autocast(device, t.amp):
-            fake, embedding = eg(src, src_lm, lm)
-            scores, features = d(torch.cat([real, fake]), torch.cat([lm, lm]), torch.cat([videos, videos]))
-            loss, _ = loss_fn(
-                real=real,
-                fake=fake,
-                fake_scores=scores.chunk(2)[1],
-                real_features=[f.chunk(2)[0] for f in features],
-                fake_features=[f.chunk(2)[1] for f in features],
-                embedding=embedding,
-                video_vector=d.W(videos),
-            )
-        opt_g.zero_grad()
-        loss.float().backward()
-        opt_g.step()
-        requires_grad(d, True)
-        with _autocast(device, t.amp):
-            scores, _ = d(torch.cat([real, fake.detach()]), torch.cat([lm, lm]), torch.cat([videos, videos]))
-            loss_d = discriminator_hinge_loss(*scores.float().chunk(2))
-        opt_d.zero_grad()
-        loss_d.backward()
-        opt_d.step()
+        train_step(
+            batch,
+            eg=eg,
+            d_raw=d,
+            discriminator=d,
+            opt_g=opt_g,
+            opt_d=opt_d,
+            loss_fn=loss_fn,
+            config=config,
+            device=device,
+        )
         if device.type == "cuda":
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)

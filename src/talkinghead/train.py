@@ -151,6 +151,51 @@ def _autocast(device: torch.device, enabled: bool):
     return contextlib.nullcontext()
 
 
+def train_step(batch, *, eg, d_raw, discriminator, opt_g, opt_d, loss_fn, config, device):
+    """One meta-learning step: E and G, then D (`config.train.discriminator_steps` times).
+
+    `eg` and `discriminator` may be DDP-wrapped (or compiled); `d_raw` is the plain discriminator,
+    used in the generator step, where its weights get no gradient and DDP wants one forward per
+    backward. Returns (generator loss, hinge loss, weighted terms, fake, real scores, fake scores).
+    """
+    t = config.train
+    real, landmarks, videos = batch["target_frame"], batch["target_landmarks"], batch["video_index"]
+    pairs = torch.cat([landmarks, landmarks]), torch.cat([videos, videos])
+
+    requires_grad(d_raw, False)
+    with _autocast(device, t.amp):
+        fake, embedding = eg(batch["source_frames"], batch["source_landmarks"], landmarks)
+        scores, features = d_raw(torch.cat([real, fake]), *pairs)
+        real_scores, fake_scores = scores.chunk(2)
+        loss_g, terms = loss_fn(
+            real=real,
+            fake=fake,
+            fake_scores=fake_scores,
+            real_features=[f.chunk(2)[0] for f in features],
+            fake_features=[f.chunk(2)[1] for f in features],
+            embedding=embedding,
+            video_vector=d_raw.W(videos),
+        )
+    opt_g.zero_grad(set_to_none=True)
+    loss_g.float().backward()
+    opt_g.step()
+
+    # Discriminator step(s), on the frames just generated.
+    requires_grad(d_raw, True)
+    fake, embedding = fake.detach(), embedding.detach().float()
+    for _ in range(t.discriminator_steps):
+        with _autocast(device, t.amp):
+            scores, _ = discriminator(torch.cat([real, fake]), *pairs)
+            loss_d = hinge = discriminator_hinge_loss(*scores.float().chunk(2))
+        if config.loss.embedding_match:
+            # The W_i half of L_MCH (the generator step moved e-hat toward W_i).
+            loss_d = loss_d + config.loss.embedding_match * embedding_match_loss(embedding, d_raw.W(videos))
+        opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        opt_d.step()
+    return loss_g, hinge, terms, fake, real_scores, fake_scores
+
+
 def _prepare_run(
     run: Path, config: Config, data: Path, num_videos: int, resume: bool, env: Distributed
 ) -> tuple[Config, dict | None]:
@@ -276,50 +321,17 @@ def _train(data_dir, config, run, env, device, resume, progress, max_steps) -> T
     try:
         while step < last and stop["signal"] is None:
             batch = _to(next(batches), device, channels_last)
-            real, landmarks, videos = batch["target_frame"], batch["target_landmarks"], batch["video_index"]
-
-            # Generator (and embedder) step.
-            requires_grad(d_raw, False)
-            with _autocast(device, t.amp):
-                fake, embedding = eg_train(batch["source_frames"], batch["source_landmarks"], landmarks)
-                scores, features = d_raw(
-                    torch.cat([real, fake]), torch.cat([landmarks, landmarks]), torch.cat([videos, videos])
-                )
-                real_scores, fake_scores = scores.chunk(2)
-                loss_g, terms = loss_fn(
-                    real=real,
-                    fake=fake,
-                    fake_scores=fake_scores,
-                    real_features=[f.chunk(2)[0] for f in features],
-                    fake_features=[f.chunk(2)[1] for f in features],
-                    embedding=embedding,
-                    video_vector=d_raw.W(videos),
-                )
-            opt_g.zero_grad(set_to_none=True)
-            loss_g.float().backward()
-            opt_g.step()
-
-            # Discriminator step(s), on the frames just generated.
-            requires_grad(d_raw, True)
-            fake = fake.detach()
-            embedding = embedding.detach().float()
-            for _ in range(t.discriminator_steps):
-                with _autocast(device, t.amp):
-                    scores, _ = discriminator(
-                        torch.cat([real, fake]), torch.cat([landmarks, landmarks]), torch.cat([videos, videos])
-                    )
-                    loss_d = hinge = discriminator_hinge_loss(*scores.float().chunk(2))
-                if config.loss.embedding_match:
-                    # The W_i half of L_MCH (the generator step moved e-hat toward W_i).
-                    w = (
-                        discriminator.module.W
-                        if isinstance(discriminator, nn.parallel.DistributedDataParallel)
-                        else d_raw.W
-                    )
-                    loss_d = loss_d + config.loss.embedding_match * embedding_match_loss(embedding, w(videos))
-                opt_d.zero_grad(set_to_none=True)
-                loss_d.backward()
-                opt_d.step()
+            loss_g, hinge, terms, fake, real_scores, fake_scores = train_step(
+                batch,
+                eg=eg_train,
+                d_raw=d_raw,
+                discriminator=discriminator,
+                opt_g=opt_g,
+                opt_d=opt_d,
+                loss_fn=loss_fn,
+                config=config,
+                device=device,
+            )
 
             step += 1
             window_steps += 1
