@@ -32,6 +32,7 @@ def test_tiny_training_writes_a_complete_run(tiny_data, tmp_path):
     assert {"loss/vgg", "loss/face", "loss/adversarial", "loss/feature_matching", "loss/embedding_match"} <= set(
         result.losses
     )
+    assert result.losses["embedding/norm"] > 0  # logged, to catch a collapsing embedder
     run = tmp_path / "run"
     config = json.loads((run / "config.json").read_text())
     assert config["model"]["resolution"] == 32 and config["num_videos"] == 4

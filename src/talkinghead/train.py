@@ -193,6 +193,8 @@ def train_step(batch, *, eg, d_raw, discriminator, opt_g, opt_d, loss_fn, config
         opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
         opt_d.step()
+    # Logged so a collapsing embedder (e-hat -> 0, identity lost) shows early.
+    terms = {**terms, "embedding_norm": embedding.norm(dim=1).mean()}
     return loss_g, hinge, terms, fake, real_scores, fake_scores
 
 
@@ -342,7 +344,8 @@ def _train(data_dir, config, run, env, device, resume, progress, max_steps) -> T
                     logged = {
                         "loss/generator": loss_g.item(),
                         "loss/discriminator": hinge.item(),
-                        **{f"loss/{k}": v.item() for k, v in terms.items()},
+                        **{f"loss/{k}": v.item() for k, v in terms.items() if k != "embedding_norm"},
+                        "embedding/norm": terms["embedding_norm"].item(),
                         "score/real": real_scores.detach().float().mean().item(),
                         "score/fake": fake_scores.detach().float().mean().item(),
                         "speed/steps_per_second": window_steps / elapsed,
