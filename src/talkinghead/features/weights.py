@@ -164,6 +164,24 @@ def _convert(name: str, raw: Path) -> dict[str, torch.Tensor]:
     raise KeyError(name)
 
 
+def source_file(name: str) -> Path:
+    """The original weight file as the package ships it (hash-checked), kept in the cache.
+
+    The conversion reads it, and so do the tests that check a conversion against its reference
+    implementation, without touching the network again.
+    """
+    source = SOURCES[name]
+    path = cache_dir() / "sources" / Path(source.member).name
+    if path.exists() and _sha256(path) == source.sha256:
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
+        raw = _download_member(source, Path(tmp))
+        with atomic_path(path) as out:
+            shutil.copyfile(raw, out)
+    return path
+
+
 def fetch(name: str) -> Path:
     """Path of the converted `<name>.safetensors`, fetching and converting it if needed."""
     if name not in SOURCES:
@@ -175,16 +193,14 @@ def fetch(name: str) -> Path:
         return path
     from safetensors.torch import save_file
 
-    folder.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=folder) as tmp:
-        raw = _download_member(SOURCES[name], Path(tmp))
-        with atomic_path(path) as out:
-            if name in _AS_SHIPPED:
-                shutil.copyfile(raw, out)
-            else:
-                state = _convert(name, raw)
-                metadata = {"source": SOURCES[name].requirement}
-                save_file({k: v.contiguous() for k, v in state.items()}, str(out), metadata=metadata)
+    raw = source_file(name)
+    with atomic_path(path) as out:
+        if name in _AS_SHIPPED:
+            shutil.copyfile(raw, out)
+        else:
+            state = _convert(name, raw)
+            metadata = {"source": SOURCES[name].requirement}
+            save_file({k: v.contiguous() for k, v in state.items()}, str(out), metadata=metadata)
     with atomic_path(checksum) as out:
         out.write_text(_sha256(path) + "\n")
     return path
@@ -235,6 +251,7 @@ def main(args) -> int:
     """`talkinghead weights`: fetch and convert every feature network."""
     try:
         for name, source in SOURCES.items():
+            source_file(name)  # the originals too: the reference checks in the tests read them
             path = fetch(name)
             print(f"{name}: {path} ({source.description}; from {source.requirement}; sha256 {_sha256(path)[:16]}...)")
     except WeightsError as error:
