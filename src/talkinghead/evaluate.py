@@ -163,7 +163,6 @@ def evaluate(
     from tqdm import tqdm
 
     from .data import FaceDataset
-    from .metrics import frechet_distance
 
     out = Path(out)
     data = FaceDataset(data_dir)
@@ -186,7 +185,7 @@ def evaluate(
         if image is not None:
             Image.fromarray(image).save(out / "comparisons" / f"{clip:05d}.png")
         write_json(record, result)  # last: the clip counts as done only when everything is written
-    summary = _summarise(out, clips, options, frechet_distance)
+    summary = _summarise(out, clips, options)
     if options.cross:
         summary["cross"] = cross_identity(evaluator, data, clips, options, out, progress)
     write_json(out / "results.json", summary)
@@ -259,28 +258,28 @@ def cross_identity(
     return results
 
 
-def _summarise(out: Path, clips: list[int], options: EvalOptions, frechet_distance) -> dict:
+def _summarise(out: Path, clips: list[int], options: EvalOptions) -> dict:
+    """Means per method and T over clips, and FID over all their targets."""
+    from .metrics import frechet_distance
+
     per_clip = [json.loads((out / "clips" / f"{c:05d}.json").read_text()) for c in clips]
+    features: dict[str, list[np.ndarray]] = {}
+    for c in clips:  # each clip's feature file read once
+        with np.load(out / "clips" / f"{c:05d}.npz") as f:
+            for key in f.files:
+                features.setdefault(key, []).append(f[key])
     summary: dict = {"clips": len(clips), "methods": {}}
     for T in options.shots:
-        real = [
-            np.load(out / "clips" / f"{c:05d}.npz")[f"real_T{T}"]
-            for c in clips
-            if f"real_T{T}" in np.load(out / "clips" / f"{c:05d}.npz")
-        ]
+        real = features.get(f"real_T{T}", [])
         for method in options.methods:
             key = f"{method}/{T}"
             rows = [r[key] for r in per_clip if key in r]
             if not rows:
                 continue
             entry = {m: _mean([r[m] for r in rows if r[m] is not None]) for m in METRICS}
-            fake = [np.load(out / "clips" / f"{c:05d}.npz")[f"{method}_T{T}"] for c in clips]
-            fake = [f for f in fake if len(f)]
-            entry["fid"] = (
-                frechet_distance(np.concatenate(real), np.concatenate(fake))
-                if real and len(np.concatenate(real)) > 1
-                else None
-            )
+            fake = features.get(f"{method}_T{T}", [])
+            enough = real and fake and len(np.concatenate(real)) > 1
+            entry["fid"] = frechet_distance(np.concatenate(real), np.concatenate(fake)) if enough else None
             entry["clips"] = len(rows)
             summary["methods"][key] = entry
     summary["per_clip"] = per_clip
