@@ -66,6 +66,29 @@ def test_resume_reproduces_the_uninterrupted_run(tiny_data, tmp_path):
     assert losses(straight.losses) == losses(resumed.losses)
 
 
+def test_video_vectors_start_at_the_embedders_vectors(tiny_data, tmp_path):
+    # A fresh run sets W_i to e-hat of clip i, so the embedding match does not drag e-hat toward
+    # a near-zero random row (which killed the first model's embedder).
+    from talkinghead.data import FaceDataset
+    from talkinghead.data.episodes import EpisodeDataset
+
+    config = tiny_config(steps=4)
+    result = train(tiny_data, config, tmp_path / "run", progress=False, max_steps=0)
+    episodes = EpisodeDataset(FaceDataset(tiny_data), shots=config.train.shots, resolution=32, seed=0)
+    items = [episodes[0, clip] for clip in range(4)]
+    with torch.no_grad():
+        embedder = result.embedder_generator.embedder.eval()
+        expected = embedder.embed_shots(
+            torch.stack([i["source_frames"] for i in items]), torch.stack([i["source_landmarks"] for i in items])
+        )
+    assert expected.norm(dim=1).min() > 0
+    torch.testing.assert_close(result.discriminator.W.weight, expected)
+    off = train(
+        tiny_data, tiny_config(steps=4, init_video_vectors=False), tmp_path / "off", progress=False, max_steps=0
+    )
+    assert off.discriminator.W.weight.abs().max() < 0.2  # the N(0, 0.02) initialisation
+
+
 def test_cli_errors_are_one_line(tiny_data, tmp_path):
     env = {**os.environ, "PYTHONPATH": SRC}
     bad = subprocess.run(

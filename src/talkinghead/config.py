@@ -57,6 +57,15 @@ class TrainConfig:
     lr_discriminator: float = 2e-4  # paper: 2e-4 for D
     betas: tuple[float, float] = (0.0, 0.999)  # BigGAN/SAGAN's Adam betas; the paper does not say
     discriminator_steps: int = 1  # D updates per generator update
+    # Augmentation (data/augment.py; not in the paper, which had 145k videos): mirror probability,
+    # colour change, zoom-in fraction. All 0 turns it off.
+    flip: float = 0.5
+    color_jitter: float = 0.1
+    scale_jitter: float = 0.1
+    # Start each video's row of W at the embedder's vector for it, so the embedding match pulls
+    # e-hat toward its own scale rather than toward a near-zero random row (which killed the
+    # embedder's final ReLU in the first model; docs/training-log.md).
+    init_video_vectors: bool = True
     steps: int = 100_000
     seed: int = 0
     workers: int = 2  # DataLoader worker processes per training process

@@ -34,6 +34,7 @@ from torch import nn
 from .checkpoint import checkpoint_path, list_checkpoints, load_checkpoint, prune_checkpoints, save_checkpoint
 from .config import Config, load_config
 from .data import FaceDataset
+from .data.augment import Augment
 from .data.episodes import EpisodeDataset, EpisodeSampler
 from .images import to_uint8
 from .io import write_json
@@ -198,6 +199,31 @@ def train_step(batch, *, eg, d_raw, discriminator, opt_g, opt_d, loss_fn, config
     return loss_g, hinge, terms, fake, real_scores, fake_scores
 
 
+@torch.no_grad()
+def init_video_vectors(
+    embedder: nn.Module, discriminator: Discriminator, data: FaceDataset, config: Config, device, *, progress: bool
+) -> None:
+    """Set each video's row of W to the embedder's vector for K of its frames (un-augmented).
+
+    Runs once, before the first step (and before DDP, which then copies rank 0's rows to all).
+    """
+    from tqdm import tqdm
+
+    t, chunk = config.train, 16
+    episodes = EpisodeDataset(
+        data, shots=t.shots, resolution=config.model.resolution, thickness=config.model.landmark_thickness, seed=t.seed
+    )
+    was_training = embedder.training
+    embedder.eval()
+    for start in tqdm(range(0, len(data), chunk), desc="W from embedder", unit="batch", disable=not progress):
+        clips = range(start, min(start + chunk, len(data)))
+        items = [episodes[0, clip] for clip in clips]
+        frames = torch.stack([item["source_frames"] for item in items]).to(device)
+        landmarks = torch.stack([item["source_landmarks"] for item in items]).to(device)
+        discriminator.W.weight[start : start + len(items)] = embedder.embed_shots(frames, landmarks).float()
+    embedder.train(was_training)
+
+
 def _prepare_run(
     run: Path, config: Config, data: Path, num_videos: int, resume: bool, env: Distributed
 ) -> tuple[Config, dict | None]:
@@ -281,6 +307,8 @@ def _train(data_dir, config, run, env, device, resume, progress, max_steps) -> T
         opt_d.load_state_dict(state["opt_d"])
         torch.set_rng_state(state["torch_rng"])
         step = int(state["step"])
+    elif t.init_video_vectors:
+        init_video_vectors(eg.embedder, discriminator, data, config, device, progress=env.main and progress)
     loss_fn = GeneratorLoss(config.loss).to(device)
 
     # D in the generator step: the unwrapped module (its weights get no gradient there, and DDP
@@ -292,8 +320,14 @@ def _train(data_dir, config, run, env, device, resume, progress, max_steps) -> T
         discriminator = nn.parallel.DistributedDataParallel(discriminator, device_ids=ids)
     eg_train = torch.compile(eg) if t.compile else eg
 
+    augment = Augment(flip=t.flip, color=t.color_jitter, scale=t.scale_jitter)
     episodes = EpisodeDataset(
-        data, shots=t.shots, resolution=config.model.resolution, thickness=config.model.landmark_thickness, seed=t.seed
+        data,
+        shots=t.shots,
+        resolution=config.model.resolution,
+        thickness=config.model.landmark_thickness,
+        seed=t.seed,
+        augment=augment,
     )
     sampler = EpisodeSampler(
         len(data), batch_size=t.batch_size, seed=t.seed, rank=env.rank, world_size=env.world_size, start_step=step

@@ -13,6 +13,7 @@ from torch.utils.data import Dataset, Sampler
 
 from ..drawing import draw_batch
 from ..images import to_tensor
+from .augment import Augment
 from .dataset import FaceDataset
 
 
@@ -24,12 +25,23 @@ class EpisodeDataset(Dataset):
     - `video_index`: the clip's row in the discriminator's W; `identity`: the person's number
 
     Frames are resized to `resolution` R when the data set's crops differ; landmarks are drawn at R
-    from the stored coordinates. A clip with fewer than K + 1 frames repeats frames.
+    from the stored coordinates, after `augment` (if given) has moved frames and landmarks alike.
+    A clip with fewer than K + 1 frames repeats frames.
     """
 
-    def __init__(self, data: FaceDataset, *, shots: int, resolution: int, thickness: int = 0, seed: int = 0):
+    def __init__(
+        self,
+        data: FaceDataset,
+        *,
+        shots: int,
+        resolution: int,
+        thickness: int = 0,
+        seed: int = 0,
+        augment: Augment | None = None,
+    ):
         self.data, self.shots, self.resolution = data, shots, resolution
         self.thickness, self.seed = thickness or None, seed
+        self.augment = augment if augment is not None and augment.active else None
 
     def __len__(self) -> int:
         return len(self.data)
@@ -43,7 +55,11 @@ class EpisodeDataset(Dataset):
         all_landmarks = self.data.landmarks(clip)
         size = self.resolution
         frames = np.stack([self._frame(clip, int(i)) for i in picks])
-        drawn = draw_batch(all_landmarks[picks], size, source_size=meta["crop_size"], thickness=self.thickness)
+        # Crop coordinates -> this resolution's pixels (centres at integers, as drawing does).
+        landmarks = (all_landmarks[picks].astype(np.float64) + 0.5) * (size / meta["crop_size"]) - 0.5
+        if self.augment is not None:
+            frames, landmarks = self.augment(frames, landmarks, rng)
+        drawn = draw_batch(landmarks, size, thickness=self.thickness)
         frames_t, drawn_t = to_tensor(frames), to_tensor(drawn)
         return {
             "source_frames": frames_t[:-1],
