@@ -29,7 +29,9 @@ def main() -> None:
     frames = list(render(avatar, motion, layout="side"))[::step]
     scale = max(1, 128 // avatar.size)
     images = [Image.fromarray(np.kron(f, np.ones((scale, scale, 1), np.uint8))) for f in frames]
-    images[0].save(OUT, save_all=True, append_images=images[1:], duration=int(1000 * step / motion.fps), loop=0, optimize=True)
+    images[0].save(
+        OUT, save_all=True, append_images=images[1:], duration=int(1000 * step / motion.fps), loop=0, optimize=True
+    )
     print(OUT, f"{OUT.stat().st_size / 1024:.0f} kB")
 
 

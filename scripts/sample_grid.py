@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from talkinghead.checkpoint import load_checkpoint
+from talkinghead.checkpoint import inference_weights, load_checkpoint
 from talkinghead.config import Config
 from talkinghead.data import FaceDataset
 from talkinghead.data.episodes import EpisodeDataset
@@ -44,7 +44,7 @@ def main() -> None:
     data = FaceDataset(args.data)
     embedder, generator, _ = build_networks(config.model, num_videos=state["num_videos"])
     eg = EmbedderGenerator(embedder, generator)
-    eg.load_state_dict(state["embedder_generator"])
+    eg.load_state_dict(inference_weights(state))
     eg.eval()
     episodes = EpisodeDataset(
         data,

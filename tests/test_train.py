@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image  # noqa: F401  (sample grids are opened below)
 
-from talkinghead.checkpoint import list_checkpoints, load_checkpoint
+from talkinghead.checkpoint import list_checkpoints, load_checkpoint, load_model
 from talkinghead.config import load_config
 from talkinghead.train import TrainError, train
 
@@ -44,6 +44,12 @@ def test_tiny_training_writes_a_complete_run(tiny_data, tmp_path):
     assert any((run / "tensorboard").iterdir())
     state = load_checkpoint(run / "checkpoints" / "step-000000004.pt")  # weights_only=True
     assert state["step"] == 4 and state["config"]["model"]["resolution"] == 32
+    # The moving average is kept, lags the live weights, and is what a model file holds.
+    live, average = state["embedder_generator"], state["embedder_generator_ema"]
+    name = "generator.projection"
+    assert not torch.equal(live[name], average[name])
+    _, _, generator, _ = load_model(run / "checkpoints" / "step-000000004.pt")
+    torch.testing.assert_close(generator.state_dict()["projection"], average[name])
 
 
 def test_resume_reproduces_the_uninterrupted_run(tiny_data, tmp_path):
@@ -58,6 +64,7 @@ def test_resume_reproduces_the_uninterrupted_run(tiny_data, tmp_path):
     assert resumed.step == 3
     for a, b in [
         (straight.embedder_generator, resumed.embedder_generator),
+        (straight.embedder_generator_ema, resumed.embedder_generator_ema),
         (straight.discriminator, resumed.discriminator),
     ]:
         for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):

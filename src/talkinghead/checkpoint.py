@@ -52,10 +52,15 @@ def prune_checkpoints(folder: Path, keep: int) -> None:
 # -- model files: what fit and animate need, without optimizer state or the per-clip W table ---
 
 
+def inference_weights(state: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """A training checkpoint's E and G weights for use: their moving average when it was kept."""
+    return state.get("embedder_generator_ema") or state["embedder_generator"]
+
+
 def export_model(checkpoint: str | Path, out: str | Path, *, half: bool = True) -> Path:
     """Write a training checkpoint's E, G and D (less its per-training-clip table W) as a model file."""
     state = load_checkpoint(checkpoint)
-    tensors = {f"eg.{k}": v for k, v in state["embedder_generator"].items()}
+    tensors = {f"eg.{k}": v for k, v in inference_weights(state).items()}
     tensors.update({f"d.{k}": v for k, v in state["discriminator"].items()})
     return _write_model(out, tensors, state["config"], state["step"], half)
 
@@ -120,7 +125,7 @@ def load_model(path: str | Path):
     else:
         state = load_checkpoint(path)
         config = Config.from_dict(state["config"])
-        eg_state = state["embedder_generator"]
+        eg_state = inference_weights(state)
         d_state = {k: v for k, v in state["discriminator"].items() if not k.startswith("W.")}
     embedder, generator, discriminator = build_networks(config.model, num_videos=1)
     embedder.load_state_dict({k[len("embedder.") :]: v for k, v in eg_state.items() if k.startswith("embedder.")})

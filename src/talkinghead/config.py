@@ -66,6 +66,9 @@ class TrainConfig:
     # e-hat toward its own scale rather than toward a near-zero random row (which killed the
     # embedder's final ReLU in the first model; docs/training-log.md).
     init_video_vectors: bool = True
+    # Exponential moving average of E and G's weights (0 = none): model files and evaluation use
+    # the average, which is smoother than the last step's weights of a GAN.
+    ema: float = 0.999
     steps: int = 100_000
     seed: int = 0
     workers: int = 2  # DataLoader worker processes per training process

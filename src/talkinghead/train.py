@@ -17,6 +17,7 @@ Run folder:
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import os
 import signal
@@ -84,6 +85,26 @@ def setup_distributed() -> tuple[Distributed, torch.device]:
         info = Distributed()
     device = torch.device("cuda", info.local_rank) if torch.cuda.is_available() else torch.device("cpu")
     return info, device
+
+
+class MovingAverage:
+    """An exponential moving average of a module's weights: `avg <- decay * avg + (1 - decay) * w`.
+
+    Buffers (spectral norm's power-iteration vectors) are copied from the live module.
+    """
+
+    def __init__(self, module: nn.Module, decay: float, state: dict | None = None):
+        self.decay = decay
+        self.module = copy.deepcopy(module).eval().requires_grad_(False)
+        if state is not None:
+            self.module.load_state_dict(state)
+
+    @torch.no_grad()
+    def update(self, module: nn.Module) -> None:
+        average = list(self.module.parameters())
+        torch._foreach_lerp_(average, [p.detach() for p in module.parameters()], 1 - self.decay)
+        for mine, theirs in zip(self.module.buffers(), module.buffers()):
+            mine.copy_(theirs)
 
 
 def requires_grad(module: nn.Module, flag: bool) -> None:
@@ -256,6 +277,7 @@ class TrainResult:
     losses: dict[str, float]  # the last logged values (rank 0; empty elsewhere)
     embedder_generator: EmbedderGenerator  # this process's networks, unwrapped from DDP
     discriminator: Discriminator
+    embedder_generator_ema: EmbedderGenerator | None = None  # the moving average (train.ema > 0)
 
 
 def train(
@@ -309,6 +331,7 @@ def _train(data_dir, config, run, env, device, resume, progress, max_steps) -> T
         step = int(state["step"])
     elif t.init_video_vectors:
         init_video_vectors(eg.embedder, discriminator, data, config, device, progress=env.main and progress)
+    ema = MovingAverage(eg, t.ema, state.get("embedder_generator_ema") if state else None) if t.ema else None
     loss_fn = GeneratorLoss(config.loss).to(device)
 
     # D in the generator step: the unwrapped module (its weights get no gradient there, and DDP
@@ -318,6 +341,7 @@ def _train(data_dir, config, run, env, device, resume, progress, max_steps) -> T
         ids = [device.index] if gpu else None
         eg = nn.parallel.DistributedDataParallel(eg, device_ids=ids)
         discriminator = nn.parallel.DistributedDataParallel(discriminator, device_ids=ids)
+    eg_module = eg.module if isinstance(eg, nn.parallel.DistributedDataParallel) else eg
     eg_train = torch.compile(eg) if t.compile else eg
 
     augment = Augment(flip=t.flip, color=t.color_jitter, scale=t.scale_jitter)
@@ -369,6 +393,8 @@ def _train(data_dir, config, run, env, device, resume, progress, max_steps) -> T
                 device=device,
             )
 
+            if ema is not None:
+                ema.update(eg_module)
             step += 1
             window_steps += 1
             if env.main:
@@ -396,7 +422,7 @@ def _train(data_dir, config, run, env, device, resume, progress, max_steps) -> T
                 if step % t.sample_every == 0 or step == last:
                     logger.image(step, sample_grid(batch, fake))
             if step % t.checkpoint_every == 0 or step == last or stop["signal"] is not None:
-                _save(run, step, config, len(data), eg, d_raw, opt_g, opt_d, env)
+                _save(run, step, config, len(data), eg_module, ema, d_raw, opt_g, opt_d, env)
                 if env.main:
                     prune_checkpoints(run / "checkpoints", t.keep_checkpoints)
     finally:
@@ -407,14 +433,12 @@ def _train(data_dir, config, run, env, device, resume, progress, max_steps) -> T
             signal.signal(s, handler)
     if stop["signal"] is not None and env.main:
         print(f"talkinghead train: stopped at step {step}; checkpoint saved, --resume continues", file=sys.stderr)
-    eg_module = eg.module if isinstance(eg, nn.parallel.DistributedDataParallel) else eg
-    return TrainResult(step, logged, eg_module, d_raw)
+    return TrainResult(step, logged, eg_module, d_raw, ema.module if ema is not None else None)
 
 
-def _save(run, step, config, num_videos, eg, d_raw, opt_g, opt_d, env) -> None:
+def _save(run, step, config, num_videos, eg_module, ema, d_raw, opt_g, opt_d, env) -> None:
     if not env.main:
         return
-    eg_module = eg.module if isinstance(eg, nn.parallel.DistributedDataParallel) else eg
     save_checkpoint(
         checkpoint_path(run / "checkpoints", step),
         {
@@ -422,6 +446,7 @@ def _save(run, step, config, num_videos, eg, d_raw, opt_g, opt_d, env) -> None:
             "config": config.to_dict(),
             "num_videos": num_videos,
             "embedder_generator": eg_module.state_dict(),
+            **({"embedder_generator_ema": ema.module.state_dict()} if ema is not None else {}),
             "discriminator": d_raw.state_dict(),
             "opt_g": opt_g.state_dict(),
             "opt_d": opt_d.state_dict(),
