@@ -193,7 +193,7 @@ def _add_evaluate(commands) -> None:
         description="For each clip: T shots from its first part, later frames as targets; the model "
         "(feed-forward and fine-tuned) and baselines generate each target from its landmarks.",
     )
-    p.add_argument("--model", required=True, help="model file or training checkpoint")
+    p.add_argument("--model", help="model file or training checkpoint (default: the bundled model)")
     p.add_argument("--data", required=True, help="prepared data set of people the model never saw")
     p.add_argument("--out", required=True, help="results folder (a rerun resumes)")
     p.add_argument("--shots", type=int, nargs="+", default=[1, 8, 32], help="values of T (default: 1 8 32)")

@@ -320,6 +320,7 @@ def table(summary: dict, options: EvalOptions) -> str:
 
 def main(args) -> int:
     """`talkinghead evaluate` (arguments parsed by cli.py)."""
+    from .avatar import default_model_path
     from .data import ShardError
 
     options = EvalOptions(
@@ -332,7 +333,8 @@ def main(args) -> int:
         identities=tuple(args.identities or ()),
     )
     try:
-        evaluate(args.model, args.data, args.out, options, progress=not args.quiet)
+        model = args.model or default_model_path()
+        evaluate(model, args.data, args.out, options, progress=not args.quiet)
     except (ValueError, ShardError) as error:
         print(f"talkinghead evaluate: {error}", file=sys.stderr)
         return 2
