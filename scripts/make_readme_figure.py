@@ -18,12 +18,13 @@ from talkinghead.avatar import Avatar
 from talkinghead.motion import Motion
 
 OUT = Path(__file__).resolve().parents[1] / "docs" / "images" / "animation.gif"
+STEPS = 40  # fine-tuning steps, as in the README's first command
 
 
 def main() -> None:
     from skimage import data
 
-    avatar = Avatar.fit([data.astronaut()])
+    avatar = Avatar.fit([data.astronaut()], steps=STEPS)
     motion = Motion.load(default_motion_path())
     step = 3  # 10 frames/s is plenty for a GIF and keeps it under 1 MB
     frames = list(render(avatar, motion, layout="side"))[::step]
