@@ -98,13 +98,12 @@ class MovingAverage:
         self.module = copy.deepcopy(module).eval().requires_grad_(False)
         if state is not None:
             self.module.load_state_dict(state)
+        self._average, self._buffers = list(self.module.parameters()), list(self.module.buffers())
 
     @torch.no_grad()
     def update(self, module: nn.Module) -> None:
-        average = list(self.module.parameters())
-        torch._foreach_lerp_(average, [p.detach() for p in module.parameters()], 1 - self.decay)
-        for mine, theirs in zip(self.module.buffers(), module.buffers()):
-            mine.copy_(theirs)
+        torch._foreach_lerp_(self._average, [p.detach() for p in module.parameters()], 1 - self.decay)
+        torch._foreach_copy_(self._buffers, list(module.buffers()))
 
 
 def requires_grad(module: nn.Module, flag: bool) -> None:

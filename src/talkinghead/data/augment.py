@@ -63,6 +63,7 @@ class Augment:
             x = frames.astype(np.float32)
             grey = x.mean(axis=-1, keepdims=True)
             x = grey + (x - grey) * (1 + saturation)
-            x = (x - x.mean()) * (1 + contrast) + x.mean() + 255 * brightness
+            mean = x.mean()
+            x = (x - mean) * (1 + contrast) + mean + 255 * brightness
             frames = np.clip(x + 0.5, 0, 255).astype(np.uint8)
         return frames, landmarks
