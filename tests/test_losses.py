@@ -69,3 +69,20 @@ def test_content_loss_gradient_reaches_the_fake_only(content):
     (terms["vgg"] + terms["face"]).backward()
     assert real.grad is None or real.grad.abs().sum() == 0
     assert fake.grad.abs().sum() > 0
+
+
+def test_content_loss_with_precomputed_real_features_is_the_same(content, astronaut):
+    # Fine-tuning computes the shots' features once and passes them every step.
+    real = torch.from_numpy(astronaut[:256:2, 128:384:2].copy()).permute(2, 0, 1)[None].float() / 127.5 - 1
+    real = torch.cat([real, real.flip(-1)])
+    fake = (real + 0.2 * torch.randn_like(real)).clamp(-1, 1).requires_grad_()
+    direct = content(real, fake)
+    grad = torch.autograd.grad(sum(direct.values()), fake)[0]
+    features = content.real_features(real)
+    cached = content(real, fake, features)
+    cached_grad = torch.autograd.grad(sum(cached.values()), fake)[0]
+    for name in ("vgg", "face"):
+        assert cached[name].item() == pytest.approx(direct[name].item(), rel=1e-5)
+    assert torch.allclose(cached_grad, grad, atol=1e-6)
+    one = content(real[[1]], fake[[1]], {name: [f[[1]] for f in values] for name, values in features.items()})
+    assert one["vgg"].item() == pytest.approx(content(real[[1]], fake[[1]])["vgg"].item(), rel=1e-5)

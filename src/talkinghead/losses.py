@@ -56,24 +56,32 @@ class ContentLoss(nn.Module):
         self.vgg = load_vgg16() if vgg_weight else None
         self.facenet = load_facenet() if face_weight else None
 
-    def forward(self, real: torch.Tensor, fake: torch.Tensor) -> dict[str, torch.Tensor]:
+    def _networks(self):
         from .features.facenet import face_input
         from .features.vgg import imagenet_normalize
 
-        terms: dict[str, torch.Tensor] = {}
         if self.vgg is not None:
-            both = self.vgg.features(imagenet_normalize(torch.cat([real, fake])))
-            terms["vgg"] = self.vgg_weight * sum(_half_l1(f) for f in both)
+            yield "vgg", self.vgg_weight, lambda x: self.vgg.features(imagenet_normalize(x))
         if self.facenet is not None:
-            both = self.facenet.features(face_input(torch.cat([real, fake])))
-            terms["face"] = self.face_weight * sum(_half_l1(f) for f in both)
+            yield "face", self.face_weight, lambda x: self.facenet.features(face_input(x))
+
+    @torch.no_grad()
+    def real_features(self, real: torch.Tensor) -> dict[str, list[torch.Tensor]]:
+        """Each network's features of fixed real frames, to reuse across steps (fine-tuning)."""
+        return {name: features(real) for name, _, features in self._networks()}
+
+    def forward(
+        self, real: torch.Tensor, fake: torch.Tensor, real_features: dict[str, list[torch.Tensor]] | None = None
+    ) -> dict[str, torch.Tensor]:
+        """`real_features`: `real_features(real)` computed before, which skips the real half."""
+        terms: dict[str, torch.Tensor] = {}
+        for name, weight, features in self._networks():
+            if real_features is None:
+                pairs = [f.chunk(2) for f in features(torch.cat([real, fake]))]
+            else:
+                pairs = zip(real_features[name], features(fake))
+            terms[name] = weight * sum(F.l1_loss(f, r.detach()) for r, f in pairs)
         return terms
-
-
-def _half_l1(features: torch.Tensor) -> torch.Tensor:
-    """L1 between the first and second half of a batch of features (real | fake), real fixed."""
-    real, fake = features.chunk(2)
-    return F.l1_loss(fake, real.detach())
 
 
 class GeneratorLoss(nn.Module):
@@ -94,11 +102,13 @@ class GeneratorLoss(nn.Module):
         fake_features: list[torch.Tensor],
         embedding: torch.Tensor | None = None,
         video_vector: torch.Tensor | None = None,
+        real_content: dict[str, list[torch.Tensor]] | None = None,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """`real_content`: the content networks' features of `real`, when computed once before."""
         c = self.config
         terms: dict[str, torch.Tensor] = {}
         if self.content is not None:
-            terms.update(self.content(real, fake))
+            terms.update(self.content(real, fake, real_content))
         if c.l1:
             terms["l1"] = c.l1 * F.l1_loss(fake, real)
         if c.adversarial:
