@@ -66,6 +66,19 @@ def test_feed_forward_and_fine_tuned_avatars(tiny_model, portrait, avatar, tmp_p
     np.testing.assert_array_equal(loaded.portrait, tuned.portrait)
 
 
+def test_fine_tuning_learning_rate_comes_from_the_model_config(tiny_model, avatar):
+    # train.finetune_lr_scale multiplies both rates: at 0 nothing moves, at 1 psi does.
+    from talkinghead.checkpoint import load_model
+
+    networks = load_model(tiny_model)
+    moved = {}
+    for scale in (0.0, 1.0):
+        networks[0].train.finetune_lr_scale = scale
+        tuned = Avatar.from_shots(networks, avatar.shots, avatar.shot_landmarks, steps=2)
+        moved[scale] = not np.allclose(tuned.psi.numpy(), avatar.psi.numpy(), atol=1e-6)
+    assert moved == {0.0: False, 1.0: True}
+
+
 def test_animate_real_clip_with_audio(avatar, driving, tmp_path):
     result = cli(
         "animate",

@@ -302,8 +302,11 @@ def _finetune(config, generator, discriminator, psi, embedding, frames, drawn, s
     # score_with adds w0, so this vector starts at e-hat and w' = w0 + e-hat.
     person = torch.nn.Parameter(embedding.clone())
     loss_fn = GeneratorLoss(replace(config.loss, embedding_match=0.0)).to(frames.device)
-    opt_g = torch.optim.Adam([*generator.parameters(), psi], lr=t.lr_generator, betas=tuple(t.betas))
-    opt_d = torch.optim.Adam([*discriminator.parameters(), person], lr=t.lr_discriminator, betas=tuple(t.betas))
+    scale = t.finetune_lr_scale
+    opt_g = torch.optim.Adam([*generator.parameters(), psi], lr=scale * t.lr_generator, betas=tuple(t.betas))
+    opt_d = torch.optim.Adam([*discriminator.parameters(), person], lr=scale * t.lr_discriminator, betas=tuple(t.betas))
+    # The shots never change: their content-network features are computed once, not every step.
+    content = loss_fn.content.real_features(frames) if loss_fn.content is not None else None
     rng = torch.Generator().manual_seed(seed)
     count = len(frames)
     for _ in tqdm(range(steps), unit="step", desc="fine-tuning", disable=not progress):
@@ -318,6 +321,7 @@ def _finetune(config, generator, discriminator, psi, embedding, frames, drawn, s
         loss, _ = loss_fn(
             real=real,
             fake=fake,
+            real_content=None if content is None else {k: [m[index] for m in maps] for k, maps in content.items()},
             fake_scores=scores.chunk(2)[1],
             real_features=[f.chunk(2)[0] for f in features],
             fake_features=[f.chunk(2)[1] for f in features],
