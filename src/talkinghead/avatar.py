@@ -103,12 +103,14 @@ class Avatar:
         device: str | torch.device | None = None,
         progress: bool = False,
         seed: int = 0,
+        callback=None,
     ) -> "Avatar":
         """The few-shot stage on shots that are already face crops.
 
         `networks`: (config, embedder, generator, discriminator) as `load_model` gives them (the
         networks are not modified). `crops`: `[T, S, S, 3] uint8` at the model's resolution;
-        `landmarks`: `[T, 68, 2]` in crop pixels. The portrait is the first crop.
+        `landmarks`: `[T, 68, 2]` in crop pixels. The portrait is the first crop. `callback(step,
+        generator, psi)` runs after each fine-tuning step (scripts/finetune_sweep.py measures there).
         """
         config, embedder, generator, discriminator = networks
         device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -121,7 +123,18 @@ class Avatar:
             psi = generator.adain_params(embedding)  # psi' initialised to P e-hat
         if steps > 0:
             generator, psi = _finetune(
-                config, generator, discriminator, psi, embedding, frames, drawn, steps, batch_size, progress, seed
+                config,
+                generator,
+                discriminator,
+                psi,
+                embedding,
+                frames,
+                drawn,
+                steps,
+                batch_size,
+                progress,
+                seed,
+                callback,
             )
         box = np.array([0, 0, size], np.float32)
         return cls(config, generator.cpu().eval(), psi.detach().cpu(), crops, landmarks, crops[0], box, steps)
@@ -289,7 +302,9 @@ def _video_frame(path, number: int) -> np.ndarray:
     raise FitError(f"{path}: frame {number} not found")
 
 
-def _finetune(config, generator, discriminator, psi, embedding, frames, drawn, steps, batch_size, progress, seed):
+def _finetune(
+    config, generator, discriminator, psi, embedding, frames, drawn, steps, batch_size, progress, seed, callback=None
+):
     """Paper §3.3: fine-tune G (with psi') and D (with w' = w0 + e-hat) on the T shots."""
     from tqdm import tqdm
 
@@ -309,7 +324,7 @@ def _finetune(config, generator, discriminator, psi, embedding, frames, drawn, s
     content = loss_fn.content.real_features(frames) if loss_fn.content is not None else None
     rng = torch.Generator().manual_seed(seed)
     count = len(frames)
-    for _ in tqdm(range(steps), unit="step", desc="fine-tuning", disable=not progress):
+    for step in tqdm(range(1, steps + 1), unit="step", desc="fine-tuning", disable=not progress):
         index = torch.randperm(count, generator=rng)[: min(batch_size, count)].to(frames.device)
         real, landmarks = frames[index], drawn[index]
         vector = person.expand(len(index), -1)
@@ -337,6 +352,8 @@ def _finetune(config, generator, discriminator, psi, embedding, frames, drawn, s
         opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
         opt_d.step()
+        if callback is not None:
+            callback(step, generator, psi)
     return generator, psi
 
 

@@ -57,6 +57,17 @@ def split_clip(num_frames: int, shots: int, targets: int) -> tuple[np.ndarray, n
     return shot_index, target_index
 
 
+def load_split(data, clip: int, shots: int, targets: int, size: int):
+    """(shot frames, their landmarks, target frames, their landmarks) of one clip at `size` px,
+    as `split_clip` divides it; None when the clip is too short."""
+    split = split_clip(data.num_frames(clip), shots, targets)
+    if split is None:
+        return None
+    landmarks = data.landmarks(clip) * (size / data.meta(clip)["crop_size"])
+    frames = [_resized(np.stack([data.frame(clip, int(i)) for i in index]), size) for index in split]
+    return frames[0], landmarks[split[0]], frames[1], landmarks[split[1]]
+
+
 def _resized(frames: np.ndarray, size: int) -> np.ndarray:
     if frames.shape[1] == size:
         return frames
@@ -108,20 +119,14 @@ class Evaluator:
         from .images import to_tensor
         from .metrics import landmark_nme, psnr, ssim
 
-        count = data.num_frames(clip)
-        crop = data.meta(clip)["crop_size"]
-        landmarks = data.landmarks(clip) * (self.size / crop)
         result: dict = {"clip": clip, "identity": data.meta(clip)["identity"], "source": data.meta(clip)["source"]}
         features: dict[str, np.ndarray] = {}
         rows = []
         for T in self.options.shots:
-            split = split_clip(count, T, self.options.targets)
+            split = load_split(data, clip, T, self.options.targets, self.size)
             if split is None:
                 continue
-            shot_index, target_index = split
-            shots = _resized(np.stack([data.frame(clip, int(i)) for i in shot_index]), self.size)
-            targets = _resized(np.stack([data.frame(clip, int(i)) for i in target_index]), self.size)
-            shot_lm, target_lm = landmarks[shot_index], landmarks[target_index]
+            shots, shot_lm, targets, target_lm = split
             real = to_tensor(targets)
             features[f"real/{T}"] = self.fid.inception_features(real)
             row = [shots[: min(T, 4)].transpose(1, 0, 2, 3).reshape(self.size, -1, 3), targets[0]]
