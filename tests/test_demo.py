@@ -103,7 +103,8 @@ def page(app):
 def _upload_and_run(page, url: str, image: Path) -> None:
     page.goto(url)
     page.locator("#portraits input[type=file]").set_input_files(str(image))
-    page.locator("#portraits").get_by_text(image.name).first.wait_for(timeout=30_000)
+    # Generous: on a busy 2-core machine the upload alone once took over 30 s.
+    page.locator("#portraits").get_by_text(image.name).first.wait_for(timeout=120_000)
     page.locator("#animate").click()
 
 
