@@ -123,19 +123,9 @@ class Avatar:
             psi = generator.adain_params(embedding)  # psi' initialised to P e-hat
         if steps > 0:
             generator, psi = _finetune(
-                config,
-                generator,
-                discriminator,
-                psi,
-                embedding,
-                frames,
-                drawn,
-                steps,
-                batch_size,
-                progress,
-                seed,
-                callback,
-            )
+                config, generator, discriminator, psi, embedding, frames, drawn,
+                steps=steps, batch_size=batch_size, progress=progress, seed=seed, callback=callback
+            )  # fmt: skip
         box = np.array([0, 0, size], np.float32)
         return cls(config, generator.cpu().eval(), psi.detach().cpu(), crops, landmarks, crops[0], box, steps)
 
@@ -303,7 +293,7 @@ def _video_frame(path, number: int) -> np.ndarray:
 
 
 def _finetune(
-    config, generator, discriminator, psi, embedding, frames, drawn, steps, batch_size, progress, seed, callback=None
+    config, generator, discriminator, psi, embedding, frames, drawn, *, steps, batch_size, progress, seed, callback
 ):
     """Paper §3.3: fine-tune G (with psi') and D (with w' = w0 + e-hat) on the T shots."""
     from tqdm import tqdm
