@@ -66,6 +66,20 @@ def test_feed_forward_and_fine_tuned_avatars(tiny_model, portrait, avatar, tmp_p
     np.testing.assert_array_equal(loaded.portrait, tuned.portrait)
 
 
+def test_fine_tuning_length_in_epochs(tiny_model, avatar):
+    from talkinghead.avatar import finetune_steps
+    from talkinghead.checkpoint import load_model
+
+    # Passes over the shots at batch 2: T = 1 takes one shot a step, larger T two.
+    assert [finetune_steps(50, t) for t in (1, 8, 32)] == [50, 200, 800]
+    assert finetune_steps(0, 8) == 0 and finetune_steps(0.1, 1) == 1
+    networks = load_model(tiny_model)
+    tuned = Avatar.from_shots(networks, avatar.shots, avatar.shot_landmarks, epochs=2)
+    assert tuned.steps == 2 and not np.allclose(tuned.psi.numpy(), avatar.psi.numpy())
+    with pytest.raises(ValueError, match="not both"):
+        Avatar.from_shots(networks, avatar.shots, avatar.shot_landmarks, steps=2, epochs=2)
+
+
 def test_fine_tuning_learning_rate_comes_from_the_model_config(tiny_model, avatar):
     # train.finetune_lr_scale multiplies both rates: at 0 nothing moves, at 1 psi does.
     from talkinghead.checkpoint import load_model

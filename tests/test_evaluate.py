@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -63,3 +64,14 @@ def test_tiny_evaluation_end_to_end_and_resume(tiny_model, tiny_data, tmp_path, 
     again = evaluate(tiny_model, tiny_data, tmp_path / "eval", options, progress=False)
     assert record.stat().st_mtime_ns == stamp  # resumed: the finished clip was not redone
     assert json.dumps(again["methods"], sort_keys=True) == json.dumps(summary["methods"], sort_keys=True)
+    # Resuming with another protocol would mix numbers made two ways in one table: refused.
+    with pytest.raises(ValueError, match=r"other settings \(steps 1 -> 2\)"):
+        evaluate(tiny_model, tiny_data, tmp_path / "eval", replace(options, steps=2), progress=False)
+
+
+def test_fine_tuning_by_epochs_gives_every_t_the_same_passes(tiny_model, tiny_data, tmp_path):
+    options = EvalOptions(shots=(1, 4), targets=2, epochs=3, max_clips=1, methods=("ft", "static"))
+    summary = evaluate(tiny_model, tiny_data, tmp_path / "eval", options, progress=False)
+    # Batch 2: one shot per step at T = 1, two at T = 4, so 3 passes take 3 and 6 steps.
+    steps = {key: entry["steps"] for key, entry in summary["methods"].items()}
+    assert steps == {"ft/1": 3, "ft/4": 6, "static/1": 0, "static/4": 0}

@@ -164,7 +164,9 @@ def main(args) -> int:
         if args.avatar:
             avatar = Avatar.load(args.avatar)
         else:
-            avatar = Avatar.fit(args.source, model=args.model, steps=args.steps, progress=not args.quiet)
+            avatar = Avatar.fit(
+                args.source, model=args.model, steps=args.steps, epochs=args.epochs, progress=not args.quiet
+            )
         for note in avatar.notes:
             print(f"note: {note}", file=sys.stderr)
         driving = Path(args.driving) if args.driving else default_motion_path()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -75,19 +76,23 @@ class Avatar:
         model: str | Path | None = None,
         shots: int = 8,
         steps: int = 0,
+        epochs: float = 0,
         batch_size: int = 2,
         device: str | torch.device | None = None,
         progress: bool = False,
         seed: int = 0,
     ) -> "Avatar":
-        """Fit an avatar to images (paths or `[H, W, 3] uint8` arrays) or to T frames of videos."""
+        """Fit an avatar to images (paths or `[H, W, 3] uint8` arrays) or to T frames of videos.
+
+        Fine-tuning runs `steps` steps, or `epochs` passes over the shots (`finetune_steps`)."""
         from .checkpoint import load_model
 
         networks = load_model(model or default_model_path())
         crops, landmarks, portrait, box, notes = _detect_shots(inputs, networks[0].model.resolution, shots)
         avatar = cls.from_shots(
-            networks, crops, landmarks, steps=steps, batch_size=batch_size, device=device, progress=progress, seed=seed
-        )
+            networks, crops, landmarks, steps=steps, epochs=epochs, batch_size=batch_size, device=device,
+            progress=progress, seed=seed
+        )  # fmt: skip
         avatar.portrait, avatar.portrait_box, avatar.notes = portrait, box, notes
         return avatar
 
@@ -99,6 +104,7 @@ class Avatar:
         landmarks: np.ndarray,
         *,
         steps: int = 0,
+        epochs: float = 0,
         batch_size: int = 2,
         device: str | torch.device | None = None,
         progress: bool = False,
@@ -113,6 +119,10 @@ class Avatar:
         generator, psi)` runs after each fine-tuning step (scripts/finetune_sweep.py measures there).
         """
         config, embedder, generator, discriminator = networks
+        if epochs:
+            if steps:
+                raise ValueError("give fine-tuning steps or epochs, not both")
+            steps = finetune_steps(epochs, len(crops), batch_size)
         device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         size = config.model.resolution
         frames = to_tensor(crops).to(device)  # [T, 3, S, S]
@@ -292,6 +302,16 @@ def _video_frame(path, number: int) -> np.ndarray:
     raise FitError(f"{path}: frame {number} not found")
 
 
+def finetune_steps(epochs: float, shots: int, batch_size: int = 2) -> int:
+    """Steps that show each of `shots` frames `epochs` times at `batch_size` (at least one step).
+
+    With a fixed number of steps a larger T sees each shot less often (at 200 steps of batch 2,
+    8 shots 50 times each, 32 shots 12 times); counting passes over the shots compares T fairly."""
+    if epochs < 0:
+        raise ValueError(f"fine-tuning epochs must be >= 0, got {epochs}")
+    return max(1, math.ceil(epochs * shots / min(batch_size, shots))) if epochs else 0
+
+
 def _finetune(
     config, generator, discriminator, psi, embedding, frames, drawn, *, steps, batch_size, progress, seed, callback
 ):
@@ -356,7 +376,10 @@ def main(args) -> int:
         print(f"talkinghead fit: cannot write {out}: folder {out.parent} does not exist", file=sys.stderr)
         return 2
     try:
-        avatar = Avatar.fit(args.inputs, model=args.model, shots=args.shots, steps=args.steps, progress=not args.quiet)
+        avatar = Avatar.fit(
+            args.inputs, model=args.model, shots=args.shots, steps=args.steps, epochs=args.epochs,
+            progress=not args.quiet
+        )  # fmt: skip
         avatar.save(out)
     except (FitError, ValueError) as error:
         print(f"talkinghead fit: {error}", file=sys.stderr)

@@ -9,10 +9,18 @@ from . import __version__
 
 
 def _positive(kind):
+    return _bounded(kind, lambda value: value > 0, "> 0")
+
+
+def _non_negative(kind):
+    return _bounded(kind, lambda value: value >= 0, ">= 0")
+
+
+def _bounded(kind, valid, bound: str):
     def parse(text: str):
         value = kind(text)
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+        if not valid(value):
+            raise argparse.ArgumentTypeError(f"must be {bound}, got {text}")
         return value
 
     return parse
@@ -109,9 +117,20 @@ def _add_fit(commands) -> None:
     p.add_argument("--out", required=True, help="avatar file to write (.avatar)")
     p.add_argument("--model", help="model file or training checkpoint (default: the bundled model)")
     p.add_argument("--shots", type=_positive(int), default=8, help="frames taken from videos, T (default: 8)")
-    p.add_argument("--steps", type=int, default=0, help="fine-tuning steps; 0 = feed-forward (default: 0)")
+    _add_finetuning(p, "fine-tuning steps; 0 = feed-forward (default: 0)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run="talkinghead.avatar")
+
+
+def _add_finetuning(p, steps_help: str) -> None:
+    length = p.add_mutually_exclusive_group()
+    length.add_argument("--steps", type=_non_negative(int), default=0, help=steps_help)
+    length.add_argument(
+        "--epochs",
+        type=_non_negative(float),
+        default=0,
+        help="instead of --steps: passes over the shots (steps = epochs x T / 2 at batch 2)",
+    )
 
 
 def _add_animate(commands) -> None:
@@ -127,7 +146,7 @@ def _add_animate(commands) -> None:
     p.add_argument("--driving", help="driving video or motion template .npz (default: the bundled motion)")
     p.add_argument("--out", required=True, help="output video (.mp4)")
     p.add_argument("--model", help="with --source: model file or checkpoint (default: the bundled model)")
-    p.add_argument("--steps", type=int, default=0, help="with --source: fine-tuning steps (default: 0 = feed-forward)")
+    _add_finetuning(p, "with --source: fine-tuning steps (default: 0 = feed-forward)")
     p.add_argument(
         "--mode",
         choices=["auto", "relative", "absolute"],
@@ -205,7 +224,15 @@ def _add_evaluate(commands) -> None:
         help="default: all",
     )
     p.add_argument("--targets", type=_positive(int), default=32, help="target frames per clip (default: 32)")
-    p.add_argument("--steps", type=_positive(int), default=100, help="fine-tuning / from-scratch steps (default: 100)")
+    length = p.add_mutually_exclusive_group()
+    length.add_argument(
+        "--steps", type=_positive(int), default=100, help="fine-tuning / from-scratch steps (default: 100)"
+    )
+    length.add_argument(
+        "--epochs",
+        type=_positive(float),
+        help="instead of --steps: passes over the T shots, so every T sees its shots equally often",
+    )
     p.add_argument("--identities", nargs="+", help="only these people")
     p.add_argument(
         "--cross", nargs="+", metavar="PORTRAIT", help="also drive these portraits with the clips (cross-identity)"

@@ -42,6 +42,7 @@ class EvalOptions:
     methods: tuple[str, ...] = METHODS
     targets: int = 32
     steps: int = 100  # fine-tuning steps for `ft` and training steps for `scratch`
+    epochs: float = 0  # when > 0, instead of `steps`: passes over the T shots (avatar.finetune_steps)
     max_clips: int = 0  # 0: all
     identities: tuple[str, ...] = ()
     seed: int = 0
@@ -100,6 +101,14 @@ class Evaluator:
         config = self.networks[0]
         return (config, *build_networks(config.model, num_videos=1))
 
+    def steps(self, method: str, shots: int) -> int:
+        """Fine-tuning (`ft`) or training (`scratch`) steps at T = `shots`."""
+        from .avatar import finetune_steps
+
+        if method not in ("ft", "scratch"):
+            return 0
+        return finetune_steps(self.options.epochs, shots) if self.options.epochs else self.options.steps
+
     def generate(self, method: str, shots: np.ndarray, shot_lm: np.ndarray, target_lm: np.ndarray) -> np.ndarray:
         """`[targets, S, S, 3] uint8` frames made by one method."""
         from .avatar import Avatar
@@ -110,8 +119,7 @@ class Evaluator:
             return shots[_nearest_shots(shot_lm, target_lm)]
         o = self.options
         networks = self._scratch_networks(o.seed) if method == "scratch" else self.networks
-        steps = 0 if method == "ff" else o.steps
-        avatar = Avatar.from_shots(networks, shots, shot_lm, steps=steps, seed=o.seed)
+        avatar = Avatar.from_shots(networks, shots, shot_lm, steps=self.steps(method, len(shots)), seed=o.seed)
         return np.stack(list(avatar.generate(target_lm)))
 
     def clip(self, data, clip: int) -> tuple[dict, dict[str, np.ndarray], np.ndarray | None]:
@@ -140,7 +148,10 @@ class Evaluator:
                     "csim": np.array([self.csim(a, b) for a, b in zip(targets, fake_frames)]),
                     "landmark_nme": landmark_nme(fake_frames, target_lm),
                 }
-                result[f"{method}/{T}"] = {k: _mean(v) for k, v in values.items()} | {"targets": len(targets)}
+                result[f"{method}/{T}"] = {k: _mean(v) for k, v in values.items()} | {
+                    "targets": len(targets),
+                    "steps": self.steps(method, T),
+                }
                 features[f"{method}/{T}"] = self.fid.inception_features(fake)
                 row.append(fake_frames[0])
             rows.append(np.concatenate(row, axis=1))
@@ -176,10 +187,12 @@ def evaluate(
         clips = clips[: options.max_clips]
     if not clips:
         raise ValueError(f"{data_dir}: no clips to evaluate")
+    config = {"model": str(model), "data": str(data_dir), **asdict(options)}
+    _check_resume(out, config)
     evaluator = Evaluator(model, options)
     (out / "clips").mkdir(parents=True, exist_ok=True)
     (out / "comparisons").mkdir(exist_ok=True)
-    write_json(out / "config.json", {"model": str(model), "data": str(data_dir), **asdict(options)})
+    write_json(out / "config.json", config)
     for clip in tqdm(clips, unit="clip", desc="evaluating", disable=not progress):
         record = out / "clips" / f"{clip:05d}.json"
         if record.exists():  # resumable: finished clips are kept
@@ -197,6 +210,22 @@ def evaluate(
     (out / "table.md").write_text(table(summary, options))
     plot(summary, options, out / "plots")
     return summary
+
+
+# Settings that change a clip's numbers: a rerun into the same folder must keep them.
+PROTOCOL = ("model", "data", "shots", "methods", "targets", "steps", "epochs", "seed")
+
+
+def _check_resume(out: Path, config: dict) -> None:
+    """Refuse to resume into a folder whose finished clips were made with another protocol."""
+    path = out / "config.json"
+    if not path.exists() or not any((out / "clips").glob("*.json")):
+        return
+    old = asdict(EvalOptions()) | json.loads(path.read_text())  # settings added later: their defaults
+    changed = [k for k in PROTOCOL if json.dumps(old.get(k)) != json.dumps(config[k])]
+    if changed:
+        settings = ", ".join(f"{k} {old.get(k)} -> {config[k]}" for k in changed)
+        raise ValueError(f"{out}: its finished clips were made with other settings ({settings}); use a new --out")
 
 
 def plot(summary: dict, options: EvalOptions, folder: Path) -> None:
@@ -239,12 +268,13 @@ def cross_identity(
 
     real = np.concatenate([np.load(out / "clips" / f"{c:05d}.npz")[f"real_T{options.shots[0]}"] for c in clips])
     results: dict = {}
-    for mode, steps in (("ff", 0), ("ft", options.steps)):
+    for mode, steps in (("ff", 0), ("ft", 0 if options.epochs else options.steps)):
         if mode not in options.methods:
             continue
         features, similarities = [], []
         for portrait in tqdm(options.cross, unit="portrait", desc=f"cross-identity {mode}", disable=not progress):
-            avatar = Avatar.fit([portrait], model=evaluator.model, steps=steps, seed=options.seed)
+            epochs = options.epochs if mode == "ft" else 0
+            avatar = Avatar.fit([portrait], model=evaluator.model, steps=steps, epochs=epochs, seed=options.seed)
             source = cv2.resize(avatar.shots[0], (128, 128), interpolation=cv2.INTER_CUBIC)
             for clip in clips:
                 crop = data.meta(clip)["crop_size"]
@@ -285,7 +315,7 @@ def _summarise(out: Path, clips: list[int], options: EvalOptions) -> dict:
             fake = features.get(f"{method}_T{T}", [])
             enough = real and fake and len(np.concatenate(real)) > 1
             entry["fid"] = frechet_distance(np.concatenate(real), np.concatenate(fake)) if enough else None
-            entry["clips"] = len(rows)
+            entry["clips"], entry["steps"] = len(rows), rows[0].get("steps")
             summary["methods"][key] = entry
     summary["per_clip"] = per_clip
     return summary
@@ -333,6 +363,7 @@ def main(args) -> int:
         methods=tuple(args.methods),
         targets=args.targets,
         steps=args.steps,
+        epochs=args.epochs or 0,
         cross=tuple(args.cross or ()),
         max_clips=args.max_clips,
         identities=tuple(args.identities or ()),
