@@ -64,8 +64,10 @@ def main() -> None:
     parser.add_argument("--scales", type=float, nargs="+", default=[1.0])
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--marks", type=int, nargs="+", default=[100])
+    parser.add_argument("--set", action="append", default=[], help="change a train.* setting, e.g. train.x=1")
     args = parser.parse_args()
-    networks = load_model(args.model)
+    config, *nets = load_model(args.model)
+    networks = (config.override(args.set), *nets)
     data, metrics = FaceDataset(args.data), (LPIPS(), CSIM())
     means: dict[tuple, list[dict]] = {}
     for clip in args.clips:

@@ -93,6 +93,21 @@ def test_fine_tuning_learning_rate_comes_from_the_model_config(tiny_model, avata
     assert moved == {0.0: False, 1.0: True}
 
 
+def test_fine_tuning_rate_decay(tiny_model, avatar):
+    # train.finetune_lr_decay: the first step runs at the full rate, later ones at less.
+    from talkinghead.checkpoint import load_model
+
+    networks = load_model(tiny_model)
+    psi = {}
+    for decay in (False, True):
+        networks[0].train.finetune_lr_decay = decay
+        for steps in (1, 3):
+            tuned = Avatar.from_shots(networks, avatar.shots, avatar.shot_landmarks, steps=steps)
+            psi[decay, steps] = tuned.psi.numpy()
+    np.testing.assert_array_equal(psi[True, 1], psi[False, 1])
+    assert not np.allclose(psi[True, 3], psi[False, 3])
+
+
 def test_animate_real_clip_with_audio(avatar, driving, tmp_path):
     result = cli(
         "animate",

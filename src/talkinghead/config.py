@@ -73,6 +73,9 @@ class TrainConfig:
     # paper gives no separate rates for it; the bundled CPU model fits its shots better at 4x
     # (at T = 1 from 40 steps, at T = 8 from about 150; docs/training-log.md).
     finetune_lr_scale: float = 1.0
+    # Let both fine-tuning rates fall linearly to 0 over the fine-tuning steps, so that the avatar
+    # is not the last iterate of a GAN still taking full-size steps (docs/training-log.md).
+    finetune_lr_decay: bool = False
     steps: int = 100_000
     seed: int = 0
     workers: int = 2  # DataLoader worker processes per training process
