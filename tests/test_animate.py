@@ -223,6 +223,13 @@ def test_bad_inputs(tiny_model, avatar, driving, tmp_path, astronaut):
     result = cli("fit", str(blank), "--out", str(tmp_path / "w.avatar"), "--model", str(tiny_model))
     assert result.returncode == 1 and result.stderr.strip().endswith("wall.png: no face found")
     assert not (tmp_path / "w.avatar").exists()
+    # Fine-tuning length is steps or epochs, never both, never negative.
+    for length, reason in (
+        (["--steps", "5", "--epochs", "2"], "argument --epochs: not allowed with argument --steps"),
+        (["--epochs", "-1"], "argument --epochs: must be >= 0, got -1"),
+    ):
+        result = cli("fit", str(blank), "--out", str(tmp_path / "w.avatar"), *length)
+        assert result.returncode == 2 and reason in result.stderr and "Traceback" not in result.stderr
 
 
 def test_help():
