@@ -330,7 +330,8 @@ def _finetune(
     scale = t.finetune_lr_scale
     opt_g = torch.optim.Adam([*generator.parameters(), psi], lr=scale * t.lr_generator, betas=tuple(t.betas))
     opt_d = torch.optim.Adam([*discriminator.parameters(), person], lr=scale * t.lr_discriminator, betas=tuple(t.betas))
-    # Before step s (from 1) the rates are (steps - s + 1) / steps of the full ones: the last step is small, not 0.
+    # With decay, step s (from 1) runs at (steps - s + 1) / steps of the full rates: the last
+    # step is small, not 0.
     decay = (lambda done: 1 - done / steps) if t.finetune_lr_decay else (lambda done: 1.0)
     schedules = [torch.optim.lr_scheduler.LambdaLR(opt, decay) for opt in (opt_g, opt_d)]
     # The shots never change: their content-network features are computed once, not every step.
