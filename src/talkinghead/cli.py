@@ -129,7 +129,7 @@ def _add_finetuning(p, steps_help: str) -> None:
         "--epochs",
         type=_non_negative(float),
         default=0,
-        help="instead of --steps: passes over the shots (steps = epochs x T / 2 at batch 2)",
+        help="instead of --steps: passes over the T shots (epochs x T / 2 steps; epochs steps for one shot)",
     )
 
 
