@@ -268,13 +268,13 @@ def cross_identity(
 
     real = np.concatenate([np.load(out / "clips" / f"{c:05d}.npz")[f"real_T{options.shots[0]}"] for c in clips])
     results: dict = {}
-    for mode, steps in (("ff", 0), ("ft", 0 if options.epochs else options.steps)):
+    for mode in ("ff", "ft"):
         if mode not in options.methods:
             continue
+        steps = evaluator.steps(mode, shots=1)  # one portrait, one shot
         features, similarities = [], []
         for portrait in tqdm(options.cross, unit="portrait", desc=f"cross-identity {mode}", disable=not progress):
-            epochs = options.epochs if mode == "ft" else 0
-            avatar = Avatar.fit([portrait], model=evaluator.model, steps=steps, epochs=epochs, seed=options.seed)
+            avatar = Avatar.fit([portrait], model=evaluator.model, steps=steps, seed=options.seed)
             source = cv2.resize(avatar.shots[0], (128, 128), interpolation=cv2.INTER_CUBIC)
             for clip in clips:
                 crop = data.meta(clip)["crop_size"]
