@@ -69,9 +69,12 @@ def test_tiny_evaluation_end_to_end_and_resume(tiny_model, tiny_data, tmp_path, 
         evaluate(tiny_model, tiny_data, tmp_path / "eval", replace(options, steps=2), progress=False)
 
 
-def test_fine_tuning_by_epochs_gives_every_t_the_same_passes(tiny_model, tiny_data, tmp_path):
+def test_fine_tuning_by_epochs_gives_every_t_the_same_passes(tiny_model, tiny_data, tmp_path, capsys):
     options = EvalOptions(shots=(1, 4), targets=2, epochs=3, max_clips=1, methods=("ft", "static"))
-    summary = evaluate(tiny_model, tiny_data, tmp_path / "eval", options, progress=False)
+    summary = evaluate(tiny_model, tiny_data, tmp_path / "eval", options, progress=True)
+    # A clip can take many minutes: its fine-tuning runs show their own bars under the clips' bar.
+    bars = capsys.readouterr().err
+    assert "evaluating" in bars and "fine-tuning" in bars
     # Batch 2: one shot per step at T = 1, two at T = 4, so 3 passes take 3 and 6 steps.
     steps = {key: entry["steps"] for key, entry in summary["methods"].items()}
     assert steps == {"ft/1": 3, "ft/4": 6, "static/1": 0, "static/4": 0}

@@ -85,11 +85,11 @@ def _nearest_shots(shot_landmarks: np.ndarray, target_landmarks: np.ndarray) -> 
 
 
 class Evaluator:
-    def __init__(self, model: str | Path, options: EvalOptions):
+    def __init__(self, model: str | Path, options: EvalOptions, progress: bool = False):
         from .checkpoint import load_model
         from .metrics import CSIM, FID, LPIPS
 
-        self.model, self.options = Path(model), options
+        self.model, self.options, self.progress = Path(model), options, progress
         self.networks = load_model(self.model)
         self.size = self.networks[0].model.resolution
         self.lpips, self.csim, self.fid = LPIPS(), CSIM(), FID()
@@ -119,7 +119,8 @@ class Evaluator:
             return shots[_nearest_shots(shot_lm, target_lm)]
         o = self.options
         networks = self._scratch_networks(o.seed) if method == "scratch" else self.networks
-        avatar = Avatar.from_shots(networks, shots, shot_lm, steps=self.steps(method, len(shots)), seed=o.seed)
+        steps = self.steps(method, len(shots))
+        avatar = Avatar.from_shots(networks, shots, shot_lm, steps=steps, seed=o.seed, progress=self.progress)
         return np.stack(list(avatar.generate(target_lm)))
 
     def clip(self, data, clip: int) -> tuple[dict, dict[str, np.ndarray], np.ndarray | None]:
@@ -189,7 +190,7 @@ def evaluate(
         raise ValueError(f"{data_dir}: no clips to evaluate")
     config = {"model": str(model), "data": str(data_dir), **asdict(options)}
     _check_resume(out, config)
-    evaluator = Evaluator(model, options)
+    evaluator = Evaluator(model, options, progress)
     (out / "clips").mkdir(parents=True, exist_ok=True)
     (out / "comparisons").mkdir(exist_ok=True)
     write_json(out / "config.json", config)
