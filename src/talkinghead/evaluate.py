@@ -275,7 +275,7 @@ def cross_identity(
         steps = evaluator.steps(mode, shots=1)  # one portrait, one shot
         features, similarities = [], []
         for portrait in tqdm(options.cross, unit="portrait", desc=f"cross-identity {mode}", disable=not progress):
-            avatar = Avatar.fit([portrait], model=evaluator.model, steps=steps, seed=options.seed)
+            avatar = Avatar.fit([portrait], model=evaluator.model, steps=steps, seed=options.seed, progress=progress)
             source = cv2.resize(avatar.shots[0], (128, 128), interpolation=cv2.INTER_CUBIC)
             for clip in clips:
                 crop = data.meta(clip)["crop_size"]
