@@ -338,8 +338,9 @@ def _finetune(
     content = loss_fn.content.real_features(frames) if loss_fn.content is not None else None
     rng = torch.Generator().manual_seed(seed)
     count = len(frames)
-    # leave=False: under evaluate's per-clip bar each fine-tuning run's bar goes when it is done.
-    for step in tqdm(range(1, steps + 1), unit="step", desc="fine-tuning", leave=False, disable=not progress):
+    # leave=None: the bar stays when it is the only one (fit, animate) and goes when it is nested
+    # under another (evaluate's per-clip bar).
+    for step in tqdm(range(1, steps + 1), unit="step", desc="fine-tuning", leave=None, disable=not progress):
         index = torch.randperm(count, generator=rng)[: min(batch_size, count)].to(frames.device)
         real, landmarks = frames[index], drawn[index]
         vector = person.expand(len(index), -1)
