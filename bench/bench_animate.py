@@ -32,20 +32,22 @@ def run_one(name: str, steps: int, device: str) -> dict:
     from talkinghead.avatar import Avatar
     from talkinghead.checkpoint import save_model
     from talkinghead.config import load_config
-    from talkinghead.models import build_networks
+    from talkinghead.fitting import FitOptions
+    from talkinghead.models import build_model
 
     config = load_config(name)
     tmp = Path(tempfile.mkdtemp())
-    model = save_model(tmp / "model.safetensors", config, *build_networks(config.model, num_videos=1), half=False)
+    model = save_model(tmp / "model.safetensors", build_model(config, num_videos=1), half=False)
     result = {"config": name, "resolution": config.model.resolution, "fine_tune_steps": steps}
     for shots in (1, 8, 32):
         # T = 1: a photo; T = 8, 32: frames sampled from a video, as `fit VIDEO --shots T` does.
         inputs = [data.astronaut()] if shots == 1 else [MEDIA / "carphone.mp4"]
         start = time.perf_counter()
-        Avatar.fit(inputs, model=model, shots=shots, steps=0, device=device)
+        Avatar.fit(inputs, model=model, shots=shots, device=device)
         result[f"fit_feed_forward_seconds_T{shots}"] = round(time.perf_counter() - start, 2)
         start = time.perf_counter()
-        avatar = Avatar.fit(inputs, model=model, shots=shots, steps=steps, device=device)
+        options = FitOptions(steps=steps)
+        avatar = Avatar.fit(inputs, model=model, shots=shots, options=options, device=device)
         result[f"fit_fine_tuned_seconds_T{shots}"] = round(time.perf_counter() - start, 2)
     # Generator alone, batched as animate batches it.
     landmarks = np.repeat(avatar.shot_landmarks[:1], 64, axis=0)

@@ -15,6 +15,7 @@ import json
 import resource
 import sys
 import time
+from types import SimpleNamespace
 
 from common import machine, run_each
 
@@ -24,14 +25,14 @@ def run_one(name: str, steps: int, device_name: str) -> dict:
 
     from talkinghead.config import load_config
     from talkinghead.losses import GeneratorLoss
-    from talkinghead.models import build_networks
+    from talkinghead.models import build_model
     from talkinghead.train import EmbedderGenerator, train_step
 
     config = load_config(name)
     t, R = config.train, config.model.resolution
     device = torch.device(device_name)
-    embedder, generator, discriminator = build_networks(config.model, num_videos=1000)
-    eg, d = EmbedderGenerator(embedder, generator).to(device), discriminator.to(device)
+    model = build_model(config, num_videos=1000)
+    eg, d = EmbedderGenerator(model.embedder, model.generator).to(device), model.discriminator.to(device)
     channels_last = device.type == "cuda" and t.channels_last
     if channels_last:
         eg, d = eg.to(memory_format=torch.channels_last), d.to(memory_format=torch.channels_last)
@@ -47,27 +48,23 @@ def run_one(name: str, steps: int, device_name: str) -> dict:
     videos = torch.arange(B, device=device)
     batch = {
         "source_frames": src,
-        "source_landmarks": src_lm,
+        "source_landmark_images": src_lm,
+        "source_points": (torch.rand(B, K, 68, 2, generator=g) * R).to(device),
         "target_frame": real,
-        "target_landmarks": lm,
+        "target_landmark_images": lm,
+        "target_points": (torch.rand(B, 68, 2, generator=g) * R).to(device),
         "video_index": videos,
     }
+    # What train_step reads of the loop's TrainState (one process, no DDP, no compile).
+    state = SimpleNamespace(
+        config=config, eg_train=eg, d_raw=d, discriminator=d, loss_fn=loss_fn, opt_g=opt_g, opt_d=opt_d, device=device
+    )
     times = []
     for _ in range(steps + 1):
         if device.type == "cuda":
             torch.cuda.synchronize()
         start = time.perf_counter()
-        train_step(
-            batch,
-            eg=eg,
-            d_raw=d,
-            discriminator=d,
-            opt_g=opt_g,
-            opt_d=opt_d,
-            loss_fn=loss_fn,
-            config=config,
-            device=device,
-        )
+        train_step(batch, state)
         if device.type == "cuda":
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)

@@ -12,25 +12,23 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from talkinghead.avatar import Avatar, default_model_path
 from talkinghead.checkpoint import load_model
 from talkinghead.data import FaceDataset
-from talkinghead.drawing import draw_batch
 from talkinghead.evaluate import load_split
-from talkinghead.images import to_tensor, to_uint8
+from talkinghead.fitting import FitOptions
+from talkinghead.images import to_tensor
 from talkinghead.metrics import CSIM, LPIPS, ssim
 
 
-def sweep(networks, split, scale: float, steps: int, marks: set[int], metrics) -> dict[int, dict]:
+def sweep(model, split, scale: float, steps: int, marks: set[int], metrics) -> dict[int, dict]:
     """Fine-tune on one clip's shots at one rate scale; metrics on its targets at each mark."""
     shots, shot_lm, targets, target_lm = split
-    model = networks[0].model
-    drawn = to_tensor(draw_batch(target_lm, model.resolution, thickness=model.landmark_thickness or None))
     real = to_tensor(targets)
     lpips, csim = metrics
     rows: dict[int, dict] = {}
@@ -38,10 +36,8 @@ def sweep(networks, split, scale: float, steps: int, marks: set[int], metrics) -
     def measure(step, generator, psi):
         if step not in marks:
             return
-        generator.eval()
-        with torch.no_grad():
-            frames = to_uint8(generator(drawn, psi.expand(len(drawn), -1)))
-        generator.train()
+        avatar = Avatar(model.config, generator, psi.detach(), shots, shot_lm, shots[0], np.zeros(3, np.float32))
+        frames = np.stack(list(avatar.generate(target_lm)))
         fake = to_tensor(frames)
         rows[step] = {
             "lpips": float(lpips(real, fake).mean()),
@@ -49,8 +45,7 @@ def sweep(networks, split, scale: float, steps: int, marks: set[int], metrics) -
             "csim": float(np.mean([csim(a, b) for a, b in zip(targets, frames)])),
         }
 
-    networks[0].train.finetune_lr_scale = scale
-    Avatar.from_shots(networks, shots, shot_lm, steps=steps, callback=measure)
+    Avatar.from_shots(model, shots, shot_lm, FitOptions(steps=steps, lr_scale=scale), callback=measure)
     return rows
 
 
@@ -66,14 +61,14 @@ def main() -> None:
     parser.add_argument("--marks", type=int, nargs="+", default=[100])
     parser.add_argument("--set", action="append", default=[], help="change a train.* setting, e.g. train.x=1")
     args = parser.parse_args()
-    config, *nets = load_model(args.model)
-    networks = (config.override(args.set), *nets)
+    model = load_model(args.model)
+    model = replace(model, config=model.config.override(args.set))  # a copy: the file is untouched
     data, metrics = FaceDataset(args.data), (LPIPS(), CSIM())
     means: dict[tuple, list[dict]] = {}
     for clip in args.clips:
-        split = load_split(data, clip, args.shots, args.targets, networks[0].model.resolution)
+        split = load_split(data, clip, args.shots, args.targets, model.resolution)
         for scale in args.scales:
-            for step, row in sweep(networks, split, scale, args.steps, set(args.marks), metrics).items():
+            for step, row in sweep(model, split, scale, args.steps, set(args.marks), metrics).items():
                 means.setdefault((scale, step), []).append(row)
                 print(json.dumps({"clip": clip, "scale": scale, "step": step} | row), flush=True)
     for (scale, step), rows in sorted(means.items()):

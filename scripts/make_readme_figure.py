@@ -15,6 +15,7 @@ from PIL import Image
 
 from talkinghead.animate import default_motion_path, render
 from talkinghead.avatar import Avatar
+from talkinghead.fitting import FitOptions
 from talkinghead.motion import Motion
 
 OUT = Path(__file__).resolve().parents[1] / "docs" / "images" / "animation.gif"
@@ -24,7 +25,7 @@ STEPS = 40  # fine-tuning steps, as in the README's first command
 def main() -> None:
     from skimage import data
 
-    avatar = Avatar.fit([data.astronaut()], steps=STEPS)
+    avatar = Avatar.fit([data.astronaut()], options=FitOptions(steps=STEPS))
     motion = Motion.load(default_motion_path())
     step = 3  # 10 frames/s is plenty for a GIF and keeps it under 1 MB
     frames = list(render(avatar, motion, layout="side"))[::step]

@@ -20,8 +20,8 @@ from talkinghead.checkpoint import inference_weights, load_checkpoint
 from talkinghead.config import Config
 from talkinghead.data import FaceDataset
 from talkinghead.data.episodes import EpisodeDataset
-from talkinghead.models import build_networks
-from talkinghead.train import EmbedderGenerator, sample_grid
+from talkinghead.models import build_model
+from talkinghead.train import EmbedderGenerator, episode_inputs, sample_grid
 
 
 def main() -> None:
@@ -42,8 +42,8 @@ def main() -> None:
     state = load_checkpoint(args.checkpoint)
     config = Config.from_dict(state["config"])
     data = FaceDataset(args.data)
-    embedder, generator, _ = build_networks(config.model, num_videos=state["num_videos"])
-    eg = EmbedderGenerator(embedder, generator)
+    model = build_model(config, num_videos=state["num_videos"])
+    eg = EmbedderGenerator(model.embedder, model.generator)
     eg.load_state_dict(inference_weights(state))
     eg.eval()
     episodes = EpisodeDataset(
@@ -56,7 +56,7 @@ def main() -> None:
     clips = np.random.default_rng(args.seed).choice(len(data), size=min(args.rows, len(data)), replace=False)
     batch = torch.utils.data.default_collate([episodes[(0, int(c))] for c in clips])
     with torch.no_grad():
-        fake, _ = eg(batch["source_frames"], batch["source_landmarks"], batch["target_landmarks"])
+        fake, _ = eg(*episode_inputs(batch))
     grid = sample_grid(batch, fake, rows=len(clips))
     if args.no_real:  # keep the landmark and generated columns only
         size = config.model.resolution

@@ -16,6 +16,7 @@ from PIL import Image
 
 from talkinghead.animate import default_motion_path, render
 from talkinghead.avatar import Avatar, FitError
+from talkinghead.fitting import FitOptions
 from talkinghead.media import VideoReader
 from talkinghead.motion import Motion, inter_ocular
 
@@ -46,13 +47,13 @@ def driving(tmp_path_factory, carphone) -> Path:
 
 @pytest.fixture(scope="module")
 def avatar(tiny_model, portrait) -> Avatar:
-    return Avatar.fit([portrait], model=tiny_model, steps=0)
+    return Avatar.fit([portrait], model=tiny_model)
 
 
 def test_feed_forward_and_fine_tuned_avatars(tiny_model, portrait, avatar, tmp_path):
     assert avatar.steps == 0 and avatar.shots.shape == (1, 32, 32, 3)
     assert avatar.portrait.shape == (512, 512, 3) and avatar.psi.shape[0] == 1
-    tuned = Avatar.fit([portrait], model=tiny_model, steps=3)
+    tuned = Avatar.fit([portrait], model=tiny_model, options=FitOptions(steps=3))
     assert tuned.steps == 3
     # Fine-tuning changed the person-specific parameters and the generator itself.
     assert not np.allclose(tuned.psi.numpy(), avatar.psi.numpy())
@@ -67,42 +68,45 @@ def test_feed_forward_and_fine_tuned_avatars(tiny_model, portrait, avatar, tmp_p
 
 
 def test_fine_tuning_length_in_epochs(tiny_model, avatar):
-    from talkinghead.avatar import finetune_steps
     from talkinghead.checkpoint import load_model
+    from talkinghead.fitting import finetune_steps
 
     # Passes over the shots at batch 2: T = 1 takes one shot a step, larger T two.
     assert [finetune_steps(50, t) for t in (1, 8, 32)] == [50, 200, 800]
     assert finetune_steps(0, 8) == 0 and finetune_steps(0.1, 1) == 1
-    networks = load_model(tiny_model)
-    tuned = Avatar.from_shots(networks, avatar.shots, avatar.shot_landmarks, epochs=2)
+    model = load_model(tiny_model)
+    tuned = Avatar.from_shots(model, avatar.shots, avatar.shot_landmarks, FitOptions(epochs=2))
     assert tuned.steps == 2 and not np.allclose(tuned.psi.numpy(), avatar.psi.numpy())
     with pytest.raises(ValueError, match="not both"):
-        Avatar.from_shots(networks, avatar.shots, avatar.shot_landmarks, steps=2, epochs=2)
+        FitOptions(steps=2, epochs=2)
 
 
-def test_fine_tuning_learning_rate_comes_from_the_model_config(tiny_model, avatar):
-    # train.finetune_lr_scale multiplies both rates: at 0 nothing moves, at 1 psi does.
+def test_fine_tuning_learning_rate_scale(tiny_model, avatar):
+    # FitOptions.lr_scale multiplies both rates: at 0 nothing moves, at 1 psi does. Unset, it is
+    # the model file's train.finetune_lr_scale (1 in the tiny model: the same as 1.0).
     from talkinghead.checkpoint import load_model
 
-    networks = load_model(tiny_model)
-    moved = {}
-    for scale in (0.0, 1.0):
-        networks[0].train.finetune_lr_scale = scale
-        tuned = Avatar.from_shots(networks, avatar.shots, avatar.shot_landmarks, steps=2)
-        moved[scale] = not np.allclose(tuned.psi.numpy(), avatar.psi.numpy(), atol=1e-6)
-    assert moved == {0.0: False, 1.0: True}
+    model = load_model(tiny_model)
+    psi = {}
+    for scale in (0.0, 1.0, None):
+        tuned = Avatar.from_shots(model, avatar.shots, avatar.shot_landmarks, FitOptions(steps=2, lr_scale=scale))
+        psi[scale] = tuned.psi.numpy()
+    assert np.allclose(psi[0.0], avatar.psi.numpy(), atol=1e-6)
+    assert not np.allclose(psi[1.0], avatar.psi.numpy(), atol=1e-6)
+    np.testing.assert_array_equal(psi[None], psi[1.0])
+    assert model.config.train.finetune_lr_scale == 1.0  # the options did not touch the model
 
 
 def test_fine_tuning_rate_decay(tiny_model, avatar):
     # train.finetune_lr_decay: the first step runs at the full rate, later ones at less.
     from talkinghead.checkpoint import load_model
 
-    networks = load_model(tiny_model)
+    model = load_model(tiny_model)
     psi = {}
     for decay in (False, True):
-        networks[0].train.finetune_lr_decay = decay
         for steps in (1, 3):
-            tuned = Avatar.from_shots(networks, avatar.shots, avatar.shot_landmarks, steps=steps)
+            options = FitOptions(steps=steps, lr_decay=decay)
+            tuned = Avatar.from_shots(model, avatar.shots, avatar.shot_landmarks, options)
             psi[decay, steps] = tuned.psi.numpy()
     np.testing.assert_array_equal(psi[True, 1], psi[False, 1])
     assert not np.allclose(psi[True, 3], psi[False, 3])
@@ -264,3 +268,27 @@ def test_auto_mode_is_absolute_only_for_the_same_person(tiny_model, avatar, driv
     assert choose_mode(himself, motion) == "absolute"  # self-reenactment
     template = Motion.load(default_motion_path())
     assert template.face_sample is None and choose_mode(himself, template) == "relative"
+
+
+def test_fitting_leaves_the_model_untouched_and_avatars_move(tiny_model, avatar):
+    import torch
+
+    from talkinghead.checkpoint import load_model
+
+    model = load_model(tiny_model)
+    before = {
+        name: {k: v.clone() for k, v in net.state_dict().items()}
+        for name, net in vars(model).items()
+        if name != "config"
+    }
+    tuned = Avatar.from_shots(model, avatar.shots, avatar.shot_landmarks, FitOptions(steps=2), device="cpu")
+    for name, state in before.items():
+        after = getattr(model, name).state_dict()
+        assert all(torch.equal(state[k], after[k]) for k in state), name
+    assert tuned.generator is not model.generator and tuned.device == torch.device("cpu")
+    # A moved avatar generates on its device, in its dtype, the same frames to rounding.
+    frames32 = np.stack(list(tuned.generate(tuned.shot_landmarks)))
+    moved = tuned.to("cpu", torch.float64)
+    assert moved.psi.dtype == torch.float64 and next(moved.generator.parameters()).dtype == torch.float64
+    frames64 = np.stack(list(moved.generate(moved.shot_landmarks)))
+    assert np.abs(frames64.astype(int) - frames32.astype(int)).max() <= 1

@@ -41,11 +41,16 @@ def test_tiny_evaluation_end_to_end_and_resume(tiny_model, tiny_data, tmp_path, 
     )
     summary = evaluate(tiny_model, tiny_data, tmp_path / "eval", options, progress=False)
     assert summary["clips"] == 1
-    assert set(summary["methods"]) == {f"{m}/{t}" for m in options.methods for t in (1, 2)}
-    for entry in summary["methods"].values():
-        assert 0 <= entry["lpips"] and -1 <= entry["ssim"] <= 1 and entry["fid"] is not None
+    methods = summary["methods"]
+    assert {(m, t) for m, per_T in methods.items() for t in per_T} == {(m, t) for m in options.methods for t in "12"}
+    for per_T in methods.values():
+        for entry in per_T.values():
+            assert 0 <= entry["lpips"] and -1 <= entry["ssim"] <= 1 and entry["fid"] is not None
     # The static baseline copies a real frame: closer to the real targets than an untrained model.
-    assert summary["methods"]["static/1"]["lpips"] < summary["methods"]["ff/1"]["lpips"]
+    assert methods["static"]["1"]["lpips"] < methods["ff"]["1"]["lpips"]
+    # A clip's Inception features: one array per method (and the real targets) and T.
+    with np.load(tmp_path / "eval" / "clips" / "00000.npz") as f:
+        assert set(f.files) == {f"{m}.{t}" for m in ("real", *options.methods) for t in "12"}
     table = (tmp_path / "eval" / "table.md").read_text()
     assert table.count("\n| ") == 10 + 3 and "landmark error" in table  # 10 rows; cross: header + 2 rows
     assert "Cross-identity" in table and set(summary["cross"]) == {"ff", "ft"}
@@ -76,5 +81,5 @@ def test_fine_tuning_by_epochs_gives_every_t_the_same_passes(tiny_model, tiny_da
     bars = capsys.readouterr().err
     assert "evaluating" in bars and "fine-tuning" in bars
     # Batch 2: one shot per step at T = 1, two at T = 4, so 3 passes take 3 and 6 steps.
-    steps = {key: entry["steps"] for key, entry in summary["methods"].items()}
-    assert steps == {"ft/1": 3, "ft/4": 6, "static/1": 0, "static/4": 0}
+    steps = {(m, t): e["steps"] for m, per_T in summary["methods"].items() for t, e in per_T.items()}
+    assert steps == {("ft", "1"): 3, ("ft", "4"): 6, ("static", "1"): 0, ("static", "4"): 0}

@@ -6,18 +6,22 @@ import pytest
 import torch
 from torch import nn
 
-from talkinghead.config import load_config
-from talkinghead.models import build_networks
-from talkinghead.models.blocks import SelfAttention
+from talkinghead.config import Config, load_config
+from talkinghead.models import GeneratorInputs, build_generator, build_model
+from talkinghead.models.blocks import AdaIN, SelfAttention
 
 
 @pytest.fixture(scope="module")
 def tiny():
     torch.manual_seed(0)
-    config = load_config("tiny").model
+    config = load_config("tiny")
     # eval(): spectral norm then reuses its power-iteration vectors instead of advancing them on
     # every forward, so repeated calls are comparable.
-    return config, *(network.eval() for network in build_networks(config, num_videos=5))
+    return config.model, *(network.eval() for network in build_model(config, num_videos=5).networks())
+
+
+def _inputs(landmark_images: torch.Tensor) -> GeneratorInputs:
+    return GeneratorInputs(driving_landmark_images=landmark_images)
 
 
 def _images(batch: int, size: int, seed: int) -> torch.Tensor:
@@ -30,7 +34,7 @@ def test_shapes_and_ranges(tiny):
     frames, landmarks = _images(6, R, 0).view(2, 3, 3, R, R), _images(6, R, 1).view(2, 3, 3, R, R)
     embedding = embedder.embed_shots(frames, landmarks)
     assert embedding.shape == (2, D) and (embedding >= 0).all()  # ReLU after sum pooling
-    fake = generator(landmarks[:, 0], generator.adain_params(embedding))
+    fake = generator(_inputs(landmarks[:, 0]), generator.adain_params(embedding))
     assert fake.shape == (2, 3, R, R) and fake.abs().max() <= 1
     scores, features = discriminator(fake, landmarks[:, 0], torch.tensor([0, 4]))
     assert scores.shape == (2,) and len(features) >= 4
@@ -51,17 +55,31 @@ def test_identity_embedding_changes_the_output_through_adain(tiny):
     e1 = embedder(_images(1, 32, 5), landmarks)
     e2 = embedder(_images(1, 32, 6), landmarks)
     assert not torch.allclose(e1, e2)
-    out1 = generator(landmarks, generator.adain_params(e1))
-    out2 = generator(landmarks, generator.adain_params(e2))
+    out1 = generator(_inputs(landmarks), generator.adain_params(e1))
+    out2 = generator(_inputs(landmarks), generator.adain_params(e2))
     assert (out1 - out2).abs().mean() > 1e-5
-    # The embedding reaches the image only through the AdaIN parameters psi = P e.
-    psi = generator.adain_params(e1).detach().requires_grad_()
-    generator(landmarks, psi).sum().backward()
-    assert psi.grad.abs().sum() > 0
-    assert psi.shape[1] == generator.num_adain_params
-    # With zero psi every AdaIN is a plain instance norm: same output whatever the embedding.
-    zero = torch.zeros_like(psi)
-    torch.testing.assert_close(generator(landmarks, zero), generator(landmarks, zero.clone()))
+    # The embedding reaches the image only through the AdaIN parameters psi = P e: the gradient
+    # of the output reaches P, and psi has one (scale, bias) pair per AdaIN channel.
+    generator.zero_grad()
+    generator(_inputs(landmarks), generator.adain_params(e1)).sum().backward()
+    assert generator.projection.grad.abs().sum() > 0
+    adains = [m for m in generator.modules() if isinstance(m, AdaIN)]
+    assert generator.num_adain_params == sum(2 * m.channels for m in adains) > 0
+    # Each psi entry acts: moving one block's slice of psi changes the output.
+    psi = generator.adain_params(e1).detach()
+    moved = psi.clone()
+    moved[:, -2 * adains[-1].channels :] += 0.5  # the last AdaIN's scales and biases
+    assert (generator(_inputs(landmarks), moved) - generator(_inputs(landmarks), psi)).abs().mean() > 1e-4
+
+
+def test_adain_with_zero_parameters_is_instance_norm_and_scales_otherwise():
+    x = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(0)) * 3 + 1
+    adain = AdaIN(4)
+    zero = torch.zeros(2, adain.num_params)
+    normalised = (x - x.mean((2, 3), keepdim=True)) / (x.var((2, 3), unbiased=False, keepdim=True) + 1e-5).sqrt()
+    torch.testing.assert_close(adain(x, zero), normalised, atol=1e-5, rtol=1e-5)
+    params = torch.cat([torch.full((2, 4), 1.0), torch.full((2, 4), 0.25)], dim=1)  # scale 1 -> x2, bias 0.25
+    torch.testing.assert_close(adain(x, params), 2 * normalised + 0.25, atol=1e-5, rtol=1e-5)
 
 
 def test_discriminator_uses_the_video_column(tiny):
@@ -86,7 +104,7 @@ def test_spectral_norm_everywhere_and_attention_where_asked():
     config = load_config(
         "cpu", ["model.resolution=64", "model.bottleneck_resolution=8", "model.attention_resolutions=[32, 16]"]
     ).model
-    networks = build_networks(config, num_videos=3)
+    networks = build_model(Config(model=config), num_videos=3).networks()
     for network in networks:
         for name, module in network.named_modules():
             if isinstance(module, (nn.Conv2d, nn.Linear)):
@@ -97,11 +115,27 @@ def test_spectral_norm_everywhere_and_attention_where_asked():
     assert sum(isinstance(m, SelfAttention) for m in generator.modules()) == 4
 
 
-def test_presets_build():
-    for name, size in (("tiny", 32), ("cpu", 128), ("paper", 256)):
-        config = load_config(name).model
-        assert config.resolution == size
+@pytest.mark.parametrize("name, size", [("tiny", 32), ("cpu", 128), ("paper", 256)])
+def test_presets_build_networks_that_run_at_their_resolution(name, size):
+    config = load_config(name)
+    assert config.model.resolution == size
+    torch.manual_seed(0)
+    model = build_model(config, num_videos=2)
+    landmarks, frames = torch.zeros(1, 3, size, size), torch.zeros(1, 1, 3, size, size)
+    with torch.no_grad():
+        embedding = model.embedder.embed_shots(frames, landmarks[None])
+        fake = model.generator(_inputs(landmarks), model.generator.adain_params(embedding))
+        score, _ = model.discriminator(fake, landmarks, torch.tensor([1]))
+    assert embedding.shape == (1, config.model.embedding_dim) and fake.shape == (1, 3, size, size)
+    assert score.shape == (1,) and torch.isfinite(score).all()
+
+
+def test_config_errors_and_generator_dispatch():
     with pytest.raises(ValueError, match="power of two"):
         load_config("tiny", ["model.resolution=48"])
     with pytest.raises(ValueError, match="expected section.key=value"):
         load_config("tiny", ["steps=3"])
+    with pytest.raises(ValueError, match="model.generator 'nope'"):
+        build_generator(load_config("tiny", ["model.generator=nope"]).model)
+    # Model files written before `model.generator` existed load as the paper's generator.
+    assert load_config("tiny").model.generator == "adain"

@@ -48,7 +48,7 @@ def test_tiny_training_writes_a_complete_run(tiny_data, tmp_path):
     live, average = state["embedder_generator"], state["embedder_generator_ema"]
     name = "generator.projection"
     assert not torch.equal(live[name], average[name])
-    _, _, generator, _ = load_model(run / "checkpoints" / "step-000000004.pt")
+    generator = load_model(run / "checkpoints" / "step-000000004.pt").generator
     torch.testing.assert_close(generator.state_dict()["projection"], average[name])
 
 
@@ -86,7 +86,7 @@ def test_video_vectors_start_at_the_embedders_vectors(tiny_data, tmp_path):
     with torch.no_grad():
         embedder = result.embedder_generator.embedder.eval()
         expected = embedder.embed_shots(
-            torch.stack([i["source_frames"] for i in items]), torch.stack([i["source_landmarks"] for i in items])
+            torch.stack([i["source_frames"] for i in items]), torch.stack([i["source_landmark_images"] for i in items])
         )
     assert expected.norm(dim=1).min() > 0
     torch.testing.assert_close(result.discriminator.W.weight, expected)

@@ -19,6 +19,7 @@ import numpy as np
 from .avatar import Avatar, FitError
 from .crop import crop_image
 from .drawing import draw_landmarks
+from .fitting import FitOptions
 from .io import atomic_path
 from .media import MediaError, VideoReader, VideoWriter, is_video_path
 from .motion import Motion, MotionError
@@ -164,9 +165,8 @@ def main(args) -> int:
         if args.avatar:
             avatar = Avatar.load(args.avatar)
         else:
-            avatar = Avatar.fit(
-                args.source, model=args.model, steps=args.steps, epochs=args.epochs, progress=not args.quiet
-            )
+            options = FitOptions(steps=args.steps, epochs=args.epochs)
+            avatar = Avatar.fit(args.source, model=args.model, options=options, progress=not args.quiet)
         for note in avatar.notes:
             print(f"note: {note}", file=sys.stderr)
         driving = Path(args.driving) if args.driving else default_motion_path()

@@ -65,14 +65,12 @@ def export_model(checkpoint: str | Path, out: str | Path, *, half: bool = True) 
     return _write_model(out, tensors, state["config"], state["step"], half)
 
 
-def save_model(
-    out: str | Path, config, embedder, generator, discriminator, *, step: int = 0, half: bool = True
-) -> Path:
-    """Write networks (as built by `build_networks`) as a model file."""
-    tensors = {f"eg.embedder.{k}": v for k, v in embedder.state_dict().items()}
-    tensors.update({f"eg.generator.{k}": v for k, v in generator.state_dict().items()})
-    tensors.update({f"d.{k}": v for k, v in discriminator.state_dict().items()})
-    return _write_model(out, tensors, config.to_dict(), step, half)
+def save_model(out: str | Path, model, *, step: int = 0, half: bool = True) -> Path:
+    """Write a `Model` (as `build_model` or `load_model` make one) as a model file."""
+    tensors = {f"eg.embedder.{k}": v for k, v in model.embedder.state_dict().items()}
+    tensors.update({f"eg.generator.{k}": v for k, v in model.generator.state_dict().items()})
+    tensors.update({f"d.{k}": v for k, v in model.discriminator.state_dict().items()})
+    return _write_model(out, tensors, model.config.to_dict(), step, half)
 
 
 def _write_model(out, tensors: dict, config: dict, step: int, half: bool) -> Path:
@@ -97,7 +95,7 @@ def _write_model(out, tensors: dict, config: dict, step: int, half: bool) -> Pat
 
 
 def load_model(path: str | Path):
-    """(config, embedder, generator, discriminator) from a model file or a training checkpoint.
+    """A `Model` (config, embedder, generator, discriminator) from a model file or a training checkpoint.
 
     The discriminator comes with a one-row W (fine-tuning gives it the new person's vector).
     Networks are float32 and in eval mode.
@@ -105,7 +103,7 @@ def load_model(path: str | Path):
     import json
 
     from .config import Config
-    from .models import build_networks
+    from .models import Model, build_model
 
     path = Path(path)
     if not path.is_file():
@@ -127,12 +125,16 @@ def load_model(path: str | Path):
         config = Config.from_dict(state["config"])
         eg_state = inference_weights(state)
         d_state = {k: v for k, v in state["discriminator"].items() if not k.startswith("W.")}
-    embedder, generator, discriminator = build_networks(config.model, num_videos=1)
-    embedder.load_state_dict({k[len("embedder.") :]: v for k, v in eg_state.items() if k.startswith("embedder.")})
-    generator.load_state_dict({k[len("generator.") :]: v for k, v in eg_state.items() if k.startswith("generator.")})
-    d_state["W.weight"] = discriminator.W.weight.detach().clone()
-    discriminator.load_state_dict(d_state)
-    return config, embedder.eval(), generator.eval(), discriminator.eval()
+    model = build_model(config, num_videos=1)
+    model.embedder.load_state_dict(_part(eg_state, "embedder."))
+    model.generator.load_state_dict(_part(eg_state, "generator."))
+    d_state["W.weight"] = model.discriminator.W.weight.detach().clone()
+    model.discriminator.load_state_dict(d_state)
+    return Model(config, *(network.eval() for network in model.networks()))
+
+
+def _part(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
 
 
 def main(args) -> int:

@@ -119,7 +119,7 @@ def _add_fit(commands) -> None:
     p.add_argument("--shots", type=_positive(int), default=8, help="frames taken from videos, T (default: 8)")
     _add_finetuning(p, "fine-tuning steps; 0 = feed-forward (default: 0)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(run="talkinghead.avatar")
+    p.set_defaults(run="talkinghead.fitting")
 
 
 def _add_finetuning(p, steps_help: str) -> None:

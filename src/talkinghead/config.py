@@ -18,6 +18,9 @@ from typing import Any
 
 @dataclass
 class ModelConfig:
+    # Which generator (models/__init__.py GENERATORS): "adain" is the paper's, which makes every
+    # pixel from the landmark image and psi = P e-hat.
+    generator: str = "adain"
     resolution: int = 256  # paper: 256x256 crops
     base_channels: int = 64  # paper: widths 64 -> 512
     max_channels: int = 512

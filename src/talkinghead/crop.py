@@ -1,9 +1,11 @@
 """Square face crops with a margin, and the transform back to the original frame.
 
 A crop is described by `box = (x0, y0, side)` in original-frame pixels: the crop of `size`
-pixels shows the square `[x0, x0 + side) x [y0, y0 + side)`, so
+pixels shows pixels `x0 .. x0 + side - 1` (and the same in y), so with pixel centres at integers
+(points.py)
 
-    crop_xy = (frame_xy - (x0, y0)) * size / side        frame_xy = crop_xy * side / size + (x0, y0)
+    crop_xy = rescale_points(frame_xy - (x0, y0), side, size)
+    frame_xy = rescale_points(crop_xy, size, side) + (x0, y0)
 
 A clip whose face stays put gets one box for all its frames (like the VoxCeleb crops the paper
 trained on); a moving head gets a box per frame, smoothed over time so the crop does not shake.
@@ -16,6 +18,8 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+
+from .points import rescale_points
 
 
 @dataclass(frozen=True)
@@ -104,11 +108,11 @@ def to_crop(points: np.ndarray, box: np.ndarray, size: int) -> np.ndarray:
     """Frame pixel coordinates -> crop pixel coordinates. `box` is `[3]` or `[N, 3]` for `[N, P, 2]`."""
     box = np.asarray(box, np.float32)
     origin, side = box[..., None, :2], box[..., None, 2:3]
-    return ((points - origin) * (size / side)).astype(np.float32)
+    return rescale_points(points - origin, side, size).astype(np.float32)
 
 
 def to_frame(points: np.ndarray, box: np.ndarray, size: int) -> np.ndarray:
     """Crop pixel coordinates -> frame pixel coordinates (inverse of `to_crop`)."""
     box = np.asarray(box, np.float32)
     origin, side = box[..., None, :2], box[..., None, 2:3]
-    return (points * (side / size) + origin).astype(np.float32)
+    return (rescale_points(points, size, side) + origin).astype(np.float32)

@@ -68,6 +68,7 @@ class Demo:
 
         from .animate import animate_file, default_motion_path
         from .avatar import Avatar, FitError
+        from .fitting import FitOptions
         from .media import MediaError, VideoReader, load_image
         from .motion import MotionError
 
@@ -92,7 +93,7 @@ class Demo:
         try:
             if progress is not None:
                 progress(0.05, desc="fitting the avatar")
-            avatar = Avatar.fit(images, model=self.model, steps=int(steps), progress=True)
+            avatar = Avatar.fit(images, model=self.model, options=FitOptions(steps=int(steps)), progress=True)
             if progress is not None:
                 progress(0.4, desc="animating")
             out = work / "talking.mp4"

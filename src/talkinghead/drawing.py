@@ -10,6 +10,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from .points import rescale_points
+
 # (name, point indices in the iBUG 68-point markup, closed, RGB colour)
 PARTS: tuple[tuple[str, tuple[int, ...], bool, tuple[int, int, int]], ...] = (
     ("jaw", tuple(range(0, 17)), False, (255, 255, 255)),
@@ -52,12 +54,11 @@ def draw_landmarks(
         out = np.zeros((height, width, 3), np.uint8)
     else:
         out[...] = 0
-    scale = 1.0 if source_size is None else max(height, width) / source_size
     if thickness is None:
         thickness = max(1, round(max(height, width) / 128))
-    # Pixel centres are at integer coordinates in both conventions, so scaling about (-0.5, -0.5)
-    # keeps the drawing aligned with the image content at every resolution.
-    points = (np.asarray(landmarks, np.float64) + 0.5) * scale - 0.5
+    points = np.asarray(landmarks, np.float64)
+    if source_size is not None:
+        points = rescale_points(points, source_size, max(height, width))
     fixed = np.round(points * (1 << _SHIFT)).astype(np.int32)
     for _, index, closed, colour in PARTS:
         cv2.polylines(out, [fixed[list(index)]], closed, colour, thickness, cv2.LINE_AA, _SHIFT)

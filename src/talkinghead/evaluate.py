@@ -15,7 +15,9 @@ generated frame against the target's landmarks); per method and T: FID over all 
 
 Output folder: `clips/<n>.json` and `<n>.npz` per clip (a rerun skips finished clips),
 `results.json`, `table.md`, `plots/<metric>.png` (each metric against T),
-`comparisons/<n>.png` (shots | target | each method).
+`comparisons/<n>.png` (shots | target | each method). Results are nested by method, then T (a
+string in JSON): `results["methods"]["ft"]["8"]["lpips"]`; a clip's Inception features are npz
+arrays named `<method>.<T>` (`real.<T>` for the real targets).
 """
 
 from __future__ import annotations
@@ -24,12 +26,17 @@ import json
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 import torch
 
 from .io import atomic_path, write_json
+from .points import rescale_points, to_unit
+
+if TYPE_CHECKING:
+    from .fitting import FitOptions
 
 METHODS = ("ff", "ft", "static", "nearest", "scratch")
 METRICS = ("ssim", "psnr", "lpips", "csim", "landmark_nme")
@@ -42,7 +49,7 @@ class EvalOptions:
     methods: tuple[str, ...] = METHODS
     targets: int = 32
     steps: int = 100  # fine-tuning steps for `ft` and training steps for `scratch`
-    epochs: float = 0  # when > 0, instead of `steps`: passes over the T shots (avatar.finetune_steps)
+    epochs: float = 0  # when > 0, instead of `steps`: passes over the T shots (fitting.finetune_steps)
     max_clips: int = 0  # 0: all
     identities: tuple[str, ...] = ()
     seed: int = 0
@@ -64,7 +71,7 @@ def load_split(data, clip: int, shots: int, targets: int, size: int):
     split = split_clip(data.num_frames(clip), shots, targets)
     if split is None:
         return None
-    landmarks = data.landmarks(clip) * (size / data.meta(clip)["crop_size"])
+    landmarks = rescale_points(data.landmarks(clip), data.meta(clip)["crop_size"], size)
     frames = [_resized(np.stack([data.frame(clip, int(i)) for i in index]), size) for index in split]
     return frames[0], landmarks[split[0]], frames[1], landmarks[split[1]]
 
@@ -89,25 +96,29 @@ class Evaluator:
         from .checkpoint import load_model
         from .metrics import CSIM, FID, LPIPS
 
-        self.model, self.options, self.progress = Path(model), options, progress
-        self.networks = load_model(self.model)
-        self.size = self.networks[0].model.resolution
+        self.model_path, self.options, self.progress = Path(model), options, progress
+        self.model = load_model(self.model_path)
+        self.size = self.model.resolution
         self.lpips, self.csim, self.fid = LPIPS(), CSIM(), FID()
 
-    def _scratch_networks(self, seed: int):
-        from .models import build_networks
+    def _scratch_model(self, seed: int):
+        from .models import build_model
 
         torch.manual_seed(seed)
-        config = self.networks[0]
-        return (config, *build_networks(config.model, num_videos=1))
+        return build_model(self.model.config, num_videos=1)
+
+    def fit_options(self, method: str) -> "FitOptions":
+        """Fine-tuning (`ft`) or training (`scratch`) settings; feed-forward for the others."""
+        from .fitting import FitOptions
+
+        o = self.options
+        if method not in ("ft", "scratch"):
+            return FitOptions(seed=o.seed)
+        return FitOptions(steps=0 if o.epochs else o.steps, epochs=o.epochs, seed=o.seed)
 
     def steps(self, method: str, shots: int) -> int:
         """Fine-tuning (`ft`) or training (`scratch`) steps at T = `shots`."""
-        from .avatar import finetune_steps
-
-        if method not in ("ft", "scratch"):
-            return 0
-        return finetune_steps(self.options.epochs, shots) if self.options.epochs else self.options.steps
+        return self.fit_options(method).total_steps(shots)
 
     def generate(self, method: str, shots: np.ndarray, shot_lm: np.ndarray, target_lm: np.ndarray) -> np.ndarray:
         """`[targets, S, S, 3] uint8` frames made by one method."""
@@ -117,19 +128,18 @@ class Evaluator:
             return np.repeat(shots[:1], len(target_lm), axis=0)
         if method == "nearest":
             return shots[_nearest_shots(shot_lm, target_lm)]
-        o = self.options
-        networks = self._scratch_networks(o.seed) if method == "scratch" else self.networks
-        steps = self.steps(method, len(shots))
-        avatar = Avatar.from_shots(networks, shots, shot_lm, steps=steps, seed=o.seed, progress=self.progress)
+        model = self._scratch_model(self.options.seed) if method == "scratch" else self.model
+        avatar = Avatar.from_shots(model, shots, shot_lm, self.fit_options(method), progress=self.progress)
         return np.stack(list(avatar.generate(target_lm)))
 
-    def clip(self, data, clip: int) -> tuple[dict, dict[str, np.ndarray], np.ndarray | None]:
-        """Per-method, per-T mean metrics; Inception features; the comparison image."""
+    def clip(self, data, clip: int) -> tuple[dict, dict[str, dict[str, np.ndarray]], np.ndarray | None]:
+        """Mean metrics `[method][T]`; Inception features `[method or "real"][T]`; the comparison image."""
         from .images import to_tensor
         from .metrics import landmark_nme, psnr, ssim
 
-        result: dict = {"clip": clip, "identity": data.meta(clip)["identity"], "source": data.meta(clip)["source"]}
-        features: dict[str, np.ndarray] = {}
+        meta = data.meta(clip)
+        result: dict = {"clip": clip, "identity": meta["identity"], "source": meta["source"], "methods": {}}
+        features: dict[str, dict[str, np.ndarray]] = {}
         rows = []
         for T in self.options.shots:
             split = load_split(data, clip, T, self.options.targets, self.size)
@@ -137,7 +147,7 @@ class Evaluator:
                 continue
             shots, shot_lm, targets, target_lm = split
             real = to_tensor(targets)
-            features[f"real/{T}"] = self.fid.inception_features(real)
+            features.setdefault("real", {})[str(T)] = self.fid.inception_features(real)
             row = [shots[: min(T, 4)].transpose(1, 0, 2, 3).reshape(self.size, -1, 3), targets[0]]
             for method in self.options.methods:
                 fake_frames = self.generate(method, shots, shot_lm, target_lm)
@@ -149,11 +159,11 @@ class Evaluator:
                     "csim": np.array([self.csim(a, b) for a, b in zip(targets, fake_frames)]),
                     "landmark_nme": landmark_nme(fake_frames, target_lm),
                 }
-                result[f"{method}/{T}"] = {k: _mean(v) for k, v in values.items()} | {
+                result["methods"].setdefault(method, {})[str(T)] = {k: _mean(v) for k, v in values.items()} | {
                     "targets": len(targets),
                     "steps": self.steps(method, T),
                 }
-                features[f"{method}/{T}"] = self.fid.inception_features(fake)
+                features.setdefault(method, {})[str(T)] = self.fid.inception_features(fake)
                 row.append(fake_frames[0])
             rows.append(np.concatenate(row, axis=1))
         width = max((r.shape[1] for r in rows), default=0)
@@ -188,7 +198,7 @@ def evaluate(
         clips = clips[: options.max_clips]
     if not clips:
         raise ValueError(f"{data_dir}: no clips to evaluate")
-    config = {"model": str(model), "data": str(data_dir), **asdict(options)}
+    config = {"model": str(model), "data": str(data_dir), "results_format": RESULTS_FORMAT, **asdict(options)}
     _check_resume(out, config)
     evaluator = Evaluator(model, options, progress)
     (out / "clips").mkdir(parents=True, exist_ok=True)
@@ -200,7 +210,7 @@ def evaluate(
             continue
         result, features, image = evaluator.clip(data, clip)
         with atomic_path(out / "clips" / f"{clip:05d}.npz") as tmp, open(tmp, "wb") as f:
-            np.savez(f, **{k.replace("/", "_T"): v for k, v in features.items()})
+            np.savez(f, **{f"{name}.{T}": v for name, per_T in features.items() for T, v in per_T.items()})
         if image is not None:
             Image.fromarray(image).save(out / "comparisons" / f"{clip:05d}.png")
         write_json(record, result)  # last: the clip counts as done only when everything is written
@@ -213,8 +223,10 @@ def evaluate(
     return summary
 
 
-# Settings that change a clip's numbers: a rerun into the same folder must keep them.
-PROTOCOL = ("model", "data", "shots", "methods", "targets", "steps", "epochs", "seed")
+# Settings that change a clip's numbers (or how they are stored): a rerun into the same folder
+# must keep them.
+PROTOCOL = ("model", "data", "shots", "methods", "targets", "steps", "epochs", "seed", "results_format")
+RESULTS_FORMAT = 2  # 2: results nested [method][T]
 
 
 def _check_resume(out: Path, config: dict) -> None:
@@ -240,7 +252,7 @@ def plot(summary: dict, options: EvalOptions, folder: Path) -> None:
     for metric in ("fid", *METRICS):
         figure, axes = plt.subplots(figsize=(4.5, 3.2), dpi=100)
         for method in options.methods:
-            points = [(T, summary["methods"].get(f"{method}/{T}", {}).get(metric)) for T in options.shots]
+            points = [(T, _entry(summary, method, T).get(metric)) for T in options.shots]
             points = [(T, v) for T, v in points if v is not None]
             if points:
                 axes.plot(*zip(*points), marker="o", label=method)
@@ -249,7 +261,8 @@ def plot(summary: dict, options: EvalOptions, folder: Path) -> None:
         axes.set_xticks(list(options.shots), [str(T) for T in options.shots])
         axes.set_xlabel("shots T")
         axes.set_title(metric)
-        axes.legend(fontsize=7)
+        if axes.lines:
+            axes.legend(fontsize=7)
         figure.tight_layout()
         figure.savefig(folder / f"{metric}.png")
         plt.close(figure)
@@ -267,21 +280,21 @@ def cross_identity(
     from .metrics import frechet_distance
     from .motion import Motion
 
-    real = np.concatenate([np.load(out / "clips" / f"{c:05d}.npz")[f"real_T{options.shots[0]}"] for c in clips])
+    real = np.concatenate([_load_features(out, c)["real"][str(options.shots[0])] for c in clips])
     results: dict = {}
     for mode in ("ff", "ft"):
         if mode not in options.methods:
             continue
-        steps = evaluator.steps(mode, shots=1)  # one portrait, one shot
+        fit_options = evaluator.fit_options(mode)
         features, similarities = [], []
         for portrait in tqdm(options.cross, unit="portrait", desc=f"cross-identity {mode}", disable=not progress):
-            avatar = Avatar.fit([portrait], model=evaluator.model, steps=steps, seed=options.seed, progress=progress)
+            avatar = Avatar.fit([portrait], model=evaluator.model, options=fit_options, progress=progress)
             source = cv2.resize(avatar.shots[0], (128, 128), interpolation=cv2.INTER_CUBIC)
             for clip in clips:
                 crop = data.meta(clip)["crop_size"]
                 every = max(1, data.num_frames(clip) // options.targets)
                 landmarks = data.landmarks(clip)[::every][: options.targets]
-                motion = Motion(landmarks / crop, 25.0, np.ones(len(landmarks), bool))
+                motion = Motion(to_unit(landmarks, crop), 25.0, np.ones(len(landmarks), bool))
                 frames = np.stack(list(avatar.animate(motion, mode="relative", smooth=0)))
                 features.append(evaluator.fid.inception_features(to_tensor(frames)))
                 big = [cv2.resize(f, (128, 128), interpolation=cv2.INTER_CUBIC) for f in frames]
@@ -294,30 +307,43 @@ def cross_identity(
     return results
 
 
+def _entry(summary: dict, method: str, T: int) -> dict:
+    """A method's summary at T, or {} when it did not run."""
+    return summary["methods"].get(method, {}).get(str(T), {})
+
+
+def _load_features(out: Path, clip: int) -> dict[str, dict[str, np.ndarray]]:
+    """A clip's Inception features, `[method or "real"][T]` (the npz is closed on return)."""
+    features: dict[str, dict[str, np.ndarray]] = {}
+    with np.load(out / "clips" / f"{clip:05d}.npz") as f:
+        for key in f.files:
+            name, _, T = key.rpartition(".")
+            features.setdefault(name, {})[T] = f[key]
+    return features
+
+
 def _summarise(out: Path, clips: list[int], options: EvalOptions) -> dict:
     """Means per method and T over clips, and FID over all their targets."""
     from .metrics import frechet_distance
 
     per_clip = [json.loads((out / "clips" / f"{c:05d}.json").read_text()) for c in clips]
-    features: dict[str, list[np.ndarray]] = {}
+    features: dict[str, dict[str, list[np.ndarray]]] = {}
     for c in clips:  # each clip's feature file read once
-        with np.load(out / "clips" / f"{c:05d}.npz") as f:
-            for key in f.files:
-                features.setdefault(key, []).append(f[key])
+        for name, per_T in _load_features(out, c).items():
+            for T, values in per_T.items():
+                features.setdefault(name, {}).setdefault(T, []).append(values)
     summary: dict = {"clips": len(clips), "methods": {}}
-    for T in options.shots:
-        real = features.get(f"real_T{T}", [])
-        for method in options.methods:
-            key = f"{method}/{T}"
-            rows = [r[key] for r in per_clip if key in r]
+    for method in options.methods:
+        for T in map(str, options.shots):
+            rows = [r["methods"][method][T] for r in per_clip if T in r["methods"].get(method, {})]
             if not rows:
                 continue
             entry = {m: _mean([r[m] for r in rows if r[m] is not None]) for m in METRICS}
-            fake = features.get(f"{method}_T{T}", [])
+            real, fake = features.get("real", {}).get(T, []), features.get(method, {}).get(T, [])
             enough = real and fake and len(np.concatenate(real)) > 1
             entry["fid"] = frechet_distance(np.concatenate(real), np.concatenate(fake)) if enough else None
             entry["clips"], entry["steps"] = len(rows), rows[0].get("steps")
-            summary["methods"][key] = entry
+            summary["methods"].setdefault(method, {})[T] = entry
     summary["per_clip"] = per_clip
     return summary
 
@@ -334,7 +360,7 @@ def table(summary: dict, options: EvalOptions) -> str:
     lines = ["| method | T | FID ↓ | SSIM ↑ | CSIM ↑ | LPIPS ↓ | landmark error ↓ |", "|---|---|---|---|---|---|---|"]
     for method in options.methods:
         for T in options.shots:
-            e = summary["methods"].get(f"{method}/{T}")
+            e = _entry(summary, method, T) or None
             if e is None:
                 continue
             cell = lambda v, f="{:.3f}": "—" if v is None else f.format(v)  # noqa: E731

@@ -23,8 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .crop import CropConfig, clip_boxes, crop_image, to_crop
+from .crop import CropConfig, clip_boxes, crop_image
 from .io import atomic_path
+from .points import from_unit, to_unit
 
 MOTION_FORMAT = "talkinghead-motion"
 
@@ -40,7 +41,7 @@ def inter_ocular(landmarks: np.ndarray) -> np.ndarray:
 
 @dataclass
 class Motion:
-    landmarks: np.ndarray  # [N, 68, 2] float32, driver face-crop coordinates in [0, 1]
+    landmarks: np.ndarray  # [N, 68, 2] float32, driver face-crop unit coordinates in [0, 1] (points.py)
     fps: float
     tracked: np.ndarray  # [N] bool: face found (False: interpolated)
     boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 3), np.float32))  # [N, 3] driver crop boxes
@@ -119,7 +120,8 @@ class Motion:
             raise MotionError("no face found in the driving video")
         landmarks = fill_gaps(points, tracked)
         boxes, _ = clip_boxes(landmarks, np.array(times, np.float32), CropConfig(size=1, scale=crop_scale))
-        normalised = to_crop(landmarks, boxes, 1)  # [N, 68, 2] in [0, 1] of each frame's box
+        # [N, 68, 2] unit coordinates in each frame's box
+        normalised = to_unit(landmarks - boxes[:, None, :2], boxes[:, None, 2:3]).astype(np.float32)
         return cls(normalised, fps, tracked, boxes=boxes, source=str(path), face_sample=sample)
 
     def trimmed(self, start: float = 0.0, duration: float | None = None) -> "Motion":
@@ -160,7 +162,7 @@ class Motion:
         self, source_landmarks: np.ndarray, size: int, *, mode: str = "relative", reference: str = "neutral"
     ) -> np.ndarray:
         """Driving landmarks for a source, `[N, 68, 2]` in crop pixels of a `size` crop."""
-        driving = self.landmarks * size
+        driving = from_unit(self.landmarks, size)
         if mode == "absolute":
             return driving.astype(np.float32)
         if mode != "relative":

@@ -34,7 +34,7 @@ from .io import remove_stale_temporaries, write_json
 from .media import MediaError, VideoReader, is_image_path, is_video_path, load_image
 
 # Bump when a change to the code changes what `prepare` writes for the same input.
-PIPELINE_VERSION = 2
+PIPELINE_VERSION = 3  # 3: crop landmarks with the half-pixel term (points.py)
 
 
 @dataclass(frozen=True)
@@ -230,13 +230,16 @@ def prepare_source(source: Source, options: PrepareOptions, threads: int = 0) ->
     return extract_faces(source, options, threads=threads, encode=lambda crop: encode_jpeg(crop, options.jpeg_quality))
 
 
-def extract_faces(source: Source, options: PrepareOptions, *, threads: int = 0, encode=None) -> tuple[Clip | None, str]:
+def extract_faces(
+    source: Source, options: PrepareOptions, *, threads: int = 0, encode=None, tracker=None
+) -> tuple[Clip | None, str]:
     """Track the main face of a source and cut its crops.
 
     Returns (clip, "") or (None, reason). The clip's `frames` are `[S, S, 3] uint8` crops, or
-    whatever `encode` makes of each (JPEG bytes for shards).
+    whatever `encode` makes of each (JPEG bytes for shards). `tracker`: a `FaceTracker` of the
+    caller's (the face cropper's); by default this process's worker one.
     """
-    tracker = _Worker.get(options, threads)
+    tracker = tracker if tracker is not None else _Worker.get(options, threads)
     tracker.reset()
     crop = options.crop()
 

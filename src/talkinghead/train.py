@@ -16,8 +16,6 @@ Run folder:
 
 from __future__ import annotations
 
-import contextlib
-import copy
 import json
 import os
 import signal
@@ -37,10 +35,11 @@ from .config import Config, load_config
 from .data import FaceDataset
 from .data.augment import Augment
 from .data.episodes import EpisodeDataset, EpisodeSampler
+from .gan import MovingAverage, StepOutput, adversarial_step
 from .images import to_uint8
 from .io import write_json
-from .losses import GeneratorLoss, discriminator_hinge_loss, embedding_match_loss
-from .models import Discriminator, Embedder, Generator, build_networks
+from .losses import GeneratorLoss, embedding_match_loss
+from .models import Discriminator, Embedder, GeneratorInputs, build_model
 
 
 class TrainError(Exception):
@@ -48,16 +47,37 @@ class TrainError(Exception):
 
 
 class EmbedderGenerator(nn.Module):
-    """E and G as one module, so one DDP wrapper covers E, G and the projection P together."""
+    """E and G as one module, so one DDP wrapper covers E, G and the projection P together.
 
-    def __init__(self, embedder: Embedder, generator: Generator):
+    Takes an episode batch's tensors (DDP scatters plain tensors): shots `[B, K, 3, R, R]`, their
+    landmark images (same shape) and points `[B, K, 68, 2]`, the target's landmark image
+    `[B, 3, R, R]` and points `[B, 68, 2]`. Returns the generated target and e-hat `[B, D]`.
+    """
+
+    def __init__(self, embedder: Embedder, generator: nn.Module):
         super().__init__()
         self.embedder, self.generator = embedder, generator
 
-    def forward(self, source_frames, source_landmarks, target_landmarks) -> tuple[torch.Tensor, torch.Tensor]:
-        embedding = self.embedder.embed_shots(source_frames, source_landmarks)  # [B, D]
-        fake = self.generator(target_landmarks, self.generator.adain_params(embedding))  # [B, 3, H, W]
+    def forward(
+        self, source_frames, source_landmark_images, source_points, driving_landmark_images, driving_points
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        embedding = self.embedder.embed_shots(source_frames, source_landmark_images)  # [B, D]
+        inputs = GeneratorInputs(
+            driving_landmark_images, source_frames, source_landmark_images, source_points, driving_points
+        )
+        fake = self.generator(inputs, self.generator.adain_params(embedding))  # [B, 3, H, W]
         return fake, embedding
+
+
+def episode_inputs(batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
+    """`EmbedderGenerator`'s arguments from an episode batch (data/episodes.py)."""
+    return (
+        batch["source_frames"],
+        batch["source_landmark_images"],
+        batch["source_points"],
+        batch["target_landmark_images"],
+        batch["target_points"],
+    )
 
 
 @dataclass
@@ -87,30 +107,6 @@ def setup_distributed() -> tuple[Distributed, torch.device]:
     return info, device
 
 
-class MovingAverage:
-    """An exponential moving average of a module's weights: `avg <- decay * avg + (1 - decay) * w`.
-
-    Buffers (spectral norm's power-iteration vectors) are copied from the live module.
-    """
-
-    def __init__(self, module: nn.Module, decay: float, state: dict | None = None):
-        self.decay = decay
-        self.module = copy.deepcopy(module).eval().requires_grad_(False)
-        if state is not None:
-            self.module.load_state_dict(state)
-        self._average, self._buffers = list(self.module.parameters()), list(self.module.buffers())
-
-    @torch.no_grad()
-    def update(self, module: nn.Module) -> None:
-        torch._foreach_lerp_(self._average, [p.detach() for p in module.parameters()], 1 - self.decay)
-        torch._foreach_copy_(self._buffers, list(module.buffers()))
-
-
-def requires_grad(module: nn.Module, flag: bool) -> None:
-    for p in module.parameters():
-        p.requires_grad_(flag)
-
-
 def _to(batch: dict[str, torch.Tensor], device: torch.device, channels_last: bool) -> dict[str, torch.Tensor]:
     out = {}
     for name, value in batch.items():
@@ -124,7 +120,7 @@ def _to(batch: dict[str, torch.Tensor], device: torch.device, channels_last: boo
 def sample_grid(batch: dict[str, torch.Tensor], fake: torch.Tensor, rows: int = 4) -> np.ndarray:
     """`[rows * H, 4 * W, 3] uint8`: target landmarks | real target | generated | first shot."""
     n = min(rows, fake.shape[0])
-    columns = [batch["target_landmarks"][:n], batch["target_frame"][:n], fake[:n], batch["source_frames"][:n, 0]]
+    columns = [batch["target_landmark_images"][:n], batch["target_frame"][:n], fake[:n], batch["source_frames"][:n, 0]]
     grid = torch.cat([torch.cat(list(c.float().cpu()), dim=1) for c in columns], dim=2)  # [3, n*H, 4*W]
     return to_uint8(grid)
 
@@ -165,58 +161,31 @@ class Logger:
             self.tensorboard.close()
 
 
-def _autocast(device: torch.device, enabled: bool):
-    """bf16 autocast on GPUs that support it (no loss scaling needed), else nothing."""
-    if enabled and device.type == "cuda" and torch.cuda.is_bf16_supported():
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
-def train_step(batch, *, eg, d_raw, discriminator, opt_g, opt_d, loss_fn, config, device):
+def train_step(batch: dict[str, torch.Tensor], state: "TrainState") -> StepOutput:
     """One meta-learning step: E and G, then D (`config.train.discriminator_steps` times).
 
-    `eg` and `discriminator` may be DDP-wrapped (or compiled); `d_raw` is the plain discriminator,
-    used in the generator step, where its weights get no gradient and DDP wants one forward per
-    backward. Returns (generator loss, hinge loss, weighted terms, fake, real scores, fake scores).
-    """
-    t = config.train
-    real, landmarks, videos = batch["target_frame"], batch["target_landmarks"], batch["video_index"]
+    In the generator step D is the unwrapped module (its weights get no gradient there, and DDP
+    wants one forward per backward); in the discriminator step the DDP wrapper."""
+    config = state.config
+    real, landmarks, videos = batch["target_frame"], batch["target_landmark_images"], batch["video_index"]
     pairs = torch.cat([landmarks, landmarks]), torch.cat([videos, videos])
-
-    requires_grad(d_raw, False)
-    with _autocast(device, t.amp):
-        fake, embedding = eg(batch["source_frames"], batch["source_landmarks"], landmarks)
-        scores, features = d_raw(torch.cat([real, fake]), *pairs)
-        real_scores, fake_scores = scores.chunk(2)
-        loss_g, terms = loss_fn(
-            real=real,
-            fake=fake,
-            fake_scores=fake_scores,
-            real_features=[f.chunk(2)[0] for f in features],
-            fake_features=[f.chunk(2)[1] for f in features],
-            embedding=embedding,
-            video_vector=d_raw.W(videos),
-        )
-    opt_g.zero_grad(set_to_none=True)
-    loss_g.float().backward()
-    opt_g.step()
-
-    # Discriminator step(s), on the frames just generated.
-    requires_grad(d_raw, True)
-    fake, embedding = fake.detach(), embedding.detach().float()
-    for _ in range(t.discriminator_steps):
-        with _autocast(device, t.amp):
-            scores, _ = discriminator(torch.cat([real, fake]), *pairs)
-            loss_d = hinge = discriminator_hinge_loss(*scores.float().chunk(2))
-        if config.loss.embedding_match:
-            # The W_i half of L_MCH (the generator step moved e-hat toward W_i).
-            loss_d = loss_d + config.loss.embedding_match * embedding_match_loss(embedding, d_raw.W(videos))
-        opt_d.zero_grad(set_to_none=True)
-        loss_d.backward()
-        opt_d.step()
-    # Logged so a collapsing embedder (e-hat -> 0, identity lost) shows early.
-    terms = {**terms, "embedding_norm": embedding.norm(dim=1).mean()}
-    return loss_g, hinge, terms, fake, real_scores, fake_scores
+    d_raw, weight = state.d_raw, config.loss.embedding_match
+    return adversarial_step(
+        generate=lambda: state.eg_train(*episode_inputs(batch)),
+        real=real,
+        discriminator=d_raw,
+        score_frozen=lambda frames: d_raw(frames, *pairs),
+        score=lambda frames: state.discriminator(frames, *pairs),
+        loss_fn=state.loss_fn,
+        opt_g=state.opt_g,
+        opt_d=state.opt_d,
+        discriminator_steps=config.train.discriminator_steps,
+        loss_inputs=lambda embedding: {"embedding": embedding, "video_vector": d_raw.W(videos)},
+        # The W_i half of L_MCH (the generator step moved e-hat toward W_i).
+        discriminator_extra=(lambda e: weight * embedding_match_loss(e, d_raw.W(videos))) if weight else None,
+        device=state.device,
+        amp=config.train.amp,
+    )
 
 
 @torch.no_grad()
@@ -239,7 +208,7 @@ def init_video_vectors(
         clips = range(start, min(start + chunk, len(data)))
         items = [episodes[0, clip] for clip in clips]
         frames = torch.stack([item["source_frames"] for item in items]).to(device)
-        landmarks = torch.stack([item["source_landmarks"] for item in items]).to(device)
+        landmarks = torch.stack([item["source_landmark_images"] for item in items]).to(device)
         discriminator.W.weight[start : start + len(items)] = embedder.embed_shots(frames, landmarks).float()
     embedder.train(was_training)
 
@@ -301,16 +270,40 @@ def train(
             dist.destroy_process_group()
 
 
-def _train(data_dir, config, run, env, device, resume, progress, max_steps) -> TrainResult:
-    from tqdm import tqdm
+@dataclass
+class TrainState:
+    """Everything the loop needs, made by `setup`. `eg`/`discriminator` may be DDP-wrapped;
+    `eg_module`/`d_raw` are the plain modules; `eg_train` is what the step calls (maybe compiled)."""
 
+    config: Config
+    run: Path
+    env: Distributed
+    device: torch.device
+    num_videos: int
+    eg_module: EmbedderGenerator
+    eg_train: nn.Module
+    d_raw: Discriminator
+    discriminator: nn.Module
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+    ema: MovingAverage | None
+    loss_fn: GeneratorLoss
+    batches: Iterator
+    channels_last: bool
+    step: int
+
+
+def setup(
+    data_dir: Path, config: Config, run: Path, env: Distributed, device, resume: bool, progress: bool
+) -> TrainState:
+    """Build (or restore) networks, optimizers, moving average, loss and the episode stream."""
     t = config.train
     data = FaceDataset(data_dir)
     config, state = _prepare_run(run, config, data_dir, len(data), resume, env)
     torch.manual_seed(t.seed)  # identical initial weights on every rank
-    embedder, generator, discriminator = build_networks(config.model, num_videos=len(data))
-    eg = EmbedderGenerator(embedder, generator).to(device)
-    discriminator = discriminator.to(device)
+    model = build_model(config, num_videos=len(data))
+    eg = EmbedderGenerator(model.embedder, model.generator).to(device)
+    discriminator = model.discriminator.to(device)
     gpu = device.type == "cuda"
     channels_last = t.channels_last and gpu
     if channels_last:
@@ -331,27 +324,17 @@ def _train(data_dir, config, run, env, device, resume, progress, max_steps) -> T
     elif t.init_video_vectors:
         init_video_vectors(eg.embedder, discriminator, data, config, device, progress=env.main and progress)
     ema = MovingAverage(eg, t.ema, state.get("embedder_generator_ema") if state else None) if t.ema else None
-    loss_fn = GeneratorLoss(config.loss).to(device)
 
-    # D in the generator step: the unwrapped module (its weights get no gradient there, and DDP
-    # wants one forward per backward); in the discriminator step: the DDP wrapper.
-    d_raw = discriminator
+    d_raw, eg_module = discriminator, eg
     if env.world_size > 1:
         ids = [device.index] if gpu else None
         eg = nn.parallel.DistributedDataParallel(eg, device_ids=ids)
         discriminator = nn.parallel.DistributedDataParallel(discriminator, device_ids=ids)
-    eg_module = eg.module if isinstance(eg, nn.parallel.DistributedDataParallel) else eg
-    eg_train = torch.compile(eg) if t.compile else eg
-
     augment = Augment(flip=t.flip, color=t.color_jitter, scale=t.scale_jitter)
     episodes = EpisodeDataset(
-        data,
-        shots=t.shots,
-        resolution=config.model.resolution,
-        thickness=config.model.landmark_thickness,
-        seed=t.seed,
-        augment=augment,
-    )
+        data, shots=t.shots, resolution=config.model.resolution, thickness=config.model.landmark_thickness,
+        seed=t.seed, augment=augment,
+    )  # fmt: skip
     sampler = EpisodeSampler(
         len(data), batch_size=t.batch_size, seed=t.seed, rank=env.rank, world_size=env.world_size, start_step=step
     )
@@ -364,94 +347,95 @@ def _train(data_dir, config, run, env, device, resume, progress, max_steps) -> T
         persistent_workers=t.workers > 0,
         multiprocessing_context="spawn" if t.workers > 0 else None,
     )
+    return TrainState(
+        config, run, env, device, len(data), eg_module, torch.compile(eg) if t.compile else eg, d_raw, discriminator,
+        opt_g, opt_d, ema, GeneratorLoss(config.loss).to(device), iter(loader), channels_last, step,
+    )  # fmt: skip
 
+
+def _train(data_dir, config, run, env, device, resume, progress, max_steps) -> TrainResult:
+    from tqdm import tqdm
+
+    s = setup(data_dir, config, run, env, device, resume, progress)
+    t = s.config.train
     logger = Logger(run) if env.main else None
     stop = {"signal": None}
 
     def on_signal(signum, frame):  # finish the step, save, exit
         stop["signal"] = signum
 
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
-    last = min(t.steps, step + max_steps) if max_steps is not None else t.steps
-    bar = tqdm(total=last, initial=step, unit="step", disable=not (env.main and progress), dynamic_ncols=True)
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    last = min(t.steps, s.step + max_steps) if max_steps is not None else t.steps
+    bar = tqdm(total=last, initial=s.step, unit="step", disable=not (env.main and progress), dynamic_ncols=True)
     logged: dict[str, float] = {}
     window_start, window_steps = time.perf_counter(), 0
-    batches: Iterator = iter(loader)
     try:
-        while step < last and stop["signal"] is None:
-            batch = _to(next(batches), device, channels_last)
-            loss_g, hinge, terms, fake, real_scores, fake_scores = train_step(
-                batch,
-                eg=eg_train,
-                d_raw=d_raw,
-                discriminator=discriminator,
-                opt_g=opt_g,
-                opt_d=opt_d,
-                loss_fn=loss_fn,
-                config=config,
-                device=device,
-            )
-
-            if ema is not None:
-                ema.update(eg_module)
-            step += 1
+        while s.step < last and stop["signal"] is None:
+            batch = _to(next(s.batches), device, s.channels_last)
+            out = train_step(batch, s)
+            if s.ema is not None:
+                s.ema.update(s.eg_module)
+            s.step += 1
             window_steps += 1
             if env.main:
                 bar.update(1)
-                if step % t.log_every == 0 or step == last:
-                    elapsed = time.perf_counter() - window_start
-                    logged = {
-                        "loss/generator": loss_g.item(),
-                        "loss/discriminator": hinge.item(),
-                        **{f"loss/{k}": v.item() for k, v in terms.items() if k != "embedding_norm"},
-                        "embedding/norm": terms["embedding_norm"].item(),
-                        "score/real": real_scores.detach().float().mean().item(),
-                        "score/fake": fake_scores.detach().float().mean().item(),
-                        "speed/steps_per_second": window_steps / elapsed,
-                        "speed/samples_per_second": window_steps * t.batch_size * env.world_size / elapsed,
-                    }
-                    logger.scalars(step, logged)
+                if s.step % t.log_every == 0 or s.step == last:
+                    seconds = time.perf_counter() - window_start
+                    logged = log_values(
+                        out, window_steps / seconds, window_steps * t.batch_size * env.world_size / seconds
+                    )
+                    logger.scalars(s.step, logged)
                     window_start, window_steps = time.perf_counter(), 0
-                    main = {
-                        k.split("/")[1]: v
-                        for k, v in logged.items()
-                        if k in ("loss/generator", "loss/discriminator", "loss/vgg", "loss/l1")
-                    }
-                    bar.set_postfix({k: f"{v:.3f}" for k, v in main.items()}, refresh=False)
-                if step % t.sample_every == 0 or step == last:
-                    logger.image(step, sample_grid(batch, fake))
-            if step % t.checkpoint_every == 0 or step == last or stop["signal"] is not None:
-                _save(run, step, config, len(data), eg_module, ema, d_raw, opt_g, opt_d, env)
-                if env.main:
-                    prune_checkpoints(run / "checkpoints", t.keep_checkpoints)
+                    shown = ("loss/generator", "loss/discriminator", "loss/vgg", "loss/l1")
+                    bar.set_postfix({k[5:]: f"{logged[k]:.3f}" for k in shown if k in logged}, refresh=False)
+                if s.step % t.sample_every == 0 or s.step == last:
+                    logger.image(s.step, sample_grid(batch, out.fake))
+            if s.step % t.checkpoint_every == 0 or s.step == last or stop["signal"] is not None:
+                _save(s)
     finally:
         bar.close()
         if logger:
             logger.close()
-        for s, handler in previous.items():
-            signal.signal(s, handler)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     if stop["signal"] is not None and env.main:
-        print(f"talkinghead train: stopped at step {step}; checkpoint saved, --resume continues", file=sys.stderr)
-    return TrainResult(step, logged, eg_module, d_raw, ema.module if ema is not None else None)
+        print(f"talkinghead train: stopped at step {s.step}; checkpoint saved, --resume continues", file=sys.stderr)
+    return TrainResult(s.step, logged, s.eg_module, s.d_raw, s.ema.module if s.ema is not None else None)
 
 
-def _save(run, step, config, num_videos, eg_module, ema, d_raw, opt_g, opt_d, env) -> None:
-    if not env.main:
+def log_values(out: StepOutput, steps_per_second: float, samples_per_second: float) -> dict[str, float]:
+    """The scalars logged for a step: losses, e-hat's norm (a collapsing embedder shows early), D's scores, speed."""
+    return {
+        "loss/generator": out.loss_generator.item(),
+        "loss/discriminator": out.loss_discriminator.item(),
+        **{f"loss/{k}": v.item() for k, v in out.terms.items()},
+        "embedding/norm": out.embedding.norm(dim=1).mean().item(),
+        "score/real": out.real_scores.mean().item(),
+        "score/fake": out.fake_scores.mean().item(),
+        "speed/steps_per_second": steps_per_second,
+        "speed/samples_per_second": samples_per_second,
+    }
+
+
+def _save(s: TrainState) -> None:
+    """Checkpoint (rank 0 only) and prune old ones."""
+    if not s.env.main:
         return
     save_checkpoint(
-        checkpoint_path(run / "checkpoints", step),
+        checkpoint_path(s.run / "checkpoints", s.step),
         {
-            "step": step,
-            "config": config.to_dict(),
-            "num_videos": num_videos,
-            "embedder_generator": eg_module.state_dict(),
-            **({"embedder_generator_ema": ema.module.state_dict()} if ema is not None else {}),
-            "discriminator": d_raw.state_dict(),
-            "opt_g": opt_g.state_dict(),
-            "opt_d": opt_d.state_dict(),
+            "step": s.step,
+            "config": s.config.to_dict(),
+            "num_videos": s.num_videos,
+            "embedder_generator": s.eg_module.state_dict(),
+            **({"embedder_generator_ema": s.ema.module.state_dict()} if s.ema is not None else {}),
+            "discriminator": s.d_raw.state_dict(),
+            "opt_g": s.opt_g.state_dict(),
+            "opt_d": s.opt_d.state_dict(),
             "torch_rng": torch.get_rng_state(),
         },
     )
+    prune_checkpoints(s.run / "checkpoints", s.config.train.keep_checkpoints)
 
 
 def main(args) -> int:

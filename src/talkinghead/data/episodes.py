@@ -13,6 +13,7 @@ from torch.utils.data import Dataset, Sampler
 
 from ..drawing import draw_batch
 from ..images import to_tensor
+from ..points import rescale_points
 from .augment import Augment
 from .dataset import FaceDataset
 
@@ -20,9 +21,11 @@ from .dataset import FaceDataset
 class EpisodeDataset(Dataset):
     """Items are keyed `(epoch, clip)` and hold:
 
-    - `source_frames`, `source_landmarks`: `[K, 3, R, R]` in [-1, 1] (frames; drawn landmarks)
-    - `target_frame`, `target_landmarks`: `[3, R, R]` in [-1, 1]
-    - `video_index`: the clip's row in the discriminator's W; `identity`: the person's number
+    - `source_frames`, `source_landmark_images`: `[K, 3, R, R]` in [-1, 1] (frames; drawn landmarks)
+    - `source_points`: `[K, 68, 2]` float32, the shots' landmarks in pixels of R (points.py)
+    - `target_frame`, `target_landmark_images`: `[3, R, R]` in [-1, 1]; `target_points`: `[68, 2]`
+    - `video_index`: the clip's row in the discriminator's W; `identity`: the person's number;
+      `frame_indices`: `[K + 1]` the frames' numbers in the clip (shots, then the target)
 
     Frames are resized to `resolution` R when the data set's crops differ; landmarks are drawn at R
     from the stored coordinates, after `augment` (if given) has moved frames and landmarks alike.
@@ -55,19 +58,22 @@ class EpisodeDataset(Dataset):
         all_landmarks = self.data.landmarks(clip)
         size = self.resolution
         frames = np.stack([self._frame(clip, int(i)) for i in picks])
-        # Crop coordinates -> this resolution's pixels (centres at integers, as drawing does).
-        landmarks = (all_landmarks[picks].astype(np.float64) + 0.5) * (size / meta["crop_size"]) - 0.5
+        landmarks = rescale_points(all_landmarks[picks].astype(np.float64), meta["crop_size"], size)
         if self.augment is not None:
             frames, landmarks = self.augment(frames, landmarks, rng)
         drawn = draw_batch(landmarks, size, thickness=self.thickness)
         frames_t, drawn_t = to_tensor(frames), to_tensor(drawn)
+        points = torch.from_numpy(landmarks.astype(np.float32))
         return {
             "source_frames": frames_t[:-1],
-            "source_landmarks": drawn_t[:-1],
+            "source_landmark_images": drawn_t[:-1],
+            "source_points": points[:-1],
             "target_frame": frames_t[-1],
-            "target_landmarks": drawn_t[-1],
+            "target_landmark_images": drawn_t[-1],
+            "target_points": points[-1],
             "video_index": torch.tensor(clip),
             "identity": torch.tensor(int(self.data.clip_identity[clip])),
+            "frame_indices": torch.from_numpy(picks.astype(np.int64)),
         }
 
     def _frame(self, clip: int, index: int) -> np.ndarray:

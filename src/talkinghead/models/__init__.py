@@ -1,13 +1,36 @@
-"""The paper's three networks. Pure `nn.Module`s: no devices, files or pre-processing here."""
+"""The paper's networks. Pure `nn.Module`s: no devices, files or pre-processing here.
+
+A generator is any module with `adain_params(embedding [B, D]) -> psi [B, P]` and
+`forward(inputs: GeneratorInputs, psi) -> frames [B, 3, R, R] in [-1, 1]`; `model.generator` in
+the config picks one from `GENERATORS`.
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable
+
+from torch import nn
 
 from ..config import ModelConfig
 from .discriminator import Discriminator
 from .embedder import Embedder
-from .generator import Generator
+from .generator import AdaINGenerator
+from .inputs import GeneratorInputs
 
-__all__ = ["Discriminator", "Embedder", "Generator", "build_generator", "build_networks"]
+if TYPE_CHECKING:
+    from ..config import Config
+
+__all__ = [
+    "AdaINGenerator",
+    "Discriminator",
+    "Embedder",
+    "GENERATORS",
+    "GeneratorInputs",
+    "Model",
+    "build_generator",
+    "build_model",
+]
 
 
 def _common(config: ModelConfig) -> dict:
@@ -20,13 +43,48 @@ def _common(config: ModelConfig) -> dict:
     )
 
 
-def build_generator(config: ModelConfig) -> Generator:
-    return Generator(
+def _adain(config: ModelConfig) -> AdaINGenerator:
+    return AdaINGenerator(
         **_common(config),
         bottleneck_resolution=config.bottleneck_resolution,
         bottleneck_blocks=config.bottleneck_blocks,
     )
 
 
-def build_networks(config: ModelConfig, num_videos: int) -> tuple[Embedder, Generator, Discriminator]:
-    return Embedder(**_common(config)), build_generator(config), Discriminator(**_common(config), num_videos=num_videos)
+GENERATORS: dict[str, Callable[[ModelConfig], nn.Module]] = {
+    "adain": _adain,
+}
+
+
+def build_generator(config: ModelConfig) -> nn.Module:
+    if config.generator not in GENERATORS:
+        raise ValueError(f"model.generator {config.generator!r}: not one of {', '.join(GENERATORS)}")
+    return GENERATORS[config.generator](config)
+
+
+@dataclass
+class Model:
+    """A meta-learned model: its config and the three networks (`checkpoint.load_model` makes one)."""
+
+    config: "Config"
+    embedder: Embedder
+    generator: nn.Module
+    discriminator: Discriminator
+
+    @property
+    def resolution(self) -> int:
+        return self.config.model.resolution
+
+    def networks(self) -> tuple[nn.Module, nn.Module, nn.Module]:
+        return self.embedder, self.generator, self.discriminator
+
+
+def build_model(config: "Config", num_videos: int) -> Model:
+    """Fresh networks for a config; D gets one row of W per training video."""
+    m = config.model
+    return Model(
+        config,
+        Embedder(**_common(m)),
+        build_generator(m),
+        Discriminator(**_common(m), num_videos=num_videos),
+    )

@@ -1,4 +1,4 @@
-"""The generator G(y, e): landmark image -> frame, the person given through AdaIN (paper §3.1)."""
+"""The paper's generator G(y, e): landmark image -> frame, the person given through AdaIN (paper §3.1)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from .blocks import AdaINResBlock, ResBlockDown, SelfAttention, channels, conv
+from .inputs import GeneratorInputs
 
 
-class Generator(nn.Module):
+class AdaINGenerator(nn.Module):
     """Image-to-image network: down-sampling residual blocks with instance norm, residual and
     up-sampling residual blocks with AdaIN, self-attention at the chosen resolutions.
 
@@ -19,8 +20,8 @@ class Generator(nn.Module):
     (`adain_params`). `forward` takes psi directly, so few-shot fine-tuning can optimise a
     person-specific psi' initialised from `P e-hat` (paper §3.3).
 
-    Tensors: landmark images `[B, 3, H, W]` and output frames `[B, 3, H, W]` in [-1, 1];
-    embeddings `[B, D]`; psi `[B, num_adain_params]`.
+    Tensors: `inputs.driving_landmark_images` `[B, 3, H, W]` (the only input it reads) and output
+    frames `[B, 3, H, W]` in [-1, 1]; embeddings `[B, D]`; psi `[B, num_adain_params]`.
     """
 
     def __init__(
@@ -76,8 +77,8 @@ class Generator(nn.Module):
         """psi = P e: `[B, D] -> [B, num_adain_params]`."""
         return embedding @ self.projection.t()
 
-    def forward(self, landmark_images: torch.Tensor, adain_params: torch.Tensor) -> torch.Tensor:
-        h = self.down(self.stem(landmark_images))
+    def forward(self, inputs: GeneratorInputs, adain_params: torch.Tensor) -> torch.Tensor:
+        h = self.down(self.stem(inputs.driving_landmark_images))
         offset = 0
         for block in [*self.body, *self.up]:
             if isinstance(block, AdaINResBlock):

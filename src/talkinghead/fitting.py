@@ -1,0 +1,205 @@
+"""The few-shot stage (paper §3.3): a meta-learned model + T face crops -> a person's `Avatar`.
+
+Fitting computes e-hat (the mean embedding of the T shots), initialises the person-specific AdaIN
+parameters psi' = P e-hat and the discriminator's vector w' = w0 + e-hat, then fine-tunes G (with
+psi') and D on the shots with the meta-learning losses less the embedding match, through the
+same adversarial step as meta-learning (gan.py). `steps=0` skips fine-tuning: the feed-forward
+(FF) avatar. The model passed in is never modified.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, replace
+from functools import partial
+
+import numpy as np
+import torch
+
+from .avatar import Avatar
+from .drawing import draw_batch
+from .images import to_tensor
+from .models import GeneratorInputs, Model
+
+
+@dataclass(frozen=True)
+class FitOptions:
+    """How to fine-tune. `lr_scale` and `lr_decay` default (None) to what the model file stores
+    (`train.finetune_lr_scale`, `train.finetune_lr_decay`)."""
+
+    steps: int = 0  # fine-tuning steps; 0 with epochs 0: feed-forward
+    epochs: float = 0  # instead of steps: passes over the shots (`finetune_steps`)
+    batch_size: int = 2
+    lr_scale: float | None = None  # times the model's meta-learning rates
+    lr_decay: bool | None = None  # both rates fall linearly to 0 over the steps
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.steps < 0:
+            raise ValueError(f"fine-tuning steps must be >= 0, got {self.steps}")
+        if self.epochs < 0:
+            raise ValueError(f"fine-tuning epochs must be >= 0, got {self.epochs}")
+        if self.steps and self.epochs:
+            raise ValueError("give fine-tuning steps or epochs, not both")
+        if self.batch_size < 1:
+            raise ValueError(f"fine-tuning batch size must be >= 1, got {self.batch_size}")
+
+    def total_steps(self, shots: int) -> int:
+        return finetune_steps(self.epochs, shots, self.batch_size) if self.epochs else self.steps
+
+
+def finetune_steps(epochs: float, shots: int, batch_size: int = 2) -> int:
+    """Steps that show each of `shots` frames `epochs` times at `batch_size` (at least one step).
+
+    With a fixed number of steps a larger T sees each shot less often (at 200 steps of batch 2,
+    8 shots 50 times each, 32 shots 12 times); counting passes over the shots compares T fairly."""
+    if epochs < 0:
+        raise ValueError(f"fine-tuning epochs must be >= 0, got {epochs}")
+    return max(1, math.ceil(epochs * shots / min(batch_size, shots))) if epochs else 0
+
+
+def shot_inputs(frames: torch.Tensor, points: np.ndarray, drawn: torch.Tensor) -> GeneratorInputs:
+    """Generator inputs that re-create each of the T shots from all of them.
+
+    `frames`, `drawn`: `[T, 3, S, S]` shots and their landmark images; `points`: `[T, 68, 2]`."""
+    T = len(frames)
+    source_points = torch.from_numpy(np.asarray(points, np.float32)).to(frames.device)
+    return GeneratorInputs(
+        driving_landmark_images=drawn,
+        source_frames=frames[None].expand(T, -1, -1, -1, -1),
+        source_landmark_images=drawn[None].expand(T, -1, -1, -1, -1),
+        source_points=source_points[None].expand(T, -1, -1, -1),
+        driving_points=source_points,
+    )
+
+
+def fit_shots(
+    model: Model,
+    crops: np.ndarray,
+    landmarks: np.ndarray,
+    options: FitOptions = FitOptions(),
+    *,
+    device: str | torch.device | None = None,
+    progress: bool = False,
+    callback=None,
+) -> Avatar:
+    """The few-shot stage on shots that are already face crops; the avatar stays on `device`.
+
+    `crops`: `[T, S, S, 3] uint8` at the model's resolution; `landmarks`: `[T, 68, 2]` in crop
+    pixels. The portrait is the first crop. `callback(step, generator, psi)` runs after each
+    fine-tuning step (scripts/finetune_sweep.py measures there).
+    """
+    config = model.config
+    steps = options.total_steps(len(crops))
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    size = config.model.resolution
+    frames = to_tensor(crops).to(device)  # [T, 3, S, S]
+    drawn = to_tensor(draw_batch(landmarks, size, thickness=config.model.landmark_thickness or None)).to(device)
+    # Copies: the caller's networks stay where they are, untouched.
+    embedder = copy.deepcopy(model.embedder).to(device).eval()
+    generator = copy.deepcopy(model.generator).to(device).eval()
+    with torch.no_grad():
+        embedding = embedder(frames, drawn).mean(0, keepdim=True)  # e-hat, [1, D]
+        psi = generator.adain_params(embedding)  # psi' initialised to P e-hat
+    if steps > 0:
+        discriminator = copy.deepcopy(model.discriminator).to(device)
+        inputs = shot_inputs(frames, landmarks, drawn)
+        psi = _finetune(
+            config, generator, discriminator, psi, embedding, frames, drawn, inputs, options, steps,
+            progress=progress, callback=callback,
+        )  # fmt: skip
+    box = np.array([0, 0, size], np.float32)
+    return Avatar(config, generator.eval(), psi.detach(), crops, landmarks, crops[0], box, steps)
+
+
+def _finetune(
+    config, generator, discriminator, psi, embedding, frames, drawn, inputs, options, steps, *, progress, callback
+):
+    """Paper §3.3: fine-tune G (with psi') and D (with w' = w0 + e-hat) on the T shots, in place."""
+    from tqdm import tqdm
+
+    from .gan import adversarial_step
+    from .losses import GeneratorLoss
+
+    t = config.train
+    generator.train(), discriminator.train()
+    psi = torch.nn.Parameter(psi.clone())
+    # score_with adds w0, so this vector starts at e-hat and w' = w0 + e-hat.
+    person = torch.nn.Parameter(embedding.clone())
+    loss_fn = GeneratorLoss(replace(config.loss, embedding_match=0.0)).to(frames.device)
+    scale = t.finetune_lr_scale if options.lr_scale is None else options.lr_scale
+    opt_g = torch.optim.Adam([*generator.parameters(), psi], lr=scale * t.lr_generator, betas=tuple(t.betas))
+    opt_d = torch.optim.Adam([*discriminator.parameters(), person], lr=scale * t.lr_discriminator, betas=tuple(t.betas))
+    # With decay, step s (from 1) runs at (steps - s + 1) / steps of the full rates: the last
+    # step is small, not 0.
+    decay = t.finetune_lr_decay if options.lr_decay is None else options.lr_decay
+    schedule = (lambda done: 1 - done / steps) if decay else (lambda done: 1.0)
+    schedules = [torch.optim.lr_scheduler.LambdaLR(opt, schedule) for opt in (opt_g, opt_d)]
+    # The shots never change: their content-network features are computed once, not every step.
+    content = loss_fn.content.real_features(frames) if loss_fn.content is not None else None
+    rng = torch.Generator().manual_seed(options.seed)
+    count = len(frames)
+    # leave=None: the bar stays when it is the only one (fit, animate) and goes when it is nested
+    # under another (evaluate's per-clip bar).
+    for step in tqdm(range(1, steps + 1), unit="step", desc="fine-tuning", leave=None, disable=not progress):
+        index = torch.randperm(count, generator=rng)[: min(options.batch_size, count)].to(frames.device)
+        vector = person.expand(len(index), -1)
+        conditioning = torch.cat([drawn[index]] * 2), torch.cat([vector, vector])
+        real_content = None if content is None else {k: [m[index] for m in maps] for k, maps in content.items()}
+        adversarial_step(
+            generate=partial(_generate, generator, inputs.select(index), psi),
+            real=frames[index],
+            discriminator=discriminator,
+            score_frozen=partial(_score, discriminator, conditioning),
+            score=partial(_score, discriminator, conditioning),
+            loss_fn=loss_fn,
+            opt_g=opt_g,
+            opt_d=opt_d,
+            discriminator_steps=t.discriminator_steps,
+            loss_inputs=lambda _, content=real_content: {"real_content": content},
+            device=frames.device,
+            amp=t.amp,
+        )
+        for s in schedules:
+            s.step()
+        if callback is not None:
+            callback(step, generator, psi)
+    return psi
+
+
+def _score(discriminator, conditioning, frames: torch.Tensor):
+    """D on `cat([real, fake])` against the shots' landmark images and the person's vector w'."""
+    return discriminator.score_with(frames, *conditioning)
+
+
+def _generate(generator, inputs: GeneratorInputs, psi: torch.Tensor) -> tuple[torch.Tensor, None]:
+    return generator(inputs, psi.expand(len(inputs), -1)), None
+
+
+def main(args) -> int:
+    """`talkinghead fit` (arguments parsed by cli.py)."""
+    import sys
+    from pathlib import Path
+
+    from .avatar import FitError
+
+    out = Path(args.out)
+    if not out.parent.is_dir():
+        print(f"talkinghead fit: cannot write {out}: folder {out.parent} does not exist", file=sys.stderr)
+        return 2
+    try:
+        options = FitOptions(steps=args.steps, epochs=args.epochs)
+        avatar = Avatar.fit(args.inputs, model=args.model, shots=args.shots, options=options, progress=not args.quiet)
+        avatar.save(out)
+    except (FitError, ValueError) as error:
+        print(f"talkinghead fit: {error}", file=sys.stderr)
+        return 1
+    except PermissionError as error:
+        print(f"talkinghead fit: cannot write {out}: {error.strerror}", file=sys.stderr)
+        return 2
+    for note in avatar.notes:
+        print(f"note: {note}", file=sys.stderr)
+    kind = "feed-forward" if avatar.steps == 0 else f"fine-tuned for {avatar.steps} steps"
+    print(f"wrote {out}: {kind} avatar from {len(avatar.shots)} shot(s) at {avatar.size} px")
+    return 0

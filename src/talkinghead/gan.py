@@ -1,0 +1,131 @@
+"""The adversarial step shared by meta-learning (train.py) and few-shot fine-tuning (fitting.py),
+and its helpers (after rosinality/stylegan2-pytorch's `train.py`).
+
+One step: D's weights frozen, generate, score real and fake together, generator loss, step G;
+D's weights live, score real and detached fake `discriminator_steps` times, hinge loss (plus an
+optional extra term, meta-learning's W_i half of the embedding match), step D.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+from torch import nn
+
+from .losses import GeneratorLoss, discriminator_hinge_loss
+
+Score = Callable[[torch.Tensor], tuple[torch.Tensor, list[torch.Tensor]]]
+
+
+def requires_grad(module: nn.Module, flag: bool) -> None:
+    for p in module.parameters():
+        p.requires_grad_(flag)
+
+
+class MovingAverage:
+    """An exponential moving average of a module's weights: `avg <- decay * avg + (1 - decay) * w`.
+
+    Buffers (spectral norm's power-iteration vectors) are copied from the live module.
+    """
+
+    def __init__(self, module: nn.Module, decay: float, state: dict | None = None):
+        self.decay = decay
+        self.module = copy.deepcopy(module).eval().requires_grad_(False)
+        if state is not None:
+            self.module.load_state_dict(state)
+        self._average, self._buffers = list(self.module.parameters()), list(self.module.buffers())
+
+    @torch.no_grad()
+    def update(self, module: nn.Module) -> None:
+        torch._foreach_lerp_(self._average, [p.detach() for p in module.parameters()], 1 - self.decay)
+        torch._foreach_copy_(self._buffers, list(module.buffers()))
+
+
+def autocast(device: torch.device, enabled: bool):
+    """bf16 autocast on GPUs that support it (no loss scaling needed), else nothing."""
+    if enabled and device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+@dataclass
+class StepOutput:
+    """What one adversarial step did. Tensors are detached; `terms` are the weighted G terms."""
+
+    fake: torch.Tensor  # [B, 3, H, W] in [-1, 1]
+    loss_generator: torch.Tensor
+    loss_discriminator: torch.Tensor  # the hinge loss (without the extra term)
+    real_scores: torch.Tensor  # [B], from the generator step
+    fake_scores: torch.Tensor  # [B]
+    terms: dict[str, torch.Tensor] = field(default_factory=dict)
+    embedding: torch.Tensor | None = None  # [B, D] e-hat when the generator made one
+
+
+def adversarial_step(
+    *,
+    generate: Callable[[], tuple[torch.Tensor, torch.Tensor | None]],
+    real: torch.Tensor,
+    discriminator: nn.Module,
+    score_frozen: Score,
+    score: Score,
+    loss_fn: GeneratorLoss,
+    opt_g: torch.optim.Optimizer,
+    opt_d: torch.optim.Optimizer,
+    discriminator_steps: int = 1,
+    loss_inputs: Callable[[torch.Tensor | None], dict] = lambda embedding: {},
+    discriminator_extra: Callable[[torch.Tensor | None], torch.Tensor] | None = None,
+    device: torch.device = torch.device("cpu"),
+    amp: bool = False,
+) -> StepOutput:
+    """One G update, then `discriminator_steps` D updates on the frames just generated.
+
+    - `generate()` -> (fake `[B, 3, H, W]`, e-hat `[B, D]` or None)
+    - `score_frozen(frames [2B])` and `score(frames [2B])` -> (scores `[2B]`, D's features): the
+      first runs in the generator step (the unwrapped D: no gradient reaches its weights, and DDP
+      wants one forward per backward), the second in the discriminator step (may be DDP-wrapped).
+      Both score `cat([real, fake])` against their conditioning (landmarks, video vectors).
+    - `loss_inputs(embedding)`: extra keyword arguments for `loss_fn` (embedding match, cached
+      content features); `discriminator_extra(embedding.detach())`: a term added to D's loss.
+    """
+    requires_grad(discriminator, False)
+    with autocast(device, amp):
+        fake, embedding = generate()
+        scores, features = score_frozen(torch.cat([real, fake]))
+        real_scores, fake_scores = scores.chunk(2)
+        loss_g, terms = loss_fn(
+            real=real,
+            fake=fake,
+            fake_scores=fake_scores,
+            real_features=[f.chunk(2)[0] for f in features],
+            fake_features=[f.chunk(2)[1] for f in features],
+            **loss_inputs(embedding),
+        )
+    opt_g.zero_grad(set_to_none=True)
+    loss_g.float().backward()
+    opt_g.step()
+
+    requires_grad(discriminator, True)
+    fake = fake.detach()
+    embedding = embedding.detach().float() if embedding is not None else None
+    for _ in range(discriminator_steps):
+        with autocast(device, amp):
+            scores, _ = score(torch.cat([real, fake]))
+            loss_d = hinge = discriminator_hinge_loss(*scores.float().chunk(2))
+        if discriminator_extra is not None:
+            loss_d = loss_d + discriminator_extra(embedding)
+        opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        opt_d.step()
+    return StepOutput(
+        fake=fake,
+        loss_generator=loss_g.detach(),
+        loss_discriminator=hinge.detach(),
+        real_scores=real_scores.detach().float(),
+        fake_scores=fake_scores.detach().float(),
+        terms={k: v.detach() for k, v in terms.items()},
+        embedding=embedding,
+    )
