@@ -292,3 +292,23 @@ def test_fitting_leaves_the_model_untouched_and_avatars_move(tiny_model, avatar)
     assert moved.psi.dtype == torch.float64 and next(moved.generator.parameters()).dtype == torch.float64
     frames64 = np.stack(list(moved.generate(moved.shot_landmarks)))
     assert np.abs(frames64.astype(int) - frames32.astype(int)).max() <= 1
+
+
+def test_divergence_guard_restores_the_last_good_state(tiny_model, avatar):
+    import torch
+
+    from talkinghead.checkpoint import load_model
+
+    model = load_model(tiny_model)
+    # A learning rate 10,000 times too high blows fine-tuning up within a few steps...
+    wild = FitOptions(steps=8, lr_scale=1e4, guard=False)
+    blown = Avatar.from_shots(model, avatar.shots, avatar.shot_landmarks, wild)
+    frames = np.stack(list(blown.generate(blown.shot_landmarks))).astype(float)
+    ff = np.stack(list(avatar.generate(avatar.shot_landmarks))).astype(float)
+    assert not torch.isfinite(blown.psi).all() or np.abs(frames - ff).mean() > 20
+    # ...and the guard catches it: it goes back to the last good state and says so.
+    guarded = Avatar.from_shots(model, avatar.shots, avatar.shot_landmarks, FitOptions(steps=8, lr_scale=1e4))
+    assert guarded.notes and "diverged" in guarded.notes[0]
+    assert torch.isfinite(guarded.psi).all()
+    frames = np.stack(list(guarded.generate(guarded.shot_landmarks))).astype(float)
+    assert np.abs(frames - ff).mean() < 5

@@ -36,7 +36,7 @@ def test_tiny_evaluation_end_to_end_and_resume(tiny_model, tiny_data, tmp_path, 
         targets=3,
         steps=1,
         max_clips=1,
-        methods=("ff", "ft", "static", "nearest", "scratch"),
+        methods=("ff", "ft", "static", "nearest", "warp", "scratch"),
         cross=(str(tmp_path / "astronaut.png"),),
     )
     summary = evaluate(tiny_model, tiny_data, tmp_path / "eval", options, progress=False)
@@ -52,8 +52,11 @@ def test_tiny_evaluation_end_to_end_and_resume(tiny_model, tiny_data, tmp_path, 
     with np.load(tmp_path / "eval" / "clips" / "00000.npz") as f:
         assert set(f.files) == {f"{m}.{t}" for m in ("real", *options.methods) for t in "12"}
     table = (tmp_path / "eval" / "table.md").read_text()
-    assert table.count("\n| ") == 10 + 3 and "landmark error" in table  # 10 rows; cross: header + 2 rows
-    assert "Cross-identity" in table and set(summary["cross"]) == {"ff", "ft"}
+    assert table.count("\n| ") == 12 + 4 and "landmark error" in table  # 12 rows; cross: header + 3 rows
+    assert "Cross-identity" in table and set(summary["cross"]) == {"ff", "ft", "warp"}
+    assert all("landmark_nme" in e for e in summary["cross"].values())
+    # The warp baseline moves a real frame: closer to the real targets than the still nearest shot.
+    assert methods["warp"]["2"]["lpips"] <= methods["nearest"]["2"]["lpips"] + 0.02
     assert all(e["fid"] >= 0 for e in summary["cross"].values())
     assert list((tmp_path / "eval" / "comparisons").glob("*.png"))
     assert {p.name for p in (tmp_path / "eval" / "plots").glob("*.png")} == {

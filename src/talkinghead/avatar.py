@@ -94,7 +94,7 @@ class Avatar:
         avatar = cls.from_shots(
             model, found.crops, found.landmarks, options or FitOptions(), device=device, progress=progress
         )
-        avatar.portrait, avatar.portrait_box, avatar.notes = found.portrait, found.box, found.notes
+        avatar.portrait, avatar.portrait_box, avatar.notes = found.portrait, found.box, found.notes + avatar.notes
         return avatar
 
     @classmethod

@@ -99,6 +99,12 @@ def _add_train(commands) -> None:
         help="override a setting, e.g. --set train.steps=20000 --set loss.face=0 (repeatable)",
     )
     p.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
+    p.add_argument(
+        "--init",
+        metavar="MODEL",
+        help="start a new run from a model file's networks where their shapes fit (e.g. a trained "
+        "embedder and discriminator beside a new generator)",
+    )
     p.add_argument("--max-steps", type=_positive(int), help="stop after this many steps in this call")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run="talkinghead.train")
@@ -219,9 +225,11 @@ def _add_evaluate(commands) -> None:
     p.add_argument(
         "--methods",
         nargs="+",
-        default=["ff", "ft", "static", "nearest", "scratch"],
-        choices=["ff", "ft", "static", "nearest", "scratch"],
-        help="default: all",
+        default=["ff", "ft", "static", "nearest", "warp", "scratch"],
+        choices=["ff", "ft", "static", "nearest", "warp", "scratch"],
+        help="ff, ft: the model feed-forward and fine-tuned; baselines: static source, nearest shot, "
+        "warp (the nearest shot warped to the target's landmarks), scratch (trained on the shots only); "
+        "default: all",
     )
     p.add_argument("--targets", type=_positive(int), default=32, help="target frames per clip (default: 32)")
     length = p.add_mutually_exclusive_group()

@@ -19,7 +19,8 @@ from typing import Any
 @dataclass
 class ModelConfig:
     # Which generator (models/__init__.py GENERATORS): "adain" is the paper's, which makes every
-    # pixel from the landmark image and psi = P e-hat.
+    # pixel from the landmark image and psi = P e-hat; "warp" moves the shots' own pixels along a
+    # landmark-driven flow and synthesises the rest through AdaIN (models/warp.py).
     generator: str = "adain"
     resolution: int = 256  # paper: 256x256 crops
     base_channels: int = 64  # paper: widths 64 -> 512
@@ -29,6 +30,12 @@ class ModelConfig:
     bottleneck_blocks: int = 5  # residual AdaIN blocks at the bottleneck
     attention_resolutions: tuple[int, ...] = (32, 64)  # paper: self-attention at 32 and 64 px
     landmark_thickness: int = 0  # line width of landmark images; 0 = 1 px per 128 px
+    # The warp generator only: width of its dense-motion network, and its two refinements of the
+    # landmark (thin-plate spline) flow, which the ablation switches off (docs/model-card.md).
+    motion_channels: int = 32
+    fuse_shots: int = 3  # the closest shots (by landmarks) warped and fused for each frame
+    residual_flow: bool = True
+    occlusion: bool = True
 
     def __post_init__(self) -> None:
         self.attention_resolutions = tuple(int(r) for r in self.attention_resolutions)
@@ -168,6 +175,38 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
     # The paper's networks at 256 px.
     "paper": {},
+    # The warp-guided generator (models/warp.py) with the cpu preset's embedder and discriminator:
+    # 128 px, trains on two CPU cores.
+    "cpu-warp": {
+        "model": {
+            "generator": "warp",
+            "resolution": 128,
+            "base_channels": 16,
+            "max_channels": 256,
+            "embedding_dim": 256,
+            "bottleneck_resolution": 32,
+            "bottleneck_blocks": 2,
+            "attention_resolutions": [32],
+            "motion_channels": 32,
+        },
+        # What the bundled cpu model was shown to learn with in a few thousand CPU steps
+        # (docs/training-log.md): higher rates and content weights than the paper's, plus pixel L1.
+        "loss": {"vgg": 0.1, "face": 0.02, "l1": 1.0},
+        "train": {
+            "shots": 4,
+            "batch_size": 2,
+            "lr_generator": 1e-4,
+            "lr_discriminator": 4e-4,
+            "workers": 1,
+            "log_every": 25,
+            "sample_every": 250,
+            "checkpoint_every": 250,
+        },
+    },
+    # The warp-guided generator at the paper's 256 px and widths (GPU).
+    "paper-warp": {
+        "model": {"generator": "warp", "bottleneck_resolution": 64, "bottleneck_blocks": 3, "motion_channels": 64}
+    },
 }
 
 

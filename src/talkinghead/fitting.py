@@ -34,6 +34,7 @@ class FitOptions:
     lr_scale: float | None = None  # times the model's meta-learning rates
     lr_decay: bool | None = None  # both rates fall linearly to 0 over the steps
     seed: int = 0
+    guard: bool = True  # go back to the last good state when fine-tuning diverges (gan.DivergenceGuard)
 
     def __post_init__(self) -> None:
         if self.steps < 0:
@@ -60,17 +61,23 @@ def finetune_steps(epochs: float, shots: int, batch_size: int = 2) -> int:
 
 
 def shot_inputs(frames: torch.Tensor, points: np.ndarray, drawn: torch.Tensor) -> GeneratorInputs:
-    """Generator inputs that re-create each of the T shots from all of them.
+    """Generator inputs that re-create each of the T shots from the others (leave one out).
 
-    `frames`, `drawn`: `[T, 3, S, S]` shots and their landmark images; `points`: `[T, 68, 2]`."""
+    A generator that reads the shots would otherwise learn to copy the target from itself; with
+    one shot there is no other, and it is its own source. `frames`, `drawn`: `[T, 3, S, S]` shots
+    and their landmark images; `points`: `[T, 68, 2]`."""
     T = len(frames)
-    source_points = torch.from_numpy(np.asarray(points, np.float32)).to(frames.device)
+    target_points = torch.from_numpy(np.asarray(points, np.float32)).to(frames.device)
+    others = torch.arange(T)[None].expand(T, -1)
+    if T > 1:  # row i: every shot but i, [T, T - 1]
+        others = others[~torch.eye(T, dtype=torch.bool)].view(T, T - 1)
+    others = others.to(frames.device)
     return GeneratorInputs(
         driving_landmark_images=drawn,
-        source_frames=frames[None].expand(T, -1, -1, -1, -1),
-        source_landmark_images=drawn[None].expand(T, -1, -1, -1, -1),
-        source_points=source_points[None].expand(T, -1, -1, -1),
-        driving_points=source_points,
+        source_frames=frames[others],
+        source_landmark_images=drawn[others],
+        source_points=target_points[others],
+        driving_points=target_points,
     )
 
 
@@ -102,15 +109,16 @@ def fit_shots(
     with torch.no_grad():
         embedding = embedder(frames, drawn).mean(0, keepdim=True)  # e-hat, [1, D]
         psi = generator.adain_params(embedding)  # psi' initialised to P e-hat
+    notes: list[str] = []
     if steps > 0:
         discriminator = copy.deepcopy(model.discriminator).to(device)
         inputs = shot_inputs(frames, landmarks, drawn)
-        psi = _finetune(
+        psi, notes = _finetune(
             config, generator, discriminator, psi, embedding, frames, drawn, inputs, options, steps,
             progress=progress, callback=callback,
         )  # fmt: skip
     box = np.array([0, 0, size], np.float32)
-    return Avatar(config, generator.eval(), psi.detach(), crops, landmarks, crops[0], box, steps)
+    return Avatar(config, generator.eval(), psi.detach(), crops, landmarks, crops[0], box, steps, notes)
 
 
 def _finetune(
@@ -119,7 +127,7 @@ def _finetune(
     """Paper §3.3: fine-tune G (with psi') and D (with w' = w0 + e-hat) on the T shots, in place."""
     from tqdm import tqdm
 
-    from .gan import adversarial_step
+    from .gan import DivergenceGuard, ParameterModule, adversarial_step
     from .losses import GeneratorLoss
 
     t = config.train
@@ -142,12 +150,16 @@ def _finetune(
     count = len(frames)
     # leave=None: the bar stays when it is the only one (fit, animate) and goes when it is nested
     # under another (evaluate's per-clip bar).
+    guard = DivergenceGuard(
+        {"generator": generator, "discriminator": discriminator, "free": ParameterModule(psi=psi, person=person)},
+        [opt_g, opt_d],
+    )
     for step in tqdm(range(1, steps + 1), unit="step", desc="fine-tuning", leave=None, disable=not progress):
         index = torch.randperm(count, generator=rng)[: min(options.batch_size, count)].to(frames.device)
         vector = person.expand(len(index), -1)
         conditioning = torch.cat([drawn[index]] * 2), torch.cat([vector, vector])
         real_content = None if content is None else {k: [m[index] for m in maps] for k, maps in content.items()}
-        adversarial_step(
+        out = adversarial_step(
             generate=partial(_generate, generator, inputs.select(index), psi),
             real=frames[index],
             discriminator=discriminator,
@@ -161,11 +173,19 @@ def _finetune(
             device=frames.device,
             amp=t.amp,
         )
+        if options.guard:
+            guard(step, out)
         for s in schedules:
             s.step()
         if callback is not None:
             callback(step, generator, psi)
-    return psi
+    if not guard.restored:
+        return psi, []
+    first, times = guard.restored[0][0], len(guard.restored)
+    return psi, [
+        f"fine-tuning diverged {times} time(s), first at step {first}; each time it went back to its last "
+        "good state at half the rates"
+    ]
 
 
 def _score(discriminator, conditioning, frames: torch.Tensor):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import math
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -129,3 +130,78 @@ def adversarial_step(
         terms={k: v.detach() for k, v in terms.items()},
         embedding=embedding,
     )
+
+
+class DivergenceGuard:
+    """Keeps the last good state of a GAN fine-tuning and goes back to it when the run diverges.
+
+    Diverged: a non-finite loss, a generator loss above `spike` times the median of the recent
+    healthy ones, the discriminator's hinge loss collapsing to 0 (it separates real from fake
+    perfectly: the generator has lost), or generated frames saturating (mean |x| above
+    `saturation`: a blank or burnt-out frame). On a divergence the modules, parameters and
+    optimizers return to the last snapshot and the learning rates are halved.
+    """
+
+    def __init__(
+        self,
+        modules: dict[str, nn.Module],
+        optimizers: list[torch.optim.Optimizer],
+        *,
+        every: int = 10,
+        spike: float = 4.0,
+        saturation: float = 0.97,
+        warmup: int = 5,
+    ):
+        self.modules, self.optimizers = modules, optimizers
+        self.every, self.spike, self.saturation, self.warmup = every, spike, saturation, warmup
+        self.history: list[float] = []
+        self.restored: list[tuple[int, int]] = []  # (step that diverged, step restored)
+        self._snapshot(0)
+
+    def _snapshot(self, step: int) -> None:
+        self.good_step = step
+        self.good = (
+            {name: copy.deepcopy(module.state_dict()) for name, module in self.modules.items()},
+            [copy.deepcopy(opt.state_dict()) for opt in self.optimizers],
+        )
+
+    def diverged(self, out: StepOutput) -> str:
+        """Why this step diverged, or "" when it did not."""
+        g, d = out.loss_generator.item(), out.loss_discriminator.item()
+        if not (math.isfinite(g) and math.isfinite(d)):
+            return "non-finite loss"
+        if len(self.history) >= self.warmup:
+            median = sorted(self.history)[len(self.history) // 2]
+            if g > self.spike * abs(median) + 1.0:
+                return f"generator loss {g:.2f} (recent median {median:.2f})"
+            if d < 1e-3:
+                return "discriminator loss 0"
+        if out.fake.abs().mean().item() > self.saturation:
+            return "saturated frames"
+        return ""
+
+    def __call__(self, step: int, out: StepOutput) -> bool:
+        """After step `step`: True when the state was restored."""
+        if self.diverged(out):
+            states, optimizer_states = self.good
+            for name, module in self.modules.items():
+                module.load_state_dict(states[name])
+            for opt, state in zip(self.optimizers, optimizer_states):
+                opt.load_state_dict(state)
+                for group in opt.param_groups:
+                    group["lr"] *= 0.5
+            self.restored.append((step, self.good_step))
+            return True
+        self.history = (self.history + [out.loss_generator.item()])[-20:]
+        if step % self.every == 0:
+            self._snapshot(step)
+        return False
+
+
+class ParameterModule(nn.Module):
+    """Free parameters (fine-tuning's psi' and w') as a module, so they snapshot like one."""
+
+    def __init__(self, **parameters: nn.Parameter):
+        super().__init__()
+        for name, value in parameters.items():
+            self.register_parameter(name, value)

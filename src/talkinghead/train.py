@@ -256,15 +256,18 @@ def train(
     resume: bool = False,
     progress: bool = True,
     max_steps: int | None = None,
+    init: str | Path | None = None,
 ) -> TrainResult:
     """Meta-train E, G and D on a prepared data set.
 
     `max_steps` stops early after that many steps in this call (tests, chained jobs);
-    `config.train.steps` is where training ends.
+    `config.train.steps` is where training ends. `init`: a model file or checkpoint whose networks
+    start a fresh run wherever their shapes fit (e.g. a new generator beside a trained embedder
+    and discriminator); ignored when resuming.
     """
     env, device = setup_distributed()
     try:
-        return _train(Path(data), config, Path(run), env, device, resume, progress, max_steps)
+        return _train(Path(data), config, Path(run), env, device, resume, progress, max_steps, init)
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
@@ -294,7 +297,7 @@ class TrainState:
 
 
 def setup(
-    data_dir: Path, config: Config, run: Path, env: Distributed, device, resume: bool, progress: bool
+    data_dir: Path, config: Config, run: Path, env: Distributed, device, resume: bool, progress: bool, init=None
 ) -> TrainState:
     """Build (or restore) networks, optimizers, moving average, loss and the episode stream."""
     t = config.train
@@ -302,6 +305,8 @@ def setup(
     config, state = _prepare_run(run, config, data_dir, len(data), resume, env)
     torch.manual_seed(t.seed)  # identical initial weights on every rank
     model = build_model(config, num_videos=len(data))
+    if init is not None and state is None:
+        _initialise_from(model, init, env)
     eg = EmbedderGenerator(model.embedder, model.generator).to(device)
     discriminator = model.discriminator.to(device)
     gpu = device.type == "cuda"
@@ -353,10 +358,10 @@ def setup(
     )  # fmt: skip
 
 
-def _train(data_dir, config, run, env, device, resume, progress, max_steps) -> TrainResult:
+def _train(data_dir, config, run, env, device, resume, progress, max_steps, init=None) -> TrainResult:
     from tqdm import tqdm
 
-    s = setup(data_dir, config, run, env, device, resume, progress)
+    s = setup(data_dir, config, run, env, device, resume, progress, init)
     t = s.config.train
     logger = Logger(run) if env.main else None
     stop = {"signal": None}
@@ -401,6 +406,28 @@ def _train(data_dir, config, run, env, device, resume, progress, max_steps) -> T
     if stop["signal"] is not None and env.main:
         print(f"talkinghead train: stopped at step {s.step}; checkpoint saved, --resume continues", file=sys.stderr)
     return TrainResult(s.step, logged, s.eg_module, s.d_raw, s.ema.module if s.ema is not None else None)
+
+
+def _initialise_from(model, path, env: Distributed) -> None:
+    """Copy the networks of a model file into `model` where names and shapes match (not D's W)."""
+    from .checkpoint import load_model
+
+    source = load_model(path)
+    copied = {}
+    for name in ("embedder", "generator", "discriminator"):
+        if type(getattr(model, name)) is not type(getattr(source, name)):  # another design: nothing fits
+            copied[name] = "none (another design)"
+            continue
+        mine, theirs = getattr(model, name).state_dict(), getattr(source, name).state_dict()
+        fits = {k: v for k, v in theirs.items() if k in mine and mine[k].shape == v.shape and not k.startswith("W.")}
+        getattr(model, name).load_state_dict(fits, strict=False)
+        copied[name] = f"{len(fits)}/{len(mine)}"
+    if env.main:
+        print(
+            f"talkinghead train: started from {path}: tensors copied "
+            + ", ".join(f"{k} {v}" for k, v in copied.items()),
+            file=sys.stderr,
+        )
 
 
 def log_values(out: StepOutput, steps_per_second: float, samples_per_second: float) -> dict[str, float]:
@@ -451,7 +478,10 @@ def main(args) -> int:
             config = Config.from_dict({k: recorded[k] for k in ("model", "loss", "train")}).override(args.set)
         else:
             config = load_config(args.config or "paper", args.set)
-        train(args.data, config, args.out, resume=args.resume, progress=not args.quiet, max_steps=args.max_steps)
+        train(
+            args.data, config, args.out, resume=args.resume, progress=not args.quiet, max_steps=args.max_steps,
+            init=args.init,
+        )  # fmt: skip
     except (TrainError, ValueError, ShardError, WeightsError) as error:
         print(f"talkinghead train: {error}", file=sys.stderr)
         return 2

@@ -17,6 +17,7 @@ from .discriminator import Discriminator
 from .embedder import Embedder
 from .generator import AdaINGenerator
 from .inputs import GeneratorInputs
+from .warp import WarpGenerator
 
 if TYPE_CHECKING:
     from ..config import Config
@@ -28,6 +29,7 @@ __all__ = [
     "GENERATORS",
     "GeneratorInputs",
     "Model",
+    "WarpGenerator",
     "build_generator",
     "build_model",
 ]
@@ -51,8 +53,20 @@ def _adain(config: ModelConfig) -> AdaINGenerator:
     )
 
 
+def _warp(config: ModelConfig) -> WarpGenerator:
+    return WarpGenerator(
+        **{k: v for k, v in _common(config).items() if k != "attention_resolutions"},
+        bottleneck_blocks=config.bottleneck_blocks,
+        motion_channels=config.motion_channels,
+        fuse_shots=config.fuse_shots,
+        residual_flow=config.residual_flow,
+        occlusion=config.occlusion,
+    )
+
+
 GENERATORS: dict[str, Callable[[ModelConfig], nn.Module]] = {
     "adain": _adain,
+    "warp": _warp,
 }
 
 

@@ -1,0 +1,97 @@
+"""Landmark-driven warps: a thin-plate spline from the driving landmarks to a source's, as a
+`grid_sample` grid.
+
+Coordinate frames: points are pixels of an R x R image with pixel centres at integers
+(points.py). A grid is `[B, H, W, 2]` (x, y) in `grid_sample`'s frame with `align_corners=False`:
+-1 and 1 are the outer edges of the image, so pixel x maps to `(x + 0.5) * 2 / R - 1`. The grid
+is a *backward* map: output pixel (i, j) of the driving frame reads the source at `grid[:, j, i]`.
+
+Border anchors (fixed points on the crop's edge, the same in source and driving) keep the
+background and the crop's frame in place while the face moves.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..points import to_grid
+
+
+def border_anchors(size: int, per_side: int = 5) -> torch.Tensor:
+    """`[4 * (per_side - 1), 2]` pixel points evenly spaced along the edge of a `size` crop."""
+    edge = torch.linspace(-0.5, size - 0.5, per_side)
+    low, high = torch.full_like(edge, -0.5), torch.full_like(edge, size - 0.5)
+    points = torch.cat(
+        [
+            torch.stack([edge, low], 1)[:-1],
+            torch.stack([high, edge], 1)[:-1],
+            torch.stack([edge.flip(0), high], 1)[:-1],
+            torch.stack([low, edge.flip(0)], 1)[:-1],
+        ]
+    )
+    return points
+
+
+def _tps_kernel(distance_squared: torch.Tensor) -> torch.Tensor:
+    """U(r) = r^2 log r^2 (0 at r = 0)."""
+    return distance_squared * torch.log(distance_squared.clamp_min(1e-12))
+
+
+def tps_grid(
+    source_points: torch.Tensor,
+    driving_points: torch.Tensor,
+    size: int,
+    *,
+    out_size: int | None = None,
+    anchors: int = 5,
+    regularization: float = 1e-3,
+) -> torch.Tensor:
+    """Thin-plate spline grid that moves the source so its landmarks land on the driving ones.
+
+    Args:
+        source_points, driving_points: `[B, N, 2]` pixels of a `size` image (N = 68 landmarks).
+        out_size: side of the grid (default `size`); the grid covers the same image.
+        anchors: border points per side (0: none).
+        regularization: added to the kernel's diagonal (smoothing; keeps repeated points solvable).
+
+    Returns:
+        `[B, out, out, 2]` grid in `grid_sample`'s frame (align_corners=False).
+    """
+    B = source_points.shape[0]
+    dtype, device = torch.float32, source_points.device
+    src, drv = to_grid(source_points.to(dtype), size), to_grid(driving_points.to(dtype), size)
+    if anchors:
+        fixed = to_grid(border_anchors(size, anchors).to(device), size)[None].expand(B, -1, -1)
+        src, drv = torch.cat([src, fixed], 1), torch.cat([drv, fixed], 1)
+    N = src.shape[1]
+    # Solve [K + lambda I, P; P^T, 0] [w; a] = [src; 0] for the map driving -> source.
+    K = _tps_kernel(torch.cdist(drv, drv).square()) + regularization * torch.eye(N, device=device)
+    P = torch.cat([torch.ones(B, N, 1, device=device), drv], 2)  # [B, N, 3]
+    top = torch.cat([K, P], 2)
+    bottom = torch.cat([P.transpose(1, 2), torch.zeros(B, 3, 3, device=device)], 2)
+    system = torch.cat([top, bottom], 1)  # [B, N + 3, N + 3]
+    rhs = torch.cat([src, torch.zeros(B, 3, 2, device=device)], 1)
+    params = torch.linalg.solve(system, rhs)  # [B, N + 3, 2]
+    out = out_size or size
+    axis = (torch.arange(out, device=device, dtype=dtype) + 0.5) * (2.0 / out) - 1.0
+    y, x = torch.meshgrid(axis, axis, indexing="ij")
+    pixels = torch.stack([x, y], -1).reshape(1, -1, 2).expand(B, -1, -1)  # [B, HW, 2]
+    U = _tps_kernel(torch.cdist(pixels, drv).square())  # [B, HW, N]
+    Pp = torch.cat([torch.ones(B, out * out, 1, device=device), pixels], 2)
+    grid = U @ params[:, :N] + Pp @ params[:, N:]
+    return grid.reshape(B, out, out, 2)
+
+
+def warp(image: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
+    """Sample `[B, C, H, W]` at a `[B, h, w, 2]` grid (bilinear, border padding)."""
+    return F.grid_sample(image, grid.to(image.dtype), mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def resize_grid(grid: torch.Tensor, size: int) -> torch.Tensor:
+    """A grid at another resolution: same map, sampled at the new pixel centres."""
+    if grid.shape[1] == size:
+        return grid
+    return F.interpolate(grid.permute(0, 3, 1, 2), size=(size, size), mode="bilinear", align_corners=False).permute(
+        0, 2, 3, 1
+    )

@@ -1,0 +1,174 @@
+"""The warp-guided generator: move the shots' own pixels, synthesise only what moving cannot give.
+
+For each of the K shots (tensors at the model's resolution R):
+
+1. prior flow: a thin-plate spline from the driving landmarks to the shot's, with fixed border
+   points (flow.py), as a `grid_sample` grid `[B*K, R, R, 2]`;
+2. dense motion (`DenseMotion`): from the driving landmark image, the shot's landmark image and
+   the prior-warped shot, at R/2, a residual flow (zero at initialisation), an occlusion mask
+   (visible at initialisation) and a fusion logit;
+3. the shot is encoded to R/4 features, warped by the refined flow and masked by the occlusion.
+
+Of the K shots, the `fuse_shots` whose landmarks are closest to the driving ones are warped
+(so the cost per frame does not grow with K) and fused per pixel with softmax weights: the learned
+logits plus a prior that favours the closest shot. More shots cover more poses and mouth shapes. The fused features go through AdaIN residual blocks driven by psi = P e-hat
+(the paper's conditioning: what must be invented comes from the person's embedding) and up to R,
+where the decoder outputs a frame and a blend mask: the result is `mask * fused warped image +
+(1 - mask) * synthesised frame`. At initialisation the mask favours the warped image, so an
+untrained model starts at the training-free warp baseline rather than at noise.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .blocks import AdaINResBlock, conv
+from .flow import resize_grid, tps_grid, warp
+from .inputs import GeneratorInputs
+
+
+def _block(in_channels: int, out_channels: int) -> nn.Module:
+    return nn.Sequential(nn.Conv2d(in_channels, out_channels, 3, padding=1), nn.LeakyReLU(0.2))
+
+
+class DenseMotion(nn.Module):
+    """`[N, 9, r, r]` (driving landmarks, shot landmarks, prior-warped shot) -> residual flow
+    `[N, 2, r, r]` (grid units), occlusion logit `[N, 1, r, r]`, fusion logit `[N, 1, r, r]`.
+    A small hourglass: 3 down, 3 up, with skips."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        widths = [channels, channels * 2, channels * 4, channels * 4]
+        self.stem = _block(9, widths[0])
+        self.down = nn.ModuleList(_block(widths[i], widths[i + 1]) for i in range(3))
+        self.up = nn.ModuleList(_block(widths[i + 1] + widths[i], widths[i]) for i in reversed(range(3)))
+        self.head = nn.Conv2d(widths[0], 4, 3, padding=1)
+        nn.init.zeros_(self.head.weight)
+        with torch.no_grad():
+            self.head.bias.copy_(torch.tensor([0.0, 0.0, 4.0, 0.0]))  # no motion, all visible, even fusion
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        skips = [self.stem(x)]
+        for block in self.down:
+            skips.append(block(F.avg_pool2d(skips[-1], 2)))
+        h = skips.pop()
+        for block in self.up:
+            h = block(
+                torch.cat([F.interpolate(h, scale_factor=2, mode="bilinear", align_corners=False), skips.pop()], 1)
+            )
+        out = self.head(h)
+        return out[:, :2], out[:, 2:3], out[:, 3:4]
+
+
+class WarpGenerator(nn.Module):
+    """G(inputs, psi) -> `[B, 3, R, R]` in [-1, 1], reading the shots, their points and the driving points.
+
+    `residual_flow` and `occlusion` switch the dense-motion refinements off (ablations); the
+    prior flow and the AdaIN decoder are always there."""
+
+    def __init__(
+        self,
+        *,
+        resolution: int,
+        base_channels: int,
+        max_channels: int,
+        embedding_dim: int,
+        bottleneck_blocks: int,
+        motion_channels: int = 32,
+        residual_flow: bool = True,
+        occlusion: bool = True,
+        fuse_shots: int = 3,
+        fusion_temperature: float = 0.05,
+    ):
+        super().__init__()
+        self.resolution, self.residual_flow, self.occlusion = resolution, residual_flow, occlusion
+        self.fuse_shots, self.fusion_temperature = fuse_shots, fusion_temperature
+        widths = [min(base_channels * 2**i, max_channels) for i in range(3)]  # at R, R/2, R/4
+        self.motion = DenseMotion(motion_channels)
+        self.encoder = nn.Sequential(
+            _block(3, widths[0]),
+            nn.AvgPool2d(2),
+            _block(widths[0], widths[1]),
+            nn.AvgPool2d(2),
+            _block(widths[1], widths[2]),
+        )
+        self.body = nn.ModuleList(AdaINResBlock(widths[2], widths[2]) for _ in range(bottleneck_blocks))
+        self.up = nn.ModuleList(
+            [AdaINResBlock(widths[2], widths[1], upsample=True), AdaINResBlock(widths[1], widths[0], upsample=True)]
+        )
+        self.head = conv(widths[0], 4)  # RGB and the blend mask's logit
+        adain = [*self.body, *self.up]
+        self.num_adain_params = sum(b.num_params for b in adain)
+        self.projection = nn.Parameter(torch.randn(self.num_adain_params, embedding_dim) * 0.01)
+
+    def adain_params(self, embedding: torch.Tensor) -> torch.Tensor:
+        """psi = P e: `[B, D] -> [B, num_adain_params]`."""
+        return embedding @ self.projection.t()
+
+    def forward(self, inputs: GeneratorInputs, adain_params: torch.Tensor) -> torch.Tensor:
+        R = self.resolution
+        B = len(inputs)
+        distance = _landmark_distance(inputs.source_points, inputs.driving_points)  # [B, K_all]
+        K = min(self.fuse_shots, distance.shape[1])
+        distance, nearest = distance.topk(K, dim=1, largest=False)  # the K closest shots, [B, K]
+        rows = torch.arange(B, device=nearest.device)[:, None]
+        shots = inputs.source_frames[rows, nearest].flatten(0, 1)  # [BK, 3, R, R]
+        shot_drawn = inputs.source_landmark_images[rows, nearest].flatten(0, 1)
+        shot_points = inputs.source_points[rows, nearest].flatten(0, 1)  # [BK, 68, 2]
+        driving_points = inputs.driving_points[:, None].expand(-1, K, -1, -1).flatten(0, 1)
+        driving_drawn = inputs.driving_landmark_images[:, None].expand(-1, K, -1, -1, -1).flatten(0, 1)
+
+        # 1. Prior flow, solved at R/4 (the spline is smooth) and used at R/2; 2. its refinement.
+        half = R // 2
+        prior = resize_grid(tps_grid(shot_points, driving_points, R, out_size=R // 4), half)  # [BK, r, r, 2]
+        small = lambda x: F.interpolate(x, size=(half, half), mode="bilinear", align_corners=False)  # noqa: E731
+        prior_warped = warp(small(shots), prior)
+        delta, occlusion, fusion = self.motion(torch.cat([small(driving_drawn), small(shot_drawn), prior_warped], 1))
+        grid = prior + delta.permute(0, 2, 3, 1) if self.residual_flow else prior
+
+        # Per-pixel fusion weights over the K shots: learned logits + a nearest-landmarks prior.
+        logits = fusion.unflatten(0, (B, K)) - (distance / self.fusion_temperature)[:, :, None, None, None]
+        if self.occlusion:
+            logits = logits + F.logsigmoid(occlusion).unflatten(0, (B, K))
+        weights = torch.softmax(logits, dim=1)  # [B, K, 1, r, r]
+
+        # 3. Warp the shots' features (R/4) and pixels (R), fuse, decode through AdaIN.
+        quarter = R // 4
+        if inputs.source_frames.stride(0) == 0:  # one person's shots behind every frame (generation): encode each once
+            encoded = self.encoder(inputs.source_frames[0])[None].expand(B, -1, -1, -1, -1)
+            encoded = encoded[rows, nearest].flatten(0, 1)
+        else:
+            encoded = self.encoder(shots)
+        features = warp(encoded, resize_grid(grid, quarter)).unflatten(0, (B, K))
+        h = (features * _resize5(weights, quarter)).sum(1)
+        offset = 0
+        for block in [*self.body, *self.up]:
+            h = block(h, adain_params[:, offset : offset + block.num_params])
+            offset += block.num_params
+        out = self.head(F.relu(h))
+        warped = (warp(shots, resize_grid(grid, R)).unflatten(0, (B, K)) * _resize5(weights, R)).sum(1)
+        # Bias +2: the blend starts at 88% warped image.
+        mask = torch.sigmoid(out[:, 3:4] + 2.0)
+        return mask * warped + (1 - mask) * torch.tanh(out[:, :3])
+
+
+def _resize5(x: torch.Tensor, size: int) -> torch.Tensor:
+    """`[B, K, C, h, w]` -> `[B, K, C, size, size]` (bilinear)."""
+    if x.shape[-1] == size:
+        return x
+    flat = F.interpolate(x.flatten(0, 1), size=(size, size), mode="bilinear", align_corners=False)
+    return flat.unflatten(0, x.shape[:2])
+
+
+def _landmark_distance(source_points: torch.Tensor, driving_points: torch.Tensor) -> torch.Tensor:
+    """`[B, K]` mean distance between each shot's centred landmarks and the driving ones, in units
+    of the driving face's outer-eye-corner distance."""
+    s = source_points - source_points.mean(2, keepdim=True)
+    d = driving_points - driving_points.mean(1, keepdim=True)
+    iod = (driving_points[:, 36] - driving_points[:, 45]).norm(dim=-1).clamp_min(1.0)  # [B]
+    return (s - d[:, None]).norm(dim=-1).mean(-1) / iod[:, None]
+
+
+__all__ = ["DenseMotion", "WarpGenerator"]
