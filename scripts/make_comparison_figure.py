@@ -5,8 +5,9 @@ python scripts/make_comparison_figure.py --old OLD.safetensors --new NEW.safeten
     --data data/shared128/validation --clips 2 7 --steps 40 --out docs/images/warp-vs-paper.png
 
 One block per portrait and driver: the driver's landmarks as retargeted onto the portrait, then a
-row per model, at a few moments of the clip. Only generated frames and drawn landmarks: no pixels
-of the data set. `astronaut` is scikit-image's photo.
+row per model, at a few moments of the clip. Only generated frames and drawn landmarks (and the
+scikit-image astronaut, `astronaut`, as its own source): no pixels of the data set or crops of
+the shared portraits.
 """
 
 from __future__ import annotations
@@ -66,7 +67,9 @@ def main() -> None:
                 driving = motion.retarget(avatar.shot_landmarks[0], avatar.size, mode="relative")[picks]
                 if n == 0:
                     drawn = draw_batch(driving, avatar.size)
-                    rows.append(np.concatenate([_label(avatar.shots[0], "source"), *drawn], axis=1))
+                    # Only a PyPI test photo is shown as it is: crops of shared media are never committed.
+                    shown = avatar.shots[0] if portrait == "astronaut" else np.zeros_like(avatar.shots[0])
+                    rows.append(np.concatenate([_label(shown, f"source: {Path(portrait).stem}"), *drawn], axis=1))
                 frames = list(avatar.generate(driving))
                 rows.append(np.concatenate([_label(np.zeros_like(frames[0]), args.names[n]), *frames], axis=1))
             blocks.append(np.concatenate(rows))
