@@ -117,15 +117,14 @@ class Avatar:
 
     def generator_inputs(self, landmarks: np.ndarray) -> GeneratorInputs:
         """Inputs for driving landmarks `[N, 68, 2]` (crop pixels), on this avatar's device and dtype."""
+        thickness = self.config.model.landmark_thickness or None
         if getattr(self, "_source", None) is None:
-            thickness = self.config.model.landmark_thickness or None
             frames = to_tensor(self.shots)[None]  # [1, T, 3, S, S]
             drawn = to_tensor(draw_batch(self.shot_landmarks, self.size, thickness=thickness))[None]
             points = torch.from_numpy(np.asarray(self.shot_landmarks, np.float32))[None]
             self._source = [t.to(self.device, self.psi.dtype) for t in (frames, drawn, points)]
         frames, drawn, points = self._source
         N = len(landmarks)
-        thickness = self.config.model.landmark_thickness or None
         driving = to_tensor(draw_batch(landmarks, self.size, thickness=thickness))
         return GeneratorInputs(
             driving_landmark_images=driving.to(self.device, self.psi.dtype),

@@ -299,6 +299,7 @@ def cross_identity(
     from tqdm import tqdm
 
     from .avatar import Avatar
+    from .cropper import FaceCropper
     from .images import to_tensor
     from .metrics import frechet_distance, landmark_nme
     from .motion import Motion
@@ -308,21 +309,26 @@ def cross_identity(
     for mode in ("ff", "ft", "warp"):
         if mode not in options.methods:
             continue
-        # The warp baseline needs the portrait's crop and landmarks only: a feed-forward avatar has them.
-        fit_options = evaluator.fit_options("ff" if mode == "warp" else mode)
         features, similarities, errors = [], [], []
         for portrait in tqdm(options.cross, unit="portrait", desc=f"cross-identity {mode}", disable=not progress):
-            avatar = Avatar.fit([portrait], model=evaluator.model, options=fit_options, progress=progress)
-            source = cv2.resize(avatar.shots[0], (128, 128), interpolation=cv2.INTER_CUBIC)
+            if mode == "warp":  # the portrait's crop and landmarks are all it needs
+                found, avatar = FaceCropper(evaluator.size)([portrait], shots=1), None
+                shot, points = found.crops[0], found.landmarks[0]
+            else:
+                avatar = Avatar.fit(
+                    [portrait], model=evaluator.model, options=evaluator.fit_options(mode), progress=progress
+                )
+                shot, points = avatar.shots[0], avatar.shot_landmarks[0]
+            source = cv2.resize(shot, (128, 128), interpolation=cv2.INTER_CUBIC)
             for clip in clips:
                 crop = data.meta(clip)["crop_size"]
                 every = max(1, data.num_frames(clip) // options.targets)
                 landmarks = data.landmarks(clip)[::every][: options.targets]
                 motion = Motion(to_unit(landmarks, crop), 25.0, np.ones(len(landmarks), bool))
-                driving = motion.retarget(avatar.shot_landmarks[0], avatar.size, mode="relative")
-                if mode == "warp":
-                    shot = np.repeat(avatar.shots[:1], len(driving), axis=0)
-                    frames = warp_to(shot, np.repeat(avatar.shot_landmarks[:1], len(driving), axis=0), driving)
+                driving = motion.retarget(points, evaluator.size, mode="relative")
+                if avatar is None:
+                    count = len(driving)
+                    frames = warp_to(np.repeat(shot[None], count, 0), np.repeat(points[None], count, 0), driving)
                 else:
                     frames = np.stack(list(avatar.generate(driving)))
                 features.append(evaluator.fid.inception_features(to_tensor(frames)))

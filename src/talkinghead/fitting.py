@@ -150,10 +150,8 @@ def _finetune(
     count = len(frames)
     # leave=None: the bar stays when it is the only one (fit, animate) and goes when it is nested
     # under another (evaluate's per-clip bar).
-    guard = DivergenceGuard(
-        {"generator": generator, "discriminator": discriminator, "free": ParameterModule(psi=psi, person=person)},
-        [opt_g, opt_d],
-    )
+    watched = {"generator": generator, "discriminator": discriminator, "free": ParameterModule(psi=psi, person=person)}
+    guard = DivergenceGuard(watched, [opt_g, opt_d]) if options.guard else None
     for step in tqdm(range(1, steps + 1), unit="step", desc="fine-tuning", leave=None, disable=not progress):
         index = torch.randperm(count, generator=rng)[: min(options.batch_size, count)].to(frames.device)
         vector = person.expand(len(index), -1)
@@ -173,13 +171,13 @@ def _finetune(
             device=frames.device,
             amp=t.amp,
         )
-        if options.guard:
+        if guard is not None:
             guard(step, out)
         for s in schedules:
             s.step()
         if callback is not None:
             callback(step, generator, psi)
-    if not guard.restored:
+    if guard is None or not guard.restored:
         return psi, []
     first, times = guard.restored[0][0], len(guard.restored)
     return psi, [
