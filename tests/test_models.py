@@ -135,7 +135,7 @@ def test_config_errors_and_generator_dispatch():
         load_config("tiny", ["model.resolution=48"])
     with pytest.raises(ValueError, match="expected section.key=value"):
         load_config("tiny", ["steps=3"])
-    with pytest.raises(ValueError, match="model.generator 'nope'"):
+    with pytest.raises(ValueError, match="model.generator: must be adain or warp, got 'nope'"):
         build_generator(load_config("tiny", ["model.generator=nope"]).model)
     # Model files written before `model.generator` existed load as the paper's generator.
     assert load_config("tiny").model.generator == "adain"

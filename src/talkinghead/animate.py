@@ -16,12 +16,12 @@ from typing import Iterator
 import cv2
 import numpy as np
 
-from .avatar import Avatar, FitError
+from .avatar import Avatar
 from .crop import crop_image
 from .drawing import draw_landmarks
 from .fitting import FitOptions
 from .io import atomic_path
-from .media import MediaError, VideoReader, VideoWriter, is_video_path
+from .media import VideoReader, VideoWriter, is_image_path, is_video_path
 from .motion import Motion, MotionError
 
 LAYOUTS = ("crop", "side", "paste")
@@ -110,6 +110,8 @@ def render(
 def load_driving(path: str | Path, *, progress: bool = False) -> Motion:
     """A motion template (.npz) or a video, tracked with prepare's tracker."""
     path = Path(path)
+    if is_image_path(path):
+        raise MotionError(f"{path}: an image; the driver must be a video or a motion template (.npz)")
     if path.suffix == ".npz":
         return Motion.load(path)
     return Motion.from_video(path, progress=progress)
@@ -125,12 +127,14 @@ def animate_file(
     reference: str = "neutral",
     smooth: float = 1.0,
     progress: bool = True,
+    motion: Motion | None = None,
 ) -> dict:
-    """Render to an mp4 at the driving frame rate, with the driving video's audio if it has any."""
+    """Render to an mp4 at the driving frame rate, with the driving video's audio if it has any.
+    `motion`: the driving landmarks when already loaded from `driving`."""
     from tqdm import tqdm
 
     driving, out = Path(driving), Path(out)
-    motion = load_driving(driving, progress=progress)
+    motion = motion if motion is not None else load_driving(driving, progress=progress)
     video = driving if driving.suffix != ".npz" else None
     mode = choose_mode(avatar, motion) if mode == "auto" else mode
     start = time.perf_counter()
@@ -156,38 +160,35 @@ def animate_file(
 
 
 def main(args) -> int:
-    """`talkinghead animate` (arguments parsed by cli.py)."""
-    out = Path(args.out)
-    if not out.parent.is_dir():
-        print(f"talkinghead animate: cannot write {out}: folder {out.parent} does not exist", file=sys.stderr)
-        return 2
-    try:
-        if args.avatar:
-            avatar = Avatar.load(args.avatar)
-        else:
-            options = FitOptions(steps=args.steps, epochs=args.epochs)
-            avatar = Avatar.fit(args.source, model=args.model, options=options, progress=not args.quiet)
-        for note in avatar.notes:
-            print(f"note: {note}", file=sys.stderr)
-        driving = Path(args.driving) if args.driving else default_motion_path()
-        if not driving.is_file():
-            raise MotionError(f"{driving}: file not found")
-        report = animate_file(
-            avatar,
-            driving,
-            out,
-            layout=args.layout,
-            mode=args.mode,
-            reference=args.reference,
-            smooth=args.smooth,
-            progress=not args.quiet,
+    """`talkinghead animate` (arguments parsed by cli.py). Every input is checked, and the driver
+    tracked, before the (possibly slow) fitting starts."""
+    from .avatar import default_model_path
+    from .checkpoint import load_model
+    from .errors import UsageError, check_input_file, check_output_file
+
+    out = check_output_file(args.out, (".mp4",))
+    if args.avatar and (args.model or args.steps or args.epochs):
+        raise UsageError("--model, --steps and --epochs apply to --source only (an avatar is already fitted)")
+    driving = Path(args.driving) if args.driving else default_motion_path()
+    check_input_file(driving, "driving video or motion template", option="--driving")
+    if args.avatar:
+        avatar = Avatar.load(check_input_file(args.avatar, "avatar file", option="--avatar"))
+    else:
+        for item in args.source:
+            check_input_file(item, "image", option="--source")
+        model = load_model(
+            check_input_file(args.model, "model file", option="--model") if args.model else default_model_path()
         )
-    except (FitError, MotionError, MediaError, ValueError) as error:
-        print(f"talkinghead animate: {error}", file=sys.stderr)
-        return 1
-    except PermissionError as error:
-        print(f"talkinghead animate: cannot write {out}: {error.strerror}", file=sys.stderr)
-        return 2
+    motion = load_driving(driving, progress=not args.quiet)
+    if not args.avatar:
+        options = FitOptions(steps=args.steps, epochs=args.epochs)
+        avatar = Avatar.fit(args.source, model=model, options=options, progress=not args.quiet)
+    for note in avatar.notes:
+        print(f"note: {note}", file=sys.stderr)
+    report = animate_file(
+        avatar, driving, out, layout=args.layout, mode=args.mode, reference=args.reference, smooth=args.smooth,
+        progress=not args.quiet, motion=motion,
+    )  # fmt: skip
     notes = []
     if report["interpolated_frames"]:
         notes.append(f"face lost in {report['interpolated_frames']} driving frames (interpolated)")

@@ -24,6 +24,7 @@ import torch
 from .config import Config
 from .cropper import FitError
 from .drawing import draw_batch
+from .errors import ModelFileError
 from .images import to_tensor, to_uint8
 from .io import atomic_path
 from .models import GeneratorInputs, Model
@@ -199,32 +200,27 @@ class Avatar:
     @classmethod
     def load(cls, path: str | Path) -> "Avatar":
         """An avatar file, on the CPU (`.to(device)` moves it)."""
-        from safetensors import SafetensorError, safe_open
-
+        from .checkpoint import config_from, read_safetensors
         from .models import build_generator
 
         path = Path(path)
         if not path.is_file():
-            raise FitError(f"{path}: avatar file not found")
-        try:
-            with safe_open(str(path), framework="pt") as f:
-                metadata = f.metadata() or {}
-                if metadata.get("format") != AVATAR_FORMAT:
-                    raise FitError(f"{path}: not a talkinghead avatar")
-                tensors = {k: f.get_tensor(k) for k in f.keys()}
-        except SafetensorError:
-            raise FitError(f"{path}: not a talkinghead avatar") from None
-        config = Config.from_dict(json.loads(metadata["config"]))
-        generator = build_generator(config.model)
-        generator.load_state_dict({k[len("generator.") :]: v for k, v in tensors.items() if k.startswith("generator.")})
-        return cls(
-            config,
-            generator.eval(),
-            tensors["psi"],
-            tensors["shots"].numpy(),
-            tensors["shot_landmarks"].numpy(),
-            tensors["portrait"].numpy(),
-            tensors["portrait_box"].numpy(),
-            int(metadata["steps"]),
-            json.loads(metadata["notes"]),
+            raise ModelFileError(f"{path}: avatar file not found")
+        metadata, tensors = read_safetensors(
+            path, AVATAR_FORMAT, "a talkinghead avatar (make one with talkinghead fit)"
         )
+        config = config_from(path, lambda: json.loads(metadata["config"]))
+        generator = build_generator(config.model)
+        try:
+            generator.load_state_dict(
+                {k[len("generator.") :]: v for k, v in tensors.items() if k.startswith("generator.")}
+            )
+            fixed = [tensors[k] for k in ("psi", "shots", "shot_landmarks", "portrait", "portrait_box")]
+            steps, notes = int(metadata["steps"]), json.loads(metadata["notes"])
+        except (RuntimeError, KeyError, ValueError):
+            raise ModelFileError(f"{path}: a damaged avatar file (its parts do not fit together)") from None
+        psi, shots, shot_landmarks, portrait, portrait_box = fixed
+        return cls(
+            config, generator.eval(), psi, shots.numpy(), shot_landmarks.numpy(), portrait.numpy(),
+            portrait_box.numpy(), steps, notes,
+        )  # fmt: skip

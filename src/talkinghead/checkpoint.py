@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from . import __version__
+from .errors import ModelFileError, UsageError
 from .io import atomic_path
 
 FORMAT_VERSION = 1
@@ -27,11 +28,42 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> Path:
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load without executing code (`weights_only=True`)."""
-    state = torch.load(Path(path), map_location=map_location, weights_only=True)
-    if state.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{path}: checkpoint format {state.get('format_version')} is not supported")
+    """Load without executing code (`weights_only=True`); `ModelFileError` for anything that is not
+    a whole talkinghead checkpoint (random bytes, a truncated file, a pickle with code)."""
+    import pickle
+    import warnings
+    import zipfile
+
+    path = Path(path)
+    if is_safetensors(path):
+        raise ModelFileError(f"{path}: a model file, not a training checkpoint (step-*.pt)")
+    try:
+        with warnings.catch_warnings():  # torch warns about pickle protocols before refusing
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as error:
+        if "GLOBAL" in str(error) or "Unsupported global" in str(error):
+            # torch's own message advises weights_only=False, which would run the file's code: never.
+            raise ModelFileError(f"{path}: refused: it holds code or objects, not plain tensors (never run)") from None
+        raise ModelFileError(f"{path}: not a talkinghead checkpoint (unreadable or truncated)") from None
+    except (RuntimeError, EOFError, ValueError, zipfile.BadZipFile, UnicodeDecodeError):
+        raise ModelFileError(f"{path}: not a talkinghead checkpoint (unreadable or truncated)") from None
+    if not isinstance(state, dict) or "format_version" not in state:
+        raise ModelFileError(f"{path}: not a talkinghead checkpoint")
+    if state["format_version"] != FORMAT_VERSION:
+        raise ModelFileError(f"{path}: checkpoint format {state['format_version']} is not supported")
     return state
+
+
+def is_safetensors(path: Path) -> bool:
+    """By content: an 8-byte little-endian header length, then a JSON object that fits the file."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(9)
+        size = path.stat().st_size
+    except OSError:
+        return False
+    return len(head) == 9 and head[8:9] == b"{" and 8 + int.from_bytes(head[:8], "little") <= size
 
 
 def checkpoint_path(folder: Path, step: int) -> Path:
@@ -98,39 +130,64 @@ def load_model(path: str | Path):
     """A `Model` (config, embedder, generator, discriminator) from a model file or a training checkpoint.
 
     The discriminator comes with a one-row W (fine-tuning gives it the new person's vector).
-    Networks are float32 and in eval mode.
+    Networks are float32 and in eval mode. `ModelFileError` when the file is not one.
     """
     import json
 
-    from .config import Config
     from .models import Model, build_model
 
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"{path}: model file not found")
-    if path.suffix == ".safetensors":
-        from safetensors import safe_open
-
-        with safe_open(str(path), framework="pt") as f:
-            metadata = f.metadata() or {}
-            if metadata.get("format") != "talkinghead-model":
-                raise ValueError(f"{path}: not a talkinghead model file")
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
+        raise ModelFileError(f"{path}: model file not found")
+    if path.suffix == ".safetensors" or is_safetensors(path):
+        metadata, tensors = read_safetensors(path, "talkinghead-model", "a talkinghead model file")
         tensors = {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
-        config = Config.from_dict(json.loads(metadata["config"]))
+        config = config_from(path, lambda: json.loads(metadata["config"]))
         eg_state = {k[3:]: v for k, v in tensors.items() if k.startswith("eg.")}
         d_state = {k[2:]: v for k, v in tensors.items() if k.startswith("d.")}
     else:
         state = load_checkpoint(path)
-        config = Config.from_dict(state["config"])
-        eg_state = inference_weights(state)
-        d_state = {k: v for k, v in state["discriminator"].items() if not k.startswith("W.")}
+        config = config_from(path, lambda: state["config"])
+        try:
+            eg_state = inference_weights(state)
+            d_state = {k: v for k, v in state["discriminator"].items() if not k.startswith("W.")}
+        except (KeyError, AttributeError):
+            raise ModelFileError(f"{path}: not a talkinghead checkpoint (networks missing)") from None
     model = build_model(config, num_videos=1)
-    model.embedder.load_state_dict(_part(eg_state, "embedder."))
-    model.generator.load_state_dict(_part(eg_state, "generator."))
     d_state["W.weight"] = model.discriminator.W.weight.detach().clone()
-    model.discriminator.load_state_dict(d_state)
+    try:
+        model.embedder.load_state_dict(_part(eg_state, "embedder."))
+        model.generator.load_state_dict(_part(eg_state, "generator."))
+        model.discriminator.load_state_dict(d_state)
+    except RuntimeError:
+        raise ModelFileError(f"{path}: its networks do not match the config it carries (damaged file)") from None
     return Model(config, *(network.eval() for network in model.networks()))
+
+
+def read_safetensors(path: Path, format_name: str, what: str) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
+    """Metadata and tensors of a safetensors file whose metadata says `format: format_name`."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+            if metadata.get("format") != format_name:
+                raise ModelFileError(f"{path}: not {what}")
+            return metadata, {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, ValueError, RuntimeError) as error:
+        if isinstance(error, ModelFileError):
+            raise
+        raise ModelFileError(f"{path}: not {what} (unreadable or truncated)") from None
+
+
+def config_from(path: Path, read):
+    from .config import Config
+
+    try:
+        return Config.from_dict(read())
+    except (KeyError, TypeError, ValueError) as error:
+        reason = f": {error}" if isinstance(error, UsageError) else ""
+        raise ModelFileError(f"{path}: its config cannot be read{reason}") from None
 
 
 def _part(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
@@ -139,12 +196,10 @@ def _part(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor
 
 def main(args) -> int:
     """`talkinghead export`."""
-    import sys
+    from .errors import check_input_file, check_output_file
 
-    try:
-        path = export_model(args.checkpoint, args.out, half=not args.fp32)
-    except (OSError, ValueError, RuntimeError) as error:
-        print(f"talkinghead export: {args.checkpoint}: {error}", file=sys.stderr)
-        return 1
+    check_input_file(args.checkpoint, "training checkpoint")
+    check_output_file(args.out, (".safetensors",))
+    path = export_model(args.checkpoint, args.out, half=not args.fp32)
     print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MB)")
     return 0

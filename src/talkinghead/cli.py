@@ -8,22 +8,47 @@ import sys
 from . import __version__
 
 
-def _positive(kind):
-    return _bounded(kind, lambda value: value > 0, "> 0")
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: `talkinghead CMD: --option: reason (see --help)`."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
 
 
-def _non_negative(kind):
-    return _bounded(kind, lambda value: value >= 0, ">= 0")
+def _number(kind, low=None, high=None, *, low_open: bool = False):
+    """An argparse type: `kind` (int or float), finite, in [low, high] (or (low, high] with `low_open`)."""
+    import math
 
-
-def _bounded(kind, valid, bound: str):
     def parse(text: str):
-        value = kind(text)
-        if not valid(value):
-            raise argparse.ArgumentTypeError(f"must be {bound}, got {text}")
+        try:
+            value = kind(text)
+        except ValueError:
+            words = "an integer" if kind is int else "a number"
+            raise argparse.ArgumentTypeError(f"must be {words}, got {text!r}") from None
+        below = low is not None and (value <= low if low_open else value < low)
+        if not math.isfinite(value) or below or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"must be {_range_words(low, high, low_open)}, got {text}")
         return value
 
     return parse
+
+
+def _range_words(low, high, low_open: bool = False) -> str:
+    if low_open and high is None:
+        return f"> {low}"
+    if low_open:
+        return f"> {low} and <= {high}"
+    from .errors import describe_range
+
+    return describe_range(low, high)
+
+
+def _positive(kind, high=None):
+    return _number(kind, 0, high, low_open=True)
+
+
+def _non_negative(kind, high=None):
+    return _number(kind, 0, high)
 
 
 def _add_prepare(commands) -> None:
@@ -38,34 +63,43 @@ def _add_prepare(commands) -> None:
     )
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="video files, folders (searched recursively) or images")
     p.add_argument("--out", required=True, help="data set folder (created; re-running resumes)")
-    p.add_argument("--size", type=_positive(int), default=256, help="crop side in pixels (default: 256)")
+    p.add_argument(
+        "--size", type=_number(int, 16, 2048), default=256, help="crop side in pixels, 16..2048 (default: 256)"
+    )
     p.add_argument(
         "--crop-scale",
-        type=_positive(float),
+        type=_number(float, 1.0, 4.0),
         default=1.8,
-        help="crop side as a multiple of the landmarks' extent (default: 1.8)",
+        help="crop side as a multiple of the landmarks' extent, 1..4 (default: 1.8)",
     )
-    p.add_argument("--stride", type=_positive(int), default=1, help="keep every n-th frame (default: 1)")
+    p.add_argument("--stride", type=_positive(int), default=1, help="keep every n-th frame, > 0 (default: 1)")
     p.add_argument(
         "--max-frames",
-        type=int,
+        type=_non_negative(int),
         default=0,
-        help="at most this many frames per clip, spread evenly over it (default: 0 = all)",
+        help="at most this many frames per clip, spread evenly over it, >= 0 (default: 0 = all)",
     )
     p.add_argument(
-        "--min-frames", type=_positive(int), default=1, help="skip clips with fewer usable frames (default: 1)"
+        "--min-frames", type=_positive(int), default=1, help="skip clips with fewer usable frames, > 0 (default: 1)"
     )
     p.add_argument(
         "--min-face",
         type=_positive(int),
         default=48,
-        help="ignore faces smaller than this, in source pixels (default: 48)",
+        help="ignore faces smaller than this, in source pixels, > 0 (default: 48)",
     )
     p.add_argument(
         "--jpeg-quality", type=int, default=95, choices=range(50, 101), metavar="50..100", help="default: 95"
     )
-    p.add_argument("--clips-per-shard", type=_positive(int), default=256, help="clips per shard file (default: 256)")
-    p.add_argument("--workers", type=int, default=0, help="worker processes (default: 0 = one per CPU core)")
+    p.add_argument(
+        "--clips-per-shard", type=_positive(int), default=256, help="clips per shard file, > 0 (default: 256)"
+    )
+    p.add_argument(
+        "--workers",
+        type=_non_negative(int, 256),
+        default=0,
+        help="worker processes, 0..256 (default: 0 = one per CPU core)",
+    )
     p.add_argument(
         "--shard",
         default="0/1",
@@ -105,7 +139,7 @@ def _add_train(commands) -> None:
         help="start a new run from a model file's networks where their shapes fit (e.g. a trained "
         "embedder and discriminator beside a new generator)",
     )
-    p.add_argument("--max-steps", type=_positive(int), help="stop after this many steps in this call")
+    p.add_argument("--max-steps", type=_positive(int), help="stop after this many steps in this call (> 0)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run="talkinghead.train")
 
@@ -122,20 +156,22 @@ def _add_fit(commands) -> None:
     )
     p.add_argument("--out", required=True, help="avatar file to write (.avatar)")
     p.add_argument("--model", help="model file or training checkpoint (default: the bundled model)")
-    p.add_argument("--shots", type=_positive(int), default=8, help="frames taken from videos, T (default: 8)")
-    _add_finetuning(p, "fine-tuning steps; 0 = feed-forward (default: 0)")
+    p.add_argument(
+        "--shots", type=_number(int, 1, 1000), default=8, help="frames taken from videos, T, 1..1000 (default: 8)"
+    )
+    _add_finetuning(p, "fine-tuning steps, 0..100000; 0 = feed-forward (default: 0)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run="talkinghead.fitting")
 
 
 def _add_finetuning(p, steps_help: str) -> None:
     length = p.add_mutually_exclusive_group()
-    length.add_argument("--steps", type=_non_negative(int), default=0, help=steps_help)
+    length.add_argument("--steps", type=_non_negative(int, 100_000), default=0, help=steps_help)
     length.add_argument(
         "--epochs",
-        type=_non_negative(float),
+        type=_non_negative(float, 10_000),
         default=0,
-        help="instead of --steps: passes over the T shots (epochs x T / 2 steps; epochs steps for one shot)",
+        help="instead of --steps: passes over the T shots (epochs x T / 2 steps; epochs steps for one shot), 0..10000",
     )
 
 
@@ -152,7 +188,7 @@ def _add_animate(commands) -> None:
     p.add_argument("--driving", help="driving video or motion template .npz (default: the bundled motion)")
     p.add_argument("--out", required=True, help="output video (.mp4)")
     p.add_argument("--model", help="with --source: model file or checkpoint (default: the bundled model)")
-    _add_finetuning(p, "with --source: fine-tuning steps (default: 0 = feed-forward)")
+    _add_finetuning(p, "with --source: fine-tuning steps, 0..100000 (default: 0 = feed-forward)")
     p.add_argument(
         "--mode",
         choices=["auto", "relative", "absolute"],
@@ -169,9 +205,9 @@ def _add_animate(commands) -> None:
     )
     p.add_argument(
         "--smooth",
-        type=float,
+        type=_non_negative(float, 100),
         default=1.0,
-        help="temporal smoothing of landmarks, Gaussian sigma in frames (default: 1.0; 0 = off)",
+        help="temporal smoothing of landmarks, Gaussian sigma in frames, 0..100 (default: 1.0; 0 = off)",
     )
     p.add_argument(
         "--layout",
@@ -192,8 +228,8 @@ def _add_motion(commands) -> None:
     )
     p.add_argument("video")
     p.add_argument("--out", required=True, help="motion template to write (.npz)")
-    p.add_argument("--start", type=float, default=0.0, help="seconds to skip (default: 0)")
-    p.add_argument("--duration", type=float, help="seconds to keep (default: all)")
+    p.add_argument("--start", type=_non_negative(float), default=0.0, help="seconds to skip, >= 0 (default: 0)")
+    p.add_argument("--duration", type=_positive(float), help="seconds to keep, > 0 (default: all)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run="talkinghead.motion")
 
@@ -221,7 +257,13 @@ def _add_evaluate(commands) -> None:
     p.add_argument("--model", help="model file or training checkpoint (default: the bundled model)")
     p.add_argument("--data", required=True, help="prepared data set of people the model never saw")
     p.add_argument("--out", required=True, help="results folder (a rerun resumes)")
-    p.add_argument("--shots", type=int, nargs="+", default=[1, 8, 32], help="values of T (default: 1 8 32)")
+    p.add_argument(
+        "--shots",
+        type=_number(int, 1, 1000),
+        nargs="+",
+        default=[1, 8, 32],
+        help="values of T, 1..1000 (default: 1 8 32)",
+    )
     p.add_argument(
         "--methods",
         nargs="+",
@@ -231,21 +273,28 @@ def _add_evaluate(commands) -> None:
         "warp (the nearest shot warped to the target's landmarks), scratch (trained on the shots only); "
         "default: all",
     )
-    p.add_argument("--targets", type=_positive(int), default=32, help="target frames per clip (default: 32)")
+    p.add_argument(
+        "--targets", type=_number(int, 1, 10_000), default=32, help="target frames per clip, 1..10000 (default: 32)"
+    )
     length = p.add_mutually_exclusive_group()
     length.add_argument(
-        "--steps", type=_positive(int), default=100, help="fine-tuning / from-scratch steps (default: 100)"
+        "--steps",
+        type=_positive(int, 100_000),
+        default=100,
+        help="fine-tuning / from-scratch steps, 1..100000 (default: 100)",
     )
     length.add_argument(
         "--epochs",
-        type=_positive(float),
-        help="instead of --steps: passes over the T shots, so every T sees its shots equally often",
+        type=_positive(float, 10_000),
+        help="instead of --steps: passes over the T shots, so every T sees its shots equally often (> 0)",
     )
     p.add_argument("--identities", nargs="+", help="only these people")
     p.add_argument(
         "--cross", nargs="+", metavar="PORTRAIT", help="also drive these portraits with the clips (cross-identity)"
     )
-    p.add_argument("--max-clips", type=int, default=0, help="at most this many clips (default: all)")
+    p.add_argument(
+        "--max-clips", type=_non_negative(int), default=0, help="at most this many clips, >= 0 (default: 0 = all)"
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run="talkinghead.evaluate")
 
@@ -257,9 +306,14 @@ def _add_demo(commands) -> None:
         description='Start the web demo on HOST:PORT. Needs the demo extra: pip install "talkinghead[demo]".',
     )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
-    p.add_argument("--port", type=int, default=7860, help="port (default: 7860)")
+    p.add_argument("--port", type=_number(int, 1, 65535), default=7860, help="port, 1..65535 (default: 7860)")
     p.add_argument("--model", help="model file or checkpoint (default: the bundled model)")
-    p.add_argument("--max-upload-mb", type=_positive(int), default=50, help="upload size cap in MB (default: 50)")
+    p.add_argument(
+        "--max-upload-mb",
+        type=_number(int, 1, 10_000),
+        default=50,
+        help="upload size cap in MB, 1..10000 (default: 50)",
+    )
     p.set_defaults(run="talkinghead.demo")
 
 
@@ -275,12 +329,12 @@ def _add_weights(commands) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="talkinghead",
         description="Few-shot neural talking heads (Zakharov et al., ICCV 2019).",
     )
     parser.add_argument("--version", action="version", version=f"talkinghead {__version__}")
-    commands = parser.add_subparsers(title="stages", metavar="COMMAND")
+    commands = parser.add_subparsers(title="stages", metavar="COMMAND", dest="command")
     _add_prepare(commands)
     _add_train(commands)
     _add_fit(commands)
@@ -299,10 +353,32 @@ def main(argv: list[str] | None = None) -> int:
     if not hasattr(args, "run"):
         parser.print_help()
         return 2
+    return run_stage(args)
+
+
+def run_stage(args) -> int:
+    """Run a parsed subcommand; known failures become one line on stderr and an exit code
+    (errors.py): `talkinghead CMD: PATH: reason`. Ctrl-C exits with 130."""
     import importlib
 
-    # Each stage module is imported only when it runs, so `--help` stays fast.
-    return importlib.import_module(args.run).main(args)
+    from .errors import TalkingheadError, describe_os_error
+
+    command = args.command
+    try:
+        # Each stage module is imported only when it runs, so `--help` stays fast.
+        return importlib.import_module(args.run).main(args)
+    except TalkingheadError as error:
+        print(f"talkinghead {command}: {error}", file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        print(f"talkinghead {command}: interrupted", file=sys.stderr)
+        return 130
+    except OSError as error:
+        print(f"talkinghead {command}: {describe_os_error(error)}", file=sys.stderr)
+        return 1
+    except MemoryError:
+        print(f"talkinghead {command}: out of memory", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -13,7 +13,9 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, get_type_hints
+
+from .errors import UsageError
 
 
 @dataclass
@@ -36,14 +38,23 @@ class ModelConfig:
     fuse_shots: int = 3  # the closest shots (by landmarks) warped and fused for each frame
     residual_flow: bool = True
     occlusion: bool = True
+    # Logit added to the warp generator's blend mask: 2 starts at 88% warped pixels, 4 at 98%
+    # (the synthesised part is then added only where training finds it helps).
+    blend_bias: float = 2.0
 
     def __post_init__(self) -> None:
         self.attention_resolutions = tuple(int(r) for r in self.attention_resolutions)
+        if self.generator not in ("adain", "warp"):  # models/__init__.py GENERATORS
+            raise UsageError(f"model.generator: must be adain or warp, got {self.generator!r}")
         size = self.resolution
         if size & (size - 1) or size < 16:
-            raise ValueError(f"model.resolution must be a power of two >= 16, got {size}")
+            raise UsageError(f"model.resolution: must be a power of two in 16..2048, got {size}")
+        if size > 2048:
+            raise UsageError(f"model.resolution: must be a power of two in 16..2048, got {size}")
         if self.bottleneck_resolution > size // 2:
-            raise ValueError(f"model.bottleneck_resolution ({self.bottleneck_resolution}) must be <= resolution / 2")
+            raise UsageError(
+                f"model.bottleneck_resolution: must be <= resolution / 2, got {self.bottleneck_resolution}"
+            )
 
 
 @dataclass
@@ -111,7 +122,7 @@ class Config:
     def from_dict(cls, data: dict[str, Any]) -> "Config":
         unknown = set(data) - {"model", "loss", "train"}
         if unknown:
-            raise ValueError(f"unknown config sections: {sorted(unknown)}")
+            raise UsageError(f"unknown config sections: {sorted(unknown)}")
         return cls(
             model=_build(ModelConfig, data.get("model", {}), "model"),
             loss=_build(LossConfig, data.get("loss", {}), "loss"),
@@ -125,7 +136,7 @@ class Config:
             key, sep, raw = assignment.partition("=")
             section, dot, name = key.strip().partition(".")
             if not sep or not dot or section not in data or name not in data[section]:
-                raise ValueError(
+                raise UsageError(
                     f"--set {assignment!r}: expected section.key=value with a known key, e.g. train.steps=1000"
                 )
             try:
@@ -137,12 +148,76 @@ class Config:
 
 
 def _build(kind, values: dict[str, Any], section: str):
-    names = {f.name for f in dataclasses.fields(kind)}
-    unknown = set(values) - names
+    if not isinstance(values, dict):
+        raise UsageError(f"config section {section!r}: must be a JSON object of settings, got {values!r}")
+    types = get_type_hints(kind)
+    unknown = set(values) - set(types)
     if unknown:
-        raise ValueError(f"unknown {section} settings: {sorted(unknown)}")
-    fixed = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+        raise UsageError(f"unknown {section} settings: {sorted(unknown)}")
+    fixed = {k: _checked(f"{section}.{k}", types[k], v) for k, v in values.items()}
     return kind(**fixed)
+
+
+# Allowed values of numeric settings (inclusive; None = unbounded). Not listed: any finite number.
+_RANGES: dict[str, tuple[float | None, float | None]] = {
+    **{f"model.{k}": (1, 4096) for k in ("base_channels", "max_channels", "embedding_dim", "motion_channels")},
+    "model.bottleneck_resolution": (1, 2048),
+    "model.bottleneck_blocks": (0, 64),
+    "model.attention_resolutions": (1, 2048),
+    "model.landmark_thickness": (0, 64),
+    "model.fuse_shots": (1, 64),
+    **{f"loss.{k}": (0, None) for k in ("vgg", "face", "adversarial", "feature_matching", "embedding_match", "l1")},
+    "train.shots": (1, 1000),
+    "train.batch_size": (1, 4096),
+    "train.lr_generator": (1e-12, 1.0),
+    "train.lr_discriminator": (1e-12, 1.0),
+    "train.betas": (0, 0.9999),
+    "train.discriminator_steps": (1, 100),
+    "train.flip": (0, 1),
+    "train.color_jitter": (0, 1),
+    "train.scale_jitter": (0, 0.5),
+    "train.ema": (0, 0.99999),
+    "train.finetune_lr_scale": (1e-6, 1000),
+    "train.steps": (1, 10**9),
+    "train.seed": (0, 2**63 - 1),
+    "train.workers": (0, 256),
+    **{f"train.{k}": (1, 10**9) for k in ("log_every", "sample_every", "checkpoint_every", "keep_checkpoints")},
+}
+
+
+def _checked(key: str, kind, value):
+    """`value` as the setting's type (JSON lists become tuples), or a UsageError naming the setting."""
+    import math
+    import typing
+
+    def fail(expected: str):
+        raise UsageError(f"{key}: must be {expected}, got {json.dumps(value)}")
+
+    def number(v, integer: bool):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or (integer and not isinstance(v, int)):
+            fail("an integer" if integer else "a number")
+        if not math.isfinite(v):
+            fail("a finite number")
+        low, high = _RANGES.get(key, (None, None))
+        if (low is not None and v < low) or (high is not None and v > high):
+            bound = f"in {low}..{high}" if low is not None and high is not None else f">= {low}"
+            fail(bound)
+        return v if integer else float(v)
+
+    if kind is bool:
+        return value if isinstance(value, bool) else fail("true or false")
+    if kind is str:
+        return value if isinstance(value, str) else fail("a string")
+    if kind in (int, float):
+        return number(value, kind is int)
+    if typing.get_origin(kind) is tuple:
+        args = typing.get_args(kind)
+        if not isinstance(value, (list, tuple)):
+            fail("a list")
+        if args[-1] is not Ellipsis and len(value) != len(args):
+            fail(f"a list of {len(args)} numbers")
+        return tuple(number(v, args[0] is int) for v in value)
+    return value
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -217,9 +292,16 @@ def load_config(name_or_path: str, overrides: list[str] | None = None) -> Config
     else:
         path = Path(name_or_path)
         if not path.is_file():
-            raise ValueError(f"--config {name_or_path!r}: not a preset ({', '.join(PRESETS)}) nor a file")
+            raise UsageError(f"--config {name_or_path}: not a preset ({', '.join(PRESETS)}) nor a file")
         try:
-            config = Config.from_dict(json.loads(path.read_text()))
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{path}: not valid JSON ({error.msg} at line {error.lineno})") from None
+            data = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            reason = f"{error.msg} at line {error.lineno}" if isinstance(error, json.JSONDecodeError) else "not text"
+            raise UsageError(f"{path}: not a JSON config ({reason})") from None
+        if not isinstance(data, dict):
+            raise UsageError(f"{path}: not a JSON config (expected an object with model, loss, train)")
+        try:
+            config = Config.from_dict(data)
+        except UsageError as error:
+            raise UsageError(f"{path}: {error}") from None
     return config.override(overrides or [])

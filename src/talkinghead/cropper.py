@@ -13,10 +13,11 @@ from typing import Sequence
 import numpy as np
 
 from .crop import CropConfig, clip_boxes, crop_image, to_crop
+from .errors import TalkingheadError
 from .media import MediaError, is_video_path, load_image
 
 
-class FitError(Exception):
+class FitError(TalkingheadError):
     """Inputs that give no usable face; one line."""
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import atexit
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -38,9 +37,10 @@ def _landmark_overlay(avatar) -> np.ndarray:
 
 
 class Demo:
-    """The app's state: the model path, a scratch folder, and the request handler."""
+    """The app's state: the model (a loaded `Model`, a path, or None for the bundled one), a
+    scratch folder, and the request handler."""
 
-    def __init__(self, model: str | None = None, keep_seconds: int = 3600):
+    def __init__(self, model=None, keep_seconds: int = 3600):
         self.model = model
         self.keep_seconds = keep_seconds
         self.root = Path(tempfile.mkdtemp(prefix="talkinghead-demo-"))
@@ -140,13 +140,20 @@ class Demo:
 
 
 def main(args) -> int:
-    """`talkinghead demo` (arguments parsed by cli.py)."""
+    """`talkinghead demo` (arguments parsed by cli.py). The model is loaded (and so checked) before
+    the server starts."""
+    from .avatar import default_model_path
+    from .checkpoint import load_model
+    from .errors import UsageError, check_input_file
+
+    model = load_model(
+        check_input_file(args.model, "model file", option="--model") if args.model else default_model_path()
+    )
     try:
         import gradio  # noqa: F401
     except ImportError:
-        print('talkinghead demo: gradio is not installed: pip install "talkinghead[demo]"', file=sys.stderr)
-        return 2
-    demo = Demo(model=args.model)
+        raise UsageError('gradio is not installed: pip install "talkinghead[demo]"') from None
+    demo = Demo(model=model)
     app = demo.build()
     app.queue(default_concurrency_limit=1).launch(
         server_name=args.host,

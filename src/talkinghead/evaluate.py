@@ -25,7 +25,6 @@ arrays named `<method>.<T>` (`real.<T>` for the real targets).
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -34,6 +33,7 @@ import cv2
 import numpy as np
 import torch
 
+from .errors import UsageError, check_input_file, check_input_folder, check_output_folder
 from .io import atomic_path, write_json
 from .points import rescale_points, to_unit
 
@@ -217,8 +217,7 @@ def evaluate(
     clips = [c for c in range(len(data)) if not options.identities or data.meta(c)["identity"] in options.identities]
     if options.max_clips:
         clips = clips[: options.max_clips]
-    if not clips:
-        raise ValueError(f"{data_dir}: no clips to evaluate")
+    _check_options(data, clips, options, data_dir)
     config = {"model": str(model), "data": str(data_dir), "results_format": RESULTS_FORMAT, **asdict(options)}
     _check_resume(out, config)
     evaluator = Evaluator(model, options, progress)
@@ -239,9 +238,34 @@ def evaluate(
     if options.cross:
         summary["cross"] = cross_identity(evaluator, data, clips, options, out, progress)
     write_json(out / "results.json", summary)
-    (out / "table.md").write_text(table(summary, options))
+    with atomic_path(out / "table.md") as tmp:
+        tmp.write_text(table(summary, options))
     plot(summary, options, out / "plots")
     return summary
+
+
+def _check_options(data, clips: list[int], options: EvalOptions, data_dir) -> None:
+    """Refuse, before any work, what would fail later or give an empty table."""
+    unknown = sorted(set(options.identities) - {data.meta(c)["identity"] for c in range(len(data))})
+    if unknown:
+        raise UsageError(f"--identities: not in {data_dir}: {', '.join(unknown)}")
+    if not clips:
+        raise UsageError(f"{data_dir}: no clips to evaluate")
+    longest = max(data.num_frames(c) for c in clips)
+    too_many = [T for T in options.shots if split_clip(longest, T, options.targets) is None]
+    if too_many:
+        raise UsageError(
+            f"--shots {too_many[0]}: the clips are too short (the longest has {longest} frames; "
+            f"shots and targets must fit in it, so T < {longest})"
+        )
+    if options.cross:
+        from .cropper import FaceCropper
+
+        if not {"ff", "ft", "warp"} & set(options.methods):
+            raise UsageError("--cross: needs a method that drives the portraits (ff, ft or warp in --methods)")
+        for portrait in options.cross:
+            check_input_file(portrait, "portrait", option="--cross")
+            FaceCropper(64)([portrait], shots=1)  # a FitError naming the file when it has no usable face
 
 
 # Settings that change a clip's numbers (or how they are stored): a rerun into the same folder
@@ -259,7 +283,7 @@ def _check_resume(out: Path, config: dict) -> None:
     changed = [k for k in PROTOCOL if json.dumps(old.get(k)) != json.dumps(config[k])]
     if changed:
         settings = ", ".join(f"{k} {old.get(k)} -> {config[k]}" for k in changed)
-        raise ValueError(f"{out}: its finished clips were made with other settings ({settings}); use a new --out")
+        raise UsageError(f"{out}: its finished clips were made with other settings ({settings}); use a new --out")
 
 
 def plot(summary: dict, options: EvalOptions, folder: Path) -> None:
@@ -424,8 +448,10 @@ def table(summary: dict, options: EvalOptions) -> str:
 def main(args) -> int:
     """`talkinghead evaluate` (arguments parsed by cli.py)."""
     from .avatar import default_model_path
-    from .data import ShardError
 
+    check_input_folder(args.data, "data set", option="--data")
+    out = check_output_folder(args.out)
+    model = check_input_file(args.model, "model file", option="--model") if args.model else default_model_path()
     options = EvalOptions(
         shots=tuple(args.shots),
         methods=tuple(args.methods),
@@ -436,11 +462,6 @@ def main(args) -> int:
         max_clips=args.max_clips,
         identities=tuple(args.identities or ()),
     )
-    try:
-        model = args.model or default_model_path()
-        evaluate(model, args.data, args.out, options, progress=not args.quiet)
-    except (ValueError, ShardError) as error:
-        print(f"talkinghead evaluate: {error}", file=sys.stderr)
-        return 2
-    print((Path(args.out) / "table.md").read_text())
+    evaluate(model, args.data, out, options, progress=not args.quiet)
+    print((out / "table.md").read_text())
     return 0

@@ -19,6 +19,7 @@ import torch
 
 from .avatar import Avatar
 from .drawing import draw_batch
+from .errors import UsageError
 from .images import to_tensor
 from .models import GeneratorInputs, Model
 
@@ -38,13 +39,13 @@ class FitOptions:
 
     def __post_init__(self) -> None:
         if self.steps < 0:
-            raise ValueError(f"fine-tuning steps must be >= 0, got {self.steps}")
+            raise UsageError(f"fine-tuning steps must be >= 0, got {self.steps}")
         if self.epochs < 0:
-            raise ValueError(f"fine-tuning epochs must be >= 0, got {self.epochs}")
+            raise UsageError(f"fine-tuning epochs must be >= 0, got {self.epochs}")
         if self.steps and self.epochs:
-            raise ValueError("give fine-tuning steps or epochs, not both")
+            raise UsageError("give fine-tuning steps or epochs, not both")
         if self.batch_size < 1:
-            raise ValueError(f"fine-tuning batch size must be >= 1, got {self.batch_size}")
+            raise UsageError(f"fine-tuning batch size must be >= 1, got {self.batch_size}")
 
     def total_steps(self, shots: int) -> int:
         return finetune_steps(self.epochs, shots, self.batch_size) if self.epochs else self.steps
@@ -56,7 +57,7 @@ def finetune_steps(epochs: float, shots: int, batch_size: int = 2) -> int:
     With a fixed number of steps a larger T sees each shot less often (at 200 steps of batch 2,
     8 shots 50 times each, 32 shots 12 times); counting passes over the shots compares T fairly."""
     if epochs < 0:
-        raise ValueError(f"fine-tuning epochs must be >= 0, got {epochs}")
+        raise UsageError(f"fine-tuning epochs must be >= 0, got {epochs}")
     return max(1, math.ceil(epochs * shots / min(batch_size, shots))) if epochs else 0
 
 
@@ -198,24 +199,20 @@ def _generate(generator, inputs: GeneratorInputs, psi: torch.Tensor) -> tuple[to
 def main(args) -> int:
     """`talkinghead fit` (arguments parsed by cli.py)."""
     import sys
-    from pathlib import Path
 
-    from .avatar import FitError
+    from .avatar import default_model_path
+    from .checkpoint import load_model
+    from .errors import check_input_file, check_output_file
 
-    out = Path(args.out)
-    if not out.parent.is_dir():
-        print(f"talkinghead fit: cannot write {out}: folder {out.parent} does not exist", file=sys.stderr)
-        return 2
-    try:
-        options = FitOptions(steps=args.steps, epochs=args.epochs)
-        avatar = Avatar.fit(args.inputs, model=args.model, shots=args.shots, options=options, progress=not args.quiet)
-        avatar.save(out)
-    except (FitError, ValueError) as error:
-        print(f"talkinghead fit: {error}", file=sys.stderr)
-        return 1
-    except PermissionError as error:
-        print(f"talkinghead fit: cannot write {out}: {error.strerror}", file=sys.stderr)
-        return 2
+    out = check_output_file(args.out, (".avatar",))
+    for item in args.inputs:
+        check_input_file(item, "image or video")
+    model = load_model(
+        check_input_file(args.model, "model file", option="--model") if args.model else default_model_path()
+    )
+    options = FitOptions(steps=args.steps, epochs=args.epochs)
+    avatar = Avatar.fit(args.inputs, model=model, shots=args.shots, options=options, progress=not args.quiet)
+    avatar.save(out)
     for note in avatar.notes:
         print(f"note: {note}", file=sys.stderr)
     kind = "feed-forward" if avatar.steps == 0 else f"fine-tuned for {avatar.steps} steps"

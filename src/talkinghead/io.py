@@ -1,10 +1,18 @@
-"""Atomic file writes: a file either appears whole at its final path or not at all."""
+"""Atomic file writes: a file either appears whole at its final path or not at all.
+
+A write goes to `.NAME.HOST-PID.XXXX.tmp` beside the final path and is renamed over it when
+complete. A process killed with SIGKILL cannot clean up, so every write first removes the
+temporaries of the same file left by dead processes of this machine (a live writer's, or
+another machine's on a shared folder, are left alone).
+"""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import os
+import re
+import socket
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -19,7 +27,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    remove_stale_temporaries(path.parent, path.name)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{_HOST}-{os.getpid()}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp)
     try:
@@ -38,7 +47,35 @@ def write_json(path: str | Path, data: Any) -> None:
         tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
-def remove_stale_temporaries(folder: Path) -> None:
-    """Delete `.*.tmp` files left by a killed process (SIGKILL skips `atomic_path`'s cleanup)."""
-    for tmp in folder.glob(".*.tmp"):
+_HOST = re.sub(r"[^A-Za-z0-9_]", "_", socket.gethostname())[:32] or "host"
+_OWNER = re.compile(r"\.(?P<host>[A-Za-z0-9_]+)-(?P<pid>\d+)\.[^.]+\.tmp$")
+
+
+def remove_stale_temporaries(folder: Path, name: str | None = None) -> list[Path]:
+    """Delete the `atomic_path` temporaries in `folder` (of the file `name`, or of any file) that
+    were left by dead processes of this machine (SIGKILL skips `atomic_path`'s cleanup), and
+    those in the old format without an owner. Returns what was removed."""
+    removed = []
+    for tmp in Path(folder).glob(f".{glob_escape(name)}.*.tmp" if name else ".*.tmp"):
+        owner = _OWNER.search(tmp.name)
+        if owner and (owner["host"] != _HOST or _alive(int(owner["pid"]))):
+            continue
         tmp.unlink(missing_ok=True)
+        removed.append(tmp)
+    return removed
+
+
+def glob_escape(text: str) -> str:
+    return re.sub(r"([*?\[])", r"[\1]", text)
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -16,6 +16,8 @@ from typing import Iterator
 
 import numpy as np
 
+from .errors import TalkingheadError
+
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".gif"}
 VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp"}
 
@@ -23,7 +25,7 @@ VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpe
 MAX_IMAGE_PIXELS = 150_000_000
 
 
-class MediaError(Exception):
+class MediaError(TalkingheadError):
     """A file that cannot be used, with a one-line human reason."""
 
 

@@ -24,13 +24,14 @@ from pathlib import Path
 import numpy as np
 
 from .crop import CropConfig, clip_boxes, crop_image
+from .errors import TalkingheadError
 from .io import atomic_path
 from .points import from_unit, to_unit
 
 MOTION_FORMAT = "talkinghead-motion"
 
 
-class MotionError(Exception):
+class MotionError(TalkingheadError):
     """A driving video or motion file that cannot be used; one line."""
 
 
@@ -80,10 +81,18 @@ class Motion:
             with np.load(path, allow_pickle=False) as data:
                 meta = json.loads(bytes(data["meta"]).decode())
                 landmarks, tracked = data["landmarks"], data["tracked"]
-        except (OSError, ValueError, KeyError, json.JSONDecodeError):
-            raise MotionError("not a motion template (.npz from `talkinghead motion`)") from None
-        if meta.get("format") != MOTION_FORMAT or landmarks.ndim != 3 or landmarks.shape[1:] != (68, 2):
-            raise MotionError("not a motion template (.npz from `talkinghead motion`)")
+        except (OSError, ValueError, KeyError, EOFError, json.JSONDecodeError, UnicodeDecodeError):
+            raise MotionError(f"{path}: not a motion template (.npz from `talkinghead motion`)") from None
+        if (
+            not isinstance(meta, dict)
+            or meta.get("format") != MOTION_FORMAT
+            or landmarks.ndim != 3
+            or landmarks.shape[1:] != (68, 2)
+            or len(tracked) != len(landmarks)
+            or not len(landmarks)
+            or not np.isfinite(landmarks).all()
+        ):
+            raise MotionError(f"{path}: not a motion template (.npz from `talkinghead motion`)")
         return cls(
             landmarks.astype(np.float32), float(meta["fps"]), tracked.astype(bool), source=meta.get("source", "")
         )
@@ -96,13 +105,17 @@ class Motion:
         from tqdm import tqdm
 
         from .landmarks import make_landmarker
-        from .media import VideoReader
+        from .media import MediaError, VideoReader
         from .tracking import FaceTracker
 
         tracker = tracker or FaceTracker(make_landmarker())
         tracker.reset()
         points, times, sample = [], [], None
-        with VideoReader(path) as reader:
+        try:
+            reader = VideoReader(path)
+        except MediaError as error:
+            raise MotionError(f"{path}: {error}") from None
+        with reader:
             fps = reader.info.fps
             total = reader.info.frame_count or None
             for _, seconds, rgb in tqdm(
@@ -117,7 +130,7 @@ class Motion:
                     sample = crop_image(rgb, box[0], 128)
         tracked = np.array([p is not None for p in points])
         if not tracked.any():
-            raise MotionError("no face found in the driving video")
+            raise MotionError(f"{path}: no face found in the driving video")
         landmarks = fill_gaps(points, tracked)
         boxes, _ = clip_boxes(landmarks, np.array(times, np.float32), CropConfig(size=1, scale=crop_scale))
         # [N, 68, 2] unit coordinates in each frame's box
@@ -185,17 +198,17 @@ def fill_gaps(points: list[np.ndarray | None], tracked: np.ndarray) -> np.ndarra
 
 def main(args) -> int:
     """`talkinghead motion`: save a driving video's landmark track as a template."""
-    import sys
+    from .errors import check_input_file, check_output_file
+    from .media import is_image_path
 
-    from .media import MediaError
-
-    try:
-        motion = Motion.from_video(args.video, progress=not args.quiet).trimmed(args.start, args.duration)
-        if not len(motion):
-            raise MotionError(f"nothing left after --start {args.start}")
-        motion.save(args.out)
-    except (MotionError, MediaError) as error:
-        print(f"talkinghead motion: {args.video}: {error}", file=sys.stderr)
-        return 1
-    print(f"wrote {args.out}: {len(motion)} frames at {motion.fps:.2f} fps ({motion.duration:.1f} s), landmarks only")
+    out = check_output_file(args.out, (".npz",))
+    video = check_input_file(args.video, "video")
+    if is_image_path(video):
+        raise MotionError(f"{video}: an image; a motion template is tracked from a video")
+    motion = Motion.from_video(video, progress=not args.quiet)
+    trimmed = motion.trimmed(args.start, args.duration)
+    if not len(trimmed):
+        raise MotionError(f"{video}: nothing left after --start {args.start} (the video lasts {motion.duration:.1f} s)")
+    trimmed.save(out)
+    print(f"wrote {out}: {len(trimmed)} frames at {trimmed.fps:.2f} fps ({trimmed.duration:.1f} s), landmarks only")
     return 0

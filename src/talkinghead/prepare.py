@@ -30,6 +30,7 @@ import numpy as np
 
 from .crop import CropConfig, clip_boxes, crop_image, to_crop
 from .data.shards import SUFFIX, Clip, Shard, ShardWriter, encode_jpeg, write_shard
+from .errors import TalkingheadError, UsageError
 from .io import remove_stale_temporaries, write_json
 from .media import MediaError, VideoReader, is_image_path, is_video_path, load_image
 
@@ -341,12 +342,14 @@ def parse_job(text: str) -> tuple[int, int]:
     """'k/n' -> (k, n) with 0 <= k < n."""
     match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
     if not match or not 0 <= int(match[1]) < int(match[2]):
-        raise ValueError(f"--shard must be k/n with 0 <= k < n, got {text!r}")
+        raise UsageError(f"--shard must be k/n with 0 <= k < n, got {text!r}")
     return int(match[1]), int(match[2])
 
 
-class PrepareError(Exception):
+class PrepareError(TalkingheadError):
     """A problem with the whole job (not one input): reported as one line, exit code 2."""
+
+    exit_code = 2
 
 
 def _plan_file(options: PrepareOptions, sources: list[Source]) -> dict[str, Any]:
@@ -370,6 +373,7 @@ def prepare(
     progress: bool = True,
 ) -> Summary:
     """Prepare a data set in `out` (see module docstring). Returns this job's summary."""
+
     from tqdm import tqdm
 
     out = Path(out)
@@ -488,6 +492,10 @@ def format_summary(summary: Summary, elapsed: float) -> str:
 
 def main(args) -> int:
     """`talkinghead prepare` (arguments parsed by cli.py)."""
+    from .errors import check_output_folder
+
+    out = check_output_folder(args.out)
+    job = parse_job(args.shard)
     options = PrepareOptions(
         crop_size=args.size,
         crop_scale=args.crop_scale,
@@ -500,17 +508,20 @@ def main(args) -> int:
     )
     start = time.perf_counter()
     try:
-        job = parse_job(args.shard)
-        summary = prepare(args.inputs, args.out, options, workers=args.workers, job=job, progress=not args.quiet)
-    except (PrepareError, ValueError) as error:
-        print(f"talkinghead prepare: {error}", file=sys.stderr)
-        return 2
+        summary = prepare(args.inputs, out, options, workers=args.workers, job=job, progress=not args.quiet)
     except KeyboardInterrupt:
         print("talkinghead prepare: interrupted; run the same command again to resume", file=sys.stderr)
         return 130
     elapsed = time.perf_counter() - start
     report = {**summary.as_dict(), "seconds": round(elapsed, 2), "job": args.shard}
     k, n = job
-    write_json(Path(args.out) / "reports" / f"prepare-{k}-of-{n}.json", report)
+    report_path = out / "reports" / f"prepare-{k}-of-{n}.json"
+    write_json(report_path, report)
     print(format_summary(summary, elapsed))
-    return 0 if summary.clips else 1
+    if not summary.clips:
+        print(
+            f"talkinghead prepare: {out}: no usable clip in the inputs; this data set is empty (see {report_path})",
+            file=sys.stderr,
+        )
+        return 1
+    return 0

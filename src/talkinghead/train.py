@@ -35,15 +35,18 @@ from .config import Config, load_config
 from .data import FaceDataset
 from .data.augment import Augment
 from .data.episodes import EpisodeDataset, EpisodeSampler
+from .errors import TalkingheadError
 from .gan import MovingAverage, StepOutput, adversarial_step
 from .images import to_uint8
-from .io import write_json
+from .io import atomic_path, remove_stale_temporaries, write_json
 from .losses import GeneratorLoss, embedding_match_loss
 from .models import Discriminator, Embedder, GeneratorInputs, build_model
 
 
-class TrainError(Exception):
+class TrainError(TalkingheadError):
     """A problem with the command (bad data set, run folder in the way): one line, exit code 2."""
+
+    exit_code = 2
 
 
 class EmbedderGenerator(nn.Module):
@@ -128,13 +131,14 @@ def sample_grid(batch: dict[str, torch.Tensor], fake: torch.Tensor, rows: int = 
 class Logger:
     """metrics.jsonl always; TensorBoard when the package is installed. Rank 0 only."""
 
-    def __init__(self, run: Path):
+    def __init__(self, run: Path, step: int = 0):
         self.run = run
         self.metrics = open(run / "metrics.jsonl", "a")
         try:
             from torch.utils.tensorboard import SummaryWriter
 
-            self.tensorboard = SummaryWriter(str(run / "tensorboard"))
+            # purge_step: a resumed run hides what was logged after its checkpoint.
+            self.tensorboard = SummaryWriter(str(run / "tensorboard"), purge_step=step or None)
         except ImportError:
             self.tensorboard = None
             print("talkinghead train: tensorboard is not installed; logging to metrics.jsonl only", file=sys.stderr)
@@ -221,22 +225,70 @@ def _prepare_run(
     if checkpoints and not resume:
         raise TrainError(f"{run} already has checkpoints; add --resume to continue it, or choose another --out")
     state = None
-    if resume and checkpoints:
-        state = load_checkpoint(checkpoints[-1])
+    if resume:
+        state, path = _newest_readable(checkpoints, env)
+        if state is None and env.main:
+            print(f"talkinghead train: {run}: no checkpoint to resume from; starting a new run", file=sys.stderr)
+    if state is not None:
         saved = Config.from_dict(state["config"])
         if saved.model != config.model:
-            raise TrainError(f"{checkpoints[-1]}: was trained with other model settings; resume keeps them")
+            raise TrainError(f"{path}: was trained with other model settings; resume keeps them")
         if state["num_videos"] != num_videos:
             raise TrainError(
                 f"{data} has {num_videos} clips but the run was trained on {state['num_videos']}; use the same data set"
             )
-    if env.main:
-        run.mkdir(parents=True, exist_ok=True)
-        write_json(
-            run / "config.json",
-            {**config.to_dict(), "data": str(data), "num_videos": num_videos, "world_size": env.world_size},
-        )
+        if state["step"] >= config.train.steps:
+            raise TrainError(
+                f"{path}: the run is at step {state['step']}, train.steps is {config.train.steps}: nothing to do "
+                f"(raise it with --set train.steps=N)"
+            )
     return config, state
+
+
+def _start_run(run: Path, config: Config, data: Path, num_videos: int, state: dict | None, env: Distributed) -> None:
+    """Write (or refresh) the run folder: config, no stale temporaries, the log up to the checkpoint."""
+    if not env.main:
+        return
+    run.mkdir(parents=True, exist_ok=True)
+    if (run / "checkpoints").is_dir():
+        remove_stale_temporaries(run / "checkpoints")  # of a save killed part-way
+    _truncate_metrics(run / "metrics.jsonl", int(state["step"]) if state is not None else 0)
+    write_json(
+        run / "config.json",
+        {**config.to_dict(), "data": str(data), "num_videos": num_videos, "world_size": env.world_size},
+    )
+
+
+def _newest_readable(checkpoints: list[Path], env: Distributed) -> tuple[dict | None, Path | None]:
+    """The newest checkpoint that loads; a damaged newer one (a disk filled up, a copy cut short)
+    is skipped with a note, never deleted."""
+    from .errors import ModelFileError
+
+    for path in reversed(checkpoints):
+        try:
+            return load_checkpoint(path), path
+        except ModelFileError as error:
+            if env.main:
+                print(f"talkinghead train: skipping {error}; trying an older checkpoint", file=sys.stderr)
+    return None, None
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Drop logged steps after `step` (a resumed run logs them again), so each step is logged once."""
+    if not path.is_file():
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    kept = []
+    for line in lines:
+        try:
+            logged = json.loads(line).get("step", 0)
+        except json.JSONDecodeError:  # a line cut short by a kill
+            continue
+        if logged <= step:
+            kept.append(line if line.endswith("\n") else line + "\n")
+    if kept != lines:
+        with atomic_path(path) as tmp:
+            tmp.write_text("".join(kept))
 
 
 @dataclass
@@ -246,6 +298,7 @@ class TrainResult:
     embedder_generator: EmbedderGenerator  # this process's networks, unwrapped from DDP
     discriminator: Discriminator
     embedder_generator_ema: EmbedderGenerator | None = None  # the moving average (train.ema > 0)
+    stopped_by: int | None = None  # the signal (SIGINT, SIGTERM) that stopped the run early, if any
 
 
 def train(
@@ -302,11 +355,17 @@ def setup(
     """Build (or restore) networks, optimizers, moving average, loss and the episode stream."""
     t = config.train
     data = FaceDataset(data_dir)
+    if len(data) < t.batch_size * env.world_size:
+        raise TrainError(
+            f"{data_dir}: {len(data)} clips are too few for train.batch_size {t.batch_size} on {env.world_size} "
+            f"process(es)"
+        )
     config, state = _prepare_run(run, config, data_dir, len(data), resume, env)
     torch.manual_seed(t.seed)  # identical initial weights on every rank
     model = build_model(config, num_videos=len(data))
     if init is not None and state is None:
         _initialise_from(model, init, env)
+    _start_run(run, config, data_dir, len(data), state, env)  # only now that everything checked out
     eg = EmbedderGenerator(model.embedder, model.generator).to(device)
     discriminator = model.discriminator.to(device)
     gpu = device.type == "cuda"
@@ -363,7 +422,7 @@ def _train(data_dir, config, run, env, device, resume, progress, max_steps, init
 
     s = setup(data_dir, config, run, env, device, resume, progress, init)
     t = s.config.train
-    logger = Logger(run) if env.main else None
+    logger = Logger(run, s.step) if env.main else None
     stop = {"signal": None}
 
     def on_signal(signum, frame):  # finish the step, save, exit
@@ -405,7 +464,8 @@ def _train(data_dir, config, run, env, device, resume, progress, max_steps, init
             signal.signal(sig, handler)
     if stop["signal"] is not None and env.main:
         print(f"talkinghead train: stopped at step {s.step}; checkpoint saved, --resume continues", file=sys.stderr)
-    return TrainResult(s.step, logged, s.eg_module, s.d_raw, s.ema.module if s.ema is not None else None)
+    ema = s.ema.module if s.ema is not None else None
+    return TrainResult(s.step, logged, s.eg_module, s.d_raw, ema, stop["signal"])
 
 
 def _initialise_from(model, path, env: Distributed) -> None:
@@ -466,23 +526,26 @@ def _save(s: TrainState) -> None:
 
 
 def main(args) -> int:
-    """`talkinghead train` (arguments parsed by cli.py)."""
-    from .data import ShardError
-    from .features import WeightsError
+    """`talkinghead train` (arguments parsed by cli.py). Exits 128 + the signal's number when
+    stopped by Ctrl-C (130) or SIGTERM (143), after saving a checkpoint."""
+    from .errors import check_input_file, check_input_folder, check_output_folder
 
-    try:
-        saved = Path(args.out) / "config.json"
-        if args.config is None and args.resume and saved.is_file():
-            # Resuming without --config: the run's own settings (plus any --set).
+    check_input_folder(args.data, "data set", option="--data")
+    run = check_output_folder(args.out)
+    if args.init:
+        check_input_file(args.init, "model file", option="--init")
+    saved = run / "config.json"
+    if args.config is None and args.resume and saved.is_file():
+        # Resuming without --config: the run's own settings (plus any --set).
+        try:
             recorded = json.loads(saved.read_text())
-            config = Config.from_dict({k: recorded[k] for k in ("model", "loss", "train")}).override(args.set)
-        else:
-            config = load_config(args.config or "paper", args.set)
-        train(
-            args.data, config, args.out, resume=args.resume, progress=not args.quiet, max_steps=args.max_steps,
-            init=args.init,
-        )  # fmt: skip
-    except (TrainError, ValueError, ShardError, WeightsError) as error:
-        print(f"talkinghead train: {error}", file=sys.stderr)
-        return 2
-    return 0
+            sections = {k: recorded[k] for k in ("model", "loss", "train")}
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
+            raise TrainError(f"{saved}: not a run's config; give --config") from None
+        config = Config.from_dict(sections).override(args.set)
+    else:
+        config = load_config(args.config or "paper", args.set)
+    result = train(
+        args.data, config, run, resume=args.resume, progress=not args.quiet, max_steps=args.max_steps, init=args.init
+    )
+    return 128 + result.stopped_by if result.stopped_by else 0

@@ -35,6 +35,8 @@ class FaceDataset:
             raise ShardError(f"{self.root}: no *{SUFFIX} shards found (run `talkinghead prepare` first)")
         self._paths = paths
         self._open()
+        if not len(self):
+            raise ShardError(f"{self.root}: an empty data set (prepare found no usable clip; see its reports/)")
 
     def _open(self) -> None:
         self.shards = [Shard(p) for p in self._paths]

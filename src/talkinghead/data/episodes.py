@@ -12,6 +12,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from ..drawing import draw_batch
+from ..errors import UsageError
 from ..images import to_tensor
 from ..points import rescale_points
 from .augment import Augment
@@ -99,7 +100,7 @@ class EpisodeSampler(Sampler):
         self.rank, self.world_size, self.start_step = rank, world_size, start_step
         self.steps_per_epoch = num_clips // (world_size * batch_size)
         if self.steps_per_epoch == 0:
-            raise ValueError(f"{num_clips} clips are too few for batch size {batch_size} on {world_size} process(es)")
+            raise UsageError(f"{num_clips} clips are too few for batch size {batch_size} on {world_size} process(es)")
 
     def __iter__(self):
         epoch, step = divmod(self.start_step, self.steps_per_epoch)

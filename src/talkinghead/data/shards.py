@@ -35,6 +35,7 @@ from typing import Any, BinaryIO, Iterable
 import cv2
 import numpy as np
 
+from ..errors import TalkingheadError
 from ..io import atomic_path
 
 MAGIC = b"THSHARD1"
@@ -52,8 +53,10 @@ ARRAYS: dict[str, tuple[np.dtype, tuple[int, ...]]] = {
 }
 
 
-class ShardError(Exception):
-    """A shard file that is not a valid shard."""
+class ShardError(TalkingheadError):
+    """A data set folder or shard file that is not a valid one (exit code 2, like a bad --data)."""
+
+    exit_code = 2
 
 
 @dataclass

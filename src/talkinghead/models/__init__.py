@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Callable
 from torch import nn
 
 from ..config import ModelConfig
+from ..errors import UsageError
 from .discriminator import Discriminator
 from .embedder import Embedder
 from .generator import AdaINGenerator
@@ -59,6 +60,7 @@ def _warp(config: ModelConfig) -> WarpGenerator:
         bottleneck_blocks=config.bottleneck_blocks,
         motion_channels=config.motion_channels,
         fuse_shots=config.fuse_shots,
+        blend_bias=config.blend_bias,
         residual_flow=config.residual_flow,
         occlusion=config.occlusion,
     )
@@ -72,7 +74,7 @@ GENERATORS: dict[str, Callable[[ModelConfig], nn.Module]] = {
 
 def build_generator(config: ModelConfig) -> nn.Module:
     if config.generator not in GENERATORS:
-        raise ValueError(f"model.generator {config.generator!r}: not one of {', '.join(GENERATORS)}")
+        raise UsageError(f"model.generator {config.generator!r}: not one of {', '.join(GENERATORS)}")
     return GENERATORS[config.generator](config)
 
 

@@ -81,10 +81,11 @@ class WarpGenerator(nn.Module):
         occlusion: bool = True,
         fuse_shots: int = 3,
         fusion_temperature: float = 0.05,
+        blend_bias: float = 2.0,
     ):
         super().__init__()
         self.resolution, self.residual_flow, self.occlusion = resolution, residual_flow, occlusion
-        self.fuse_shots, self.fusion_temperature = fuse_shots, fusion_temperature
+        self.fuse_shots, self.fusion_temperature, self.blend_bias = fuse_shots, fusion_temperature, blend_bias
         widths = [min(base_channels * 2**i, max_channels) for i in range(3)]  # at R, R/2, R/4
         self.motion = DenseMotion(motion_channels)
         self.encoder = nn.Sequential(
@@ -149,8 +150,8 @@ class WarpGenerator(nn.Module):
             offset += block.num_params
         out = self.head(F.relu(h))
         warped = (warp(shots, resize_grid(grid, R)).unflatten(0, (B, K)) * _resize5(weights, R)).sum(1)
-        # Bias +2: the blend starts at 88% warped image.
-        mask = torch.sigmoid(out[:, 3:4] + 2.0)
+        # The blend starts at sigmoid(blend_bias) warped image (2: 88%).
+        mask = torch.sigmoid(out[:, 3:4] + self.blend_bias)
         return mask * warped + (1 - mask) * torch.tanh(out[:, :3])
 
 
