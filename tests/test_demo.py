@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -130,3 +131,102 @@ def test_a_picture_without_a_face_gets_a_clear_message(page, app, tmp_path):
     Image.fromarray(np.full((200, 200, 3), 128, np.uint8)).save(wall)
     _upload_and_run(page, app, wall)
     page.get_by_text("wall.png: no face found").first.wait_for(timeout=120_000)
+
+
+def _client(url: str):
+    from gradio_client import Client
+
+    return Client(url, verbose=False, analytics_enabled=False, download_files=False)
+
+
+def _request(client, portrait: Path | None, driving: Path | None, layout: str = "paste"):
+    from gradio_client import handle_file
+
+    return client.submit(
+        [handle_file(str(portrait))] if portrait else None,
+        "None",
+        handle_file(str(driving)) if driving else None,
+        "Bundled: talking, blinking, turning (6 s)",
+        "relative",
+        0,
+        layout,
+        api_name="/animate",
+    )
+
+
+def _video_size(client, result) -> tuple[int, int]:
+    """Width and height of a result video, fetched from the server like a browser would."""
+    import av
+
+    video = result[0]
+    video = video.get("video", video) if isinstance(video, dict) else video  # gradio 5 nests it
+    url = video["url"] if isinstance(video, dict) else video
+    data = urllib.request.urlopen(url, timeout=60).read()
+    import io
+
+    with av.open(io.BytesIO(data)) as container:
+        stream = container.streams.video[0]
+        return stream.codec_context.width, stream.codec_context.height
+
+
+@pytest.fixture(scope="module")
+def short_driver(tmp_path_factory) -> Path:
+    from conftest import media, write_video
+
+    from talkinghead.media import VideoReader
+
+    with VideoReader(media("carphone.mp4")) as reader:
+        frames = [rgb for _, _, rgb in reader][:10]
+    return write_video(tmp_path_factory.mktemp("driver") / "talk.mp4", frames)
+
+
+def test_eight_concurrent_users_each_get_their_own_result(app, tmp_path, astronaut, short_driver):
+    """8 clients at once on loopback: the queue runs them one by one; each result is made from that
+    client's own portrait (the paste layout keeps the portrait's size, different for each)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    sizes = [(360 + 16 * i, 320 + 8 * i) for i in range(8)]  # (width, height), all even
+    portraits = []
+    for i, (w, h) in enumerate(sizes):
+        path = tmp_path / f"user{i}.png"
+        Image.fromarray(np.asarray(Image.fromarray(astronaut).resize((w, h)))).save(path)
+        portraits.append(path)
+
+    def user(i: int) -> tuple[int, int]:
+        client = _client(app)
+        return _video_size(client, _request(client, portraits[i], short_driver).result(timeout=300))
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(user, range(8)))
+    assert got == sizes
+    assert time.monotonic() - started < 300
+
+
+def test_bad_uploads_get_a_message_and_the_server_goes_on(app, tmp_path, astronaut, short_driver):
+    from gradio_client.exceptions import AppError
+
+    client = _client(app)
+    fake = tmp_path / "notes.png"
+    fake.write_text("a text file named like a picture")
+    with pytest.raises(AppError, match="notes.png: not an image"):
+        _request(client, fake, None).result(timeout=120)
+    face = tmp_path / "face.png"
+    Image.fromarray(astronaut).save(face)
+    broken = tmp_path / "clip.mp4"
+    broken.write_bytes(np.random.default_rng(0).integers(0, 256, 20_000, dtype=np.uint8).tobytes())
+    with pytest.raises(Exception) as error:
+        _request(client, face, broken).result(timeout=120)
+    assert "clip.mp4" in str(error.value) or "video" in str(error.value).lower(), error.value
+    # Over the fixture's --max-upload-mb 5: the server itself refuses it (not only the client).
+    boundary = "talkinghead-test-boundary"
+    head = f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="huge.png"\r\n\r\n'
+    body = head.encode() + b"\0" * (6 * 2**20) + f"\r\n--{boundary}--\r\n".encode()
+    request = urllib.request.Request(
+        app + "gradio_api/upload", data=body, headers={"Content-Type": f"multipart/form-data; boundary={boundary}"}
+    )
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=60)
+    assert refused.value.code == 413, refused.value.read()[:300]
+    # Still serving, and correctly:
+    assert _video_size(client, _request(client, face, short_driver).result(timeout=300)) == (512, 512)

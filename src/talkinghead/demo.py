@@ -135,6 +135,7 @@ class Demo:
                 lambda *a, progress=gr.Progress(track_tqdm=True): self.run(*a, progress=progress),
                 inputs=[portraits, example, driving, motion, mode, steps, layout],
                 outputs=[video, found],
+                api_name="animate",
             )
         return app
 
