@@ -16,6 +16,7 @@ from PIL import Image
 
 from talkinghead.animate import default_motion_path, render
 from talkinghead.avatar import Avatar, FitError
+from talkinghead.cli import main
 from talkinghead.fitting import FitOptions
 from talkinghead.media import VideoReader
 from talkinghead.motion import Motion, inter_ocular
@@ -189,7 +190,7 @@ def test_bundled_motion_template():
     assert np.ptp(mouth) > 0.1
 
 
-def test_bad_inputs(tiny_model, avatar, driving, tmp_path, astronaut):
+def test_bad_inputs(tiny_model, avatar, driving, tmp_path, astronaut, capsys):
     blank = tmp_path / "wall.png"
     Image.fromarray(np.full((256, 256, 3), 128, np.uint8)).save(blank)
     with pytest.raises(FitError, match="wall.png: no face found"):
@@ -197,44 +198,32 @@ def test_bad_inputs(tiny_model, avatar, driving, tmp_path, astronaut):
     several = Avatar.fit([media("einstein.jpg")], model=tiny_model)
     assert any("2 faces" in note for note in several.notes)
 
+    # Bad command lines are in test_bad_input.py; here, what a good run reports. In process (the
+    # command line's own main), to keep the suite short.
     saved = _saved(avatar, tmp_path)
-    unreadable = tmp_path / "broken.mp4"
-    unreadable.write_bytes(b"\x00" * 1000)
-    result = cli("animate", "--avatar", str(saved), "--driving", str(unreadable), "--out", str(tmp_path / "x.mp4"))
-    assert result.returncode == 1 and "unreadable or truncated video" in result.stderr
-    assert "Traceback" not in result.stderr and not (tmp_path / "x.mp4").exists()
-
-    # A missing folder above the output is made when the video is written (errors.py).
-    nowhere = tmp_path / "missing" / "out.mp4"
-    result = cli("animate", "--avatar", str(saved), "--driving", str(driving), "--out", str(nowhere), "--quiet")
-    assert result.returncode == 0 and nowhere.is_file()
+    nowhere = tmp_path / "missing" / "out.mp4"  # a missing folder above the output is made (errors.py)
+    assert main(["animate", "--avatar", str(saved), "--driving", str(driving), "--out", str(nowhere), "--quiet"]) == 0
+    assert nowhere.is_file()
 
     silent = write_video(tmp_path / "silent.mp4", [astronaut] * 6)
-    result = cli(
-        "animate", "--avatar", str(saved), "--driving", str(silent), "--out", str(tmp_path / "s.mp4"), "--quiet"
+    capsys.readouterr()
+    assert (
+        main(["animate", "--avatar", str(saved), "--driving", str(silent), "--out", str(tmp_path / "s.mp4"), "--quiet"])
+        == 0
     )
-    assert result.returncode == 0 and "no audio" in result.stdout
+    assert "no audio" in capsys.readouterr().out
 
     # Driving frames without a face are interpolated and reported.
     with VideoReader(driving) as reader:
         frames = [rgb for _, _, rgb in reader][:40]
     frames[15:25] = [np.zeros_like(frames[0])] * 10
     gappy = write_video(tmp_path / "gappy.mp4", frames)
-    result = cli(
-        "animate", "--avatar", str(saved), "--driving", str(gappy), "--out", str(tmp_path / "g.mp4"), "--quiet"
+    assert (
+        main(["animate", "--avatar", str(saved), "--driving", str(gappy), "--out", str(tmp_path / "g.mp4"), "--quiet"])
+        == 0
     )
-    assert result.returncode == 0 and "face lost in" in result.stdout and "(interpolated)" in result.stdout
-
-    result = cli("fit", str(blank), "--out", str(tmp_path / "w.avatar"), "--model", str(tiny_model))
-    assert result.returncode == 1 and result.stderr.strip().endswith("wall.png: no face found")
-    assert not (tmp_path / "w.avatar").exists()
-    # Fine-tuning length is steps or epochs, never both, never negative.
-    for length, reason in (
-        (["--steps", "5", "--epochs", "2"], "argument --epochs: not allowed with argument --steps"),
-        (["--epochs", "-1"], "argument --epochs: must be in 0..10000, got -1"),
-    ):
-        result = cli("fit", str(blank), "--out", str(tmp_path / "w.avatar"), *length)
-        assert result.returncode == 2 and reason in result.stderr and "Traceback" not in result.stderr
+    out = capsys.readouterr().out
+    assert "face lost in" in out and "(interpolated)" in out
 
 
 def test_help():
