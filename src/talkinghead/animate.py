@@ -82,6 +82,7 @@ def render(
     smooth: float = 1.0,
     driving_video: Path | None = None,
     batch_size: int = 8,
+    runtime: str = "torch",
 ) -> Iterator[np.ndarray]:
     """Output frames `[H, W, 3] uint8`, one per driving frame."""
     if layout not in LAYOUTS:
@@ -89,7 +90,7 @@ def render(
     size = avatar.size
     mode = choose_mode(avatar, motion) if mode == "auto" else mode
     landmarks = motion.smoothed(smooth).retarget(avatar.shot_landmarks[0], size, mode=mode, reference=reference)
-    frames = avatar.generate(landmarks, batch_size=batch_size)
+    frames = avatar.generate(landmarks, batch_size=batch_size, runtime=runtime)
     if layout == "crop":
         yield from frames
     elif layout == "paste":
@@ -128,6 +129,7 @@ def animate_file(
     smooth: float = 1.0,
     progress: bool = True,
     motion: Motion | None = None,
+    runtime: str = "torch",
 ) -> dict:
     """Render to an mp4 at the driving frame rate, with the driving video's audio if it has any.
     `motion`: the driving landmarks when already loaded from `driving`."""
@@ -138,7 +140,10 @@ def animate_file(
     video = driving if driving.suffix != ".npz" else None
     mode = choose_mode(avatar, motion) if mode == "auto" else mode
     start = time.perf_counter()
-    frames = render(avatar, motion, layout=layout, mode=mode, reference=reference, smooth=smooth, driving_video=video)
+    frames = render(
+        avatar, motion, layout=layout, mode=mode, reference=reference, smooth=smooth, driving_video=video,
+        runtime=runtime,
+    )  # fmt: skip
     first = next(frames)
     with atomic_path(out) as tmp:
         with VideoWriter(tmp, motion.fps, first.shape[1], first.shape[0], audio_from=video) as writer:
@@ -187,7 +192,7 @@ def main(args) -> int:
         print(f"note: {note}", file=sys.stderr)
     report = animate_file(
         avatar, driving, out, layout=args.layout, mode=args.mode, reference=args.reference, smooth=args.smooth,
-        progress=not args.quiet, motion=motion,
+        progress=not args.quiet, motion=motion, runtime=args.runtime,
     )  # fmt: skip
     notes = []
     if report["interpolated_frames"]:

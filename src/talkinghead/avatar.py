@@ -111,7 +111,7 @@ class Avatar:
         """Move the generator and psi (in place) and return the avatar."""
         self.generator.to(device=device, dtype=dtype)
         self.psi = self.psi.to(device=device, dtype=dtype)
-        self._frozen = self._source = None
+        self._frozen = self._source = self._onnx = None
         return self
 
     # -- using one ------------------------------------------------------------------------------
@@ -136,12 +136,41 @@ class Avatar:
         )
 
     @torch.inference_mode()
-    def generate(self, landmarks: np.ndarray, *, batch_size: int = 8) -> Iterator[np.ndarray]:
-        """Frames `[S, S, 3] uint8` for `[N, 68, 2]` landmarks in this avatar's crop pixels."""
+    def generate(self, landmarks: np.ndarray, *, batch_size: int = 8, runtime: str = "torch") -> Iterator[np.ndarray]:
+        """Frames `[S, S, 3] uint8` for `[N, 68, 2]` landmarks in this avatar's crop pixels.
+
+        `runtime="onnx"`: the per-frame path exported to ONNX (runtime.py) and run by onnxruntime."""
+        if runtime == "onnx":
+            yield from self._generate_onnx(landmarks, batch_size)
+            return
+        if runtime != "torch":
+            raise ValueError(f"runtime must be torch or onnx, got {runtime!r}")
         generator = self._runtime_generator()
         for start in range(0, len(landmarks), batch_size):
             inputs = self.generator_inputs(landmarks[start : start + batch_size])
             yield from to_uint8(generator(inputs, self.psi.expand(len(inputs), -1)).float())
+
+    def use_onnx(self, path: str | Path) -> "Avatar":
+        """Run `generate(runtime="onnx")` with this avatar's already exported graph (runtime.py)."""
+        from .runtime import OnnxFramePath
+
+        self._onnx = OnnxFramePath(path)
+        return self
+
+    def _generate_onnx(self, landmarks: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:
+        import tempfile
+
+        from .runtime import OnnxFramePath, export_onnx
+
+        if getattr(self, "_onnx", None) is None:  # export once (seconds), then every call is a session run
+            with tempfile.TemporaryDirectory(prefix="talkinghead-onnx-") as folder:
+                path = export_onnx(self, Path(folder) / "avatar.onnx")["path"]
+                self._onnx = OnnxFramePath(path)  # the session holds the graph; the file can go
+        thickness = self.config.model.landmark_thickness or None
+        for start in range(0, len(landmarks), batch_size):
+            points = np.asarray(landmarks[start : start + batch_size], np.float32)
+            images = to_tensor(draw_batch(points, self.size, thickness=thickness)).numpy()
+            yield from to_uint8(torch.from_numpy(self._onnx(images, points)))
 
     def _runtime_generator(self) -> torch.nn.Module:
         """The generator with spectral norm folded into plain weights: same output, and no

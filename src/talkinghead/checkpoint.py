@@ -198,6 +198,11 @@ def main(args) -> int:
     """`talkinghead export`."""
     from .errors import check_input_file, check_output_file
 
+    if args.onnx:
+        from .runtime import main_export_onnx
+
+        return main_export_onnx(args)
+
     check_input_file(args.checkpoint, "training checkpoint")
     check_output_file(args.out, (".safetensors",))
     path = export_model(args.checkpoint, args.out, half=not args.fp32)

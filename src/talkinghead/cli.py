@@ -215,6 +215,12 @@ def _add_animate(commands) -> None:
         default="crop",
         help="crop; side = driver | landmarks | result; paste = into the portrait (default: crop)",
     )
+    p.add_argument(
+        "--runtime",
+        choices=["torch", "onnx"],
+        default="torch",
+        help="run the generator in PyTorch or, exported to ONNX, in onnxruntime (needs the onnx extra; default: torch)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run="talkinghead.animate")
 
@@ -237,13 +243,19 @@ def _add_motion(commands) -> None:
 def _add_export(commands) -> None:
     p = commands.add_parser(
         "export",
-        help="turn a training checkpoint into a compact model file for fit and animate",
+        help="turn a training checkpoint into a compact model file, or an avatar into an ONNX graph",
         description="Keep the embedder, generator and discriminator (without its per-clip table) and the "
         "config; drop optimizer state. float16 by default.",
     )
-    p.add_argument("checkpoint")
-    p.add_argument("--out", required=True, help="model file to write (.safetensors)")
+    p.add_argument("checkpoint", help="training checkpoint (step-*.pt); with --onnx, an avatar (.avatar)")
+    p.add_argument("--out", required=True, help="model file to write (.safetensors); with --onnx, .onnx")
     p.add_argument("--fp32", action="store_true", help="keep float32 weights")
+    p.add_argument(
+        "--onnx",
+        action="store_true",
+        help="export an avatar's per-frame path (landmark image + points -> frame) as an ONNX graph, "
+        "checked against PyTorch (needs the onnx extra)",
+    )
     p.set_defaults(run="talkinghead.checkpoint")
 
 

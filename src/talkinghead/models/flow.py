@@ -72,7 +72,7 @@ def tps_grid(
     bottom = torch.cat([P.transpose(1, 2), torch.zeros(B, 3, 3, device=device)], 2)
     system = torch.cat([top, bottom], 1)  # [B, N + 3, N + 3]
     rhs = torch.cat([src, torch.zeros(B, 3, 2, device=device)], 1)
-    params = torch.linalg.solve(system, rhs)  # [B, N + 3, 2]
+    params = _solve(system, rhs)  # [B, N + 3, 2]
     out = out_size or size
     axis = (torch.arange(out, device=device, dtype=dtype) + 0.5) * (2.0 / out) - 1.0
     y, x = torch.meshgrid(axis, axis, indexing="ij")
@@ -81,6 +81,35 @@ def tps_grid(
     Pp = torch.cat([torch.ones(B, out * out, 1, device=device), pixels], 2)
     grid = U @ params[:, :N] + Pp @ params[:, N:]
     return grid.reshape(B, out, out, 2)
+
+
+def _solve(system: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:
+    """In float64 (the kernel matrix is badly conditioned for float32; 87 x 87, cheap either way).
+    ONNX has no linear solve: the exported graph eliminates with plain ops instead (runtime.py)."""
+    solve = solve_by_elimination if torch.onnx.is_in_onnx_export() else torch.linalg.solve
+    return solve(system.double(), rhs.double()).to(system.dtype)
+
+
+def solve_by_elimination(system: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:
+    """`[B, n, n] x = [B, n, m]` by Gauss-Jordan elimination with partial pivoting, in ops that
+    trace to any graph format (one-hot row swaps, no data-dependent control flow)."""
+    n = system.shape[-1]
+    a = torch.cat([system, rhs], 2)  # [B, n, n + m]
+    rows = torch.arange(n, device=system.device)
+    for k in range(n):
+        # Swap row k with the row (k or below) of largest |a[:, i, k]|.
+        candidates = a[:, :, k].abs() * (rows >= k).to(a.dtype)
+        pivot = candidates.argmax(1)  # [B]
+        one_k = (rows == k).to(a.dtype)[None, :, None]  # [1, n, 1]
+        one_p = (rows[None] == pivot[:, None]).to(a.dtype)[:, :, None]  # [B, n, 1]
+        row_k = a[:, k : k + 1]  # [B, 1, n + m]
+        row_p = (a * one_p).sum(1, keepdim=True)
+        a = a + one_k * (row_p - row_k) + one_p * (row_k - row_p) * (1 - one_k)
+        # Eliminate column k from every other row.
+        row = a[:, k : k + 1] / a[:, k : k + 1, k : k + 1]
+        factor = a[:, :, k : k + 1] * (1 - one_k)
+        a = a - factor * row + one_k * (row - a[:, k : k + 1])
+    return a[:, :, n:]
 
 
 def warp(image: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:

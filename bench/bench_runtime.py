@@ -1,0 +1,116 @@
+"""Benchmark the per-frame path: PyTorch against onnxruntime, one frame at a time. Prints one JSON object.
+
+    python bench/bench_runtime.py [--configs cpu-warp cpu] [--frames 200] [--threads 2]
+
+Networks are freshly initialised (speed does not depend on the weights). The avatar is fitted
+feed-forward to scikit-image's astronaut (T = 1), and driven by the bundled motion's landmarks,
+retargeted to it. Per frame, one at a time as live use runs it: drawing the landmark image, then
+the generator (PyTorch with spectral norm folded, as `animate` runs it; or the exported ONNX graph
+in onnxruntime), then the conversion to uint8. Also the generator's GFLOP per frame (PyTorch's
+FLOP counter: multiply-adds x 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+from common import machine, run_each
+
+
+def run_one(name: str, frames: int, threads: int) -> dict:
+    import numpy as np
+    import torch
+    from skimage import data
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from talkinghead.animate import default_motion_path
+    from talkinghead.avatar import Avatar
+    from talkinghead.checkpoint import save_model
+    from talkinghead.config import load_config
+    from talkinghead.drawing import draw_batch
+    from talkinghead.images import to_tensor, to_uint8
+    from talkinghead.models import build_model
+    from talkinghead.motion import Motion
+    from talkinghead.runtime import FramePath, OnnxFramePath, export_onnx
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    config = load_config(name)
+    tmp = Path(tempfile.mkdtemp())
+    model = save_model(tmp / "model.safetensors", build_model(config, num_videos=1), half=False)
+    avatar = Avatar.fit([data.astronaut()], model=model)
+    motion = Motion.load(default_motion_path())
+    landmarks = motion.retarget(avatar.shot_landmarks[0], avatar.size)
+    landmarks = np.concatenate([landmarks] * (frames // len(landmarks) + 1))[:frames]
+    thickness = config.model.landmark_thickness or None
+
+    start = time.perf_counter()
+    report = export_onnx(avatar, tmp / "avatar.onnx")
+    export_seconds = time.perf_counter() - start
+    session = OnnxFramePath(report["path"], threads=threads)
+    path = FramePath(avatar).eval()
+
+    def draw(points):
+        return to_tensor(draw_batch(points[None], avatar.size, thickness=thickness))
+
+    with torch.inference_mode():
+        image, points = draw(landmarks[0]), torch.from_numpy(landmarks[:1])
+        with FlopCounterMode(display=False) as counter:
+            path(image, points)
+        gflop = counter.get_total_flops() / 1e9
+        timings = {"drawing": [], "torch": [], "onnxruntime": [], "to_uint8": []}
+        for warmup in (True, False):
+            for i in range(5 if warmup else frames):
+                t0 = time.perf_counter()
+                image = draw(landmarks[i])
+                t1 = time.perf_counter()
+                out = path(image, torch.from_numpy(landmarks[i : i + 1]))
+                t2 = time.perf_counter()
+                onnx_out = session(image.numpy(), landmarks[i : i + 1])
+                t3 = time.perf_counter()
+                to_uint8(out)
+                t4 = time.perf_counter()
+                if not warmup:
+                    for key, seconds in zip(timings, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
+                        timings[key].append(seconds)
+        difference = float(np.abs(onnx_out - out.numpy()).max())
+    median = {k: float(np.median(v)) * 1000 for k, v in timings.items()}
+    return {
+        "config": name,
+        "generator": config.model.generator,
+        "resolution": config.model.resolution,
+        "frames": frames,
+        "threads": threads,
+        "gflop_per_frame": round(gflop, 3),
+        "median_ms": {k: round(v, 3) for k, v in median.items()},
+        "generator_fps": {
+            "torch": round(1000 / median["torch"], 1),
+            "onnxruntime": round(1000 / median["onnxruntime"], 1),
+        },
+        "onnxruntime_speedup": round(median["torch"] / median["onnxruntime"], 2),
+        "max_abs_difference": difference,
+        "export_seconds": round(export_seconds, 1),
+        "onnx_megabytes": round(report["bytes"] / 2**20, 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--configs", nargs="+", default=["cpu-warp", "cpu"])
+    parser.add_argument("--frames", type=int, default=200)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--one", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(run_one(args.one, args.frames, args.threads)))
+        return
+    results = run_each(__file__, args.configs, "--frames", str(args.frames), "--threads", str(args.threads))
+    print(json.dumps({"machine": machine(), "results": results}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

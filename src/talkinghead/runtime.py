@@ -1,0 +1,151 @@
+"""The per-frame path of an avatar as an ONNX graph, and running it with onnxruntime.
+
+`FramePath` is the generator with everything the avatar fixes baked in as constants: psi' (the
+AdaIN parameters from the embedder), the shots, their landmark images and points. What changes
+per frame are its two inputs:
+
+    driving_landmark_image  [1, 3, R, R] float32 in [-1, 1]  (drawing.draw_batch, images.to_tensor)
+    driving_points          [1, 68, 2]   float32, crop pixels (points.py: pixel centres at integers)
+    -> frame                [1, 3, R, R] float32 in [-1, 1]
+
+One frame per call (B = 1), as live use needs it; `OnnxFramePath` runs a batch frame by frame. Exported with the TorchScript-based exporter at opset 17, the first opset with
+`GridSample` (the warp generator's `grid_sample`), which the CPU build of onnxruntime on PyPI runs
+as it is. One op had to be replaced: ONNX has no linear solve (`torch.linalg.solve`, for the
+thin-plate spline's coefficients, which depend on the driving points), so during export the
+spline is solved by Gauss-Jordan elimination with partial pivoting in plain ops
+(`models/flow.py solve_by_elimination`), in float64 like the PyTorch path. `export_onnx` checks the graph against PyTorch on the same
+inputs and reports the largest difference. onnxruntime is optional: `pip install
+"talkinghead[onnx]"`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .errors import UsageError
+from .io import atomic_path
+from .models import GeneratorInputs
+
+OPSET = 17
+INPUT_NAMES = ("driving_landmark_image", "driving_points")
+
+
+class FramePath(nn.Module):
+    """An avatar's generator with its fixed inputs as buffers: (landmark image, points) -> frame."""
+
+    def __init__(self, avatar):
+        super().__init__()
+        self.generator = avatar._runtime_generator()
+        fixed = avatar.generator_inputs(np.asarray(avatar.shot_landmarks[:1], np.float32))
+        self.register_buffer("shots", fixed.source_frames[:1].float().clone())
+        self.register_buffer("shot_landmark_images", fixed.source_landmark_images[:1].float().clone())
+        self.register_buffer("shot_points", fixed.source_points[:1].float().clone())
+        self.register_buffer("psi", avatar.psi.detach().float().clone())
+
+    def forward(self, driving_landmark_image: torch.Tensor, driving_points: torch.Tensor) -> torch.Tensor:
+        B = driving_landmark_image.shape[0]
+        inputs = GeneratorInputs(
+            driving_landmark_image,
+            self.shots.expand(B, -1, -1, -1, -1),  # stride 0: the warp generator encodes the shots once
+            self.shot_landmark_images.expand(B, -1, -1, -1, -1),
+            self.shot_points.expand(B, -1, -1, -1),
+            driving_points,
+        )
+        return self.generator(inputs, self.psi.expand(B, -1))
+
+
+def sample_inputs(avatar, count: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """Real per-frame inputs: the avatar's own shot landmarks, moved a little (mouth open, head shifted)."""
+    from .drawing import draw_batch
+    from .images import to_tensor
+
+    base = np.asarray(avatar.shot_landmarks[0], np.float32)
+    rng = np.random.default_rng(0)
+    points = np.stack([base + rng.normal(0, 0.01 * avatar.size, (1, 2)).astype(np.float32) for _ in range(count)])
+    points[1::2, 57] += 0.05 * avatar.size  # lower lip down
+    thickness = avatar.config.model.landmark_thickness or None
+    images = to_tensor(draw_batch(points, avatar.size, thickness=thickness)).numpy()
+    return images.astype(np.float32), points.astype(np.float32)
+
+
+def export_onnx(avatar, out: str | Path) -> dict:
+    """Write the avatar's per-frame path as ONNX (atomically) and compare it with PyTorch.
+
+    Returns {"path", "opset", "max_abs_difference", "bytes"}."""
+    import warnings
+
+    path = Path(out)
+    module = FramePath(avatar.to("cpu", torch.float32)).eval()
+    images, points = sample_inputs(avatar)
+    example = (torch.from_numpy(images[:1]), torch.from_numpy(points[:1]))
+    with atomic_path(path) as tmp, warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # the exporter's deprecation and tracer notes
+        torch.onnx.export(
+            module,
+            example,
+            str(tmp),
+            dynamo=False,
+            opset_version=OPSET,
+            input_names=list(INPUT_NAMES),
+            output_names=["frame"],
+            dynamic_axes={
+                "driving_landmark_image": {0: "batch"},
+                "driving_points": {0: "batch"},
+                "frame": {0: "batch"},
+            },
+        )
+        session = OnnxFramePath(tmp)
+        with torch.inference_mode():
+            expected = module(torch.from_numpy(images), torch.from_numpy(points)).numpy()
+        difference = float(np.abs(session(images, points) - expected).max())
+    return {"path": path, "opset": OPSET, "max_abs_difference": difference, "bytes": path.stat().st_size}
+
+
+def _onnxruntime():
+    try:
+        import onnxruntime
+    except ImportError:
+        raise UsageError('onnxruntime is not installed: pip install "talkinghead[onnx]"') from None
+    return onnxruntime
+
+
+class OnnxFramePath:
+    """An exported per-frame path in onnxruntime (CPU): `(images [B,3,R,R], points [B,68,2]) -> [B,3,R,R]`,
+    one frame per session call."""
+
+    def __init__(self, path: str | Path, threads: int = 0):
+        ort = _onnxruntime()
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or torch.get_num_threads()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+    def __call__(self, images: np.ndarray, points: np.ndarray) -> np.ndarray:
+        images, points = np.asarray(images, np.float32), np.asarray(points, np.float32)
+        # The paper's generator does not read the points: its graph has no such input.
+        wanted = {i.name for i in self.session.get_inputs()}
+        frames = []
+        for i in range(len(images)):
+            feeds = dict(zip(INPUT_NAMES, (images[i : i + 1], points[i : i + 1])))
+            frames.append(self.session.run(None, {k: v for k, v in feeds.items() if k in wanted})[0])
+        return np.concatenate(frames)
+
+
+def main_export_onnx(args) -> int:
+    """`talkinghead export --onnx AVATAR --out FILE.onnx`."""
+    from .avatar import Avatar
+    from .errors import check_input_file, check_output_file
+
+    check_output_file(args.out, (".onnx",))
+    _onnxruntime()
+    avatar = Avatar.load(check_input_file(args.checkpoint, "avatar file"))
+    report = export_onnx(avatar, args.out)
+    print(
+        f"wrote {report['path']} ({report['bytes'] / 2**20:.1f} MB, ONNX opset {report['opset']}); "
+        f"largest difference from PyTorch on the same inputs: {report['max_abs_difference']:.2e}"
+    )
+    return 0
