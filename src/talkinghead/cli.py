@@ -329,6 +329,26 @@ def _add_demo(commands) -> None:
     p.set_defaults(run="talkinghead.demo")
 
 
+def _add_live(commands) -> None:
+    p = commands.add_parser(
+        "live",
+        help="live mode: the browser's camera (or a video) drives an avatar, with latency and fps on the page",
+        description="Serve a page on HOST:PORT where the camera drives the avatar frame by frame "
+        '(docs/deployment.md). Needs the live extra: pip install "talkinghead[live]".',
+    )
+    p.add_argument("--avatar", required=True, help="avatar file made by `talkinghead fit`")
+    p.add_argument("--source", metavar="VIDEO", help="drive from this video file (looping) instead of a camera")
+    p.add_argument(
+        "--runtime",
+        choices=["torch", "onnx"],
+        default="torch",
+        help="generator runtime; onnx (onnxruntime, the onnx extra) is about 2x faster on a CPU (default: torch)",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    p.add_argument("--port", type=_number(int, 1, 65535), default=7861, help="port, 1..65535 (default: 7861)")
+    p.set_defaults(run="talkinghead.live")
+
+
 def _add_weights(commands) -> None:
     p = commands.add_parser(
         "weights",
@@ -355,6 +375,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_export(commands)
     _add_evaluate(commands)
     _add_demo(commands)
+    _add_live(commands)
     _add_weights(commands)
     return parser
 

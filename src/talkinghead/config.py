@@ -36,6 +36,9 @@ class ModelConfig:
     # landmark (thin-plate spline) flow, which the ablation switches off (docs/model-card.md).
     motion_channels: int = 32
     fuse_shots: int = 3  # the closest shots (by landmarks) warped and fused for each frame
+    # Softness of the fusion's landmark-distance prior (in outer-eye-corner distances): smaller
+    # favours the closest shot more.
+    fusion_temperature: float = 0.05
     residual_flow: bool = True
     occlusion: bool = True
     # Logit added to the warp generator's blend mask: 2 starts at 88% warped pixels, 4 at 98%
@@ -166,6 +169,7 @@ _RANGES: dict[str, tuple[float | None, float | None]] = {
     "model.attention_resolutions": (1, 2048),
     "model.landmark_thickness": (0, 64),
     "model.fuse_shots": (1, 64),
+    "model.fusion_temperature": (1e-4, 10),
     **{f"loss.{k}": (0, None) for k in ("vgg", "face", "adversarial", "feature_matching", "embedding_match", "l1")},
     "train.shots": (1, 1000),
     "train.batch_size": (1, 4096),

@@ -60,6 +60,7 @@ def _warp(config: ModelConfig) -> WarpGenerator:
         bottleneck_blocks=config.bottleneck_blocks,
         motion_channels=config.motion_channels,
         fuse_shots=config.fuse_shots,
+        fusion_temperature=config.fusion_temperature,
         blend_bias=config.blend_bias,
         residual_flow=config.residual_flow,
         occlusion=config.occlusion,

@@ -1,0 +1,54 @@
+"""Benchmark the live mode end to end in headless Chromium. Prints one JSON object.
+
+    python bench/bench_live.py [--models MODEL ...] [--runtimes onnx torch] [--seconds 20]
+
+For each model file (default: the bundled model and the committed warp-guided one) and runtime:
+an avatar fitted feed-forward to scikit-image's astronaut, `talkinghead live` serving it, and
+Chromium's fake camera playing the carphone clip (2x, 352 x 288, looping). Measured in the page:
+frames shown per second (over the last 2 s) and the median latency from the camera frame's
+capture to its generated frame being shown (over the last 200 frames); the server's own time per
+frame beside them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from common import machine
+from live_session import fake_camera, live_server, open_page, summary
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main() -> None:
+    from skimage import data
+
+    from talkinghead.avatar import Avatar, default_model_path
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--models", nargs="+", default=[str(default_model_path()), "models/cpu-warp-0769.safetensors"])
+    parser.add_argument("--runtimes", nargs="+", default=["onnx", "torch"])
+    parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    tmp = Path(tempfile.mkdtemp())
+    camera = fake_camera(ROOT / ".cache" / "test-media" / "carphone.mp4", tmp / "camera.y4m")
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    results = []
+    for model in args.models:
+        avatar = Avatar.fit([data.astronaut()], model=model).save(tmp / "avatar.avatar")
+        for runtime in args.runtimes:
+            with live_server(avatar, runtime, threads=args.threads) as url, open_page(url, camera, chromium) as page:
+                page.wait_for_function("() => window.liveStats.frames >= 10", timeout=180_000)
+                time.sleep(args.seconds)
+                results.append({"model": Path(model).name, "runtime": runtime, **summary(page)})
+    print(json.dumps({"machine": machine(), "threads": args.threads, "results": results}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,65 @@
+"""The live page in headless Chromium with a fake camera playing a real talking-head clip."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def _requirements() -> str | None:
+    if CHROMIUM is None:
+        return "no Chromium on this machine (apt-get install chromium)"
+    for name in ("playwright", "fastapi", "uvicorn", "websockets"):
+        try:
+            __import__(name)
+        except ImportError:
+            return f"{name} is not installed (pip install -e '.[test]')"
+    return None
+
+
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(_requirements() is not None, reason=str(_requirements()))]
+
+
+def test_camera_frames_drive_the_avatar_in_the_page(tiny_model, astronaut, carphone, tmp_path):
+    from live_session import fake_camera, live_server, open_page
+
+    from talkinghead.avatar import Avatar
+
+    Image.fromarray(astronaut).save(tmp_path / "face.png")
+    avatar = Avatar.fit([tmp_path / "face.png"], model=tiny_model).save(tmp_path / "face.avatar")
+    camera = fake_camera(carphone, tmp_path / "camera.y4m")
+    with live_server(avatar) as url, open_page(url, camera, CHROMIUM) as page:
+        page.wait_for_function("() => window.liveStats.frames >= 20", timeout=120_000)
+        first = _shown(page)
+        page.wait_for_function("() => window.liveStats.frames >= 60", timeout=120_000)
+        second = _shown(page)
+        stats = page.evaluate("() => window.liveStats")
+    assert stats["error"] is None
+    assert stats["face"] >= 0.8 * stats["frames"]  # the tracker found the face in the camera frames
+    assert stats["medianLatency"] is not None and stats["medianLatency"] > 0
+    assert first.shape == second.shape and first.std() > 5  # a picture, not a blank
+    assert np.abs(first.astype(int) - second).mean() > 1.0  # the face moved with the driver
+
+
+def _shown(page) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(page.locator("#result").screenshot())).convert("RGB"))
+
+
+def test_live_refuses_bad_input(capsys, tmp_path):
+    from talkinghead.cli import main
+
+    (tmp_path / "junk.avatar").write_bytes(b"junk" * 100)
+    assert main(["live", "--avatar", str(tmp_path / "junk.avatar")]) == 1
+    assert "junk.avatar: not a talkinghead avatar" in capsys.readouterr().err
+    assert main(["live", "--avatar", str(tmp_path / "missing.avatar")]) == 2
+    assert "--avatar" in capsys.readouterr().err
