@@ -167,7 +167,7 @@ def animate_file(
 def main(args) -> int:
     """`talkinghead animate` (arguments parsed by cli.py). Every input is checked, and the driver
     tracked, before the (possibly slow) fitting starts."""
-    from .avatar import default_model_path
+    from .avatar import model_option
     from .checkpoint import load_model
     from .errors import UsageError, check_input_file, check_output_file
 
@@ -181,9 +181,7 @@ def main(args) -> int:
     else:
         for item in args.source:
             check_input_file(item, "image", option="--source")
-        model = load_model(
-            check_input_file(args.model, "model file", option="--model") if args.model else default_model_path()
-        )
+        model = load_model(model_option(args.model))
     motion = load_driving(driving, progress=not args.quiet)
     if not args.avatar:
         options = FitOptions(steps=args.steps, epochs=args.epochs)

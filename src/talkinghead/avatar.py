@@ -42,6 +42,13 @@ def default_model_path() -> Path:
     return Path(__file__).resolve().parent / "assets" / "default.safetensors"
 
 
+def model_option(value: str | None) -> Path:
+    """A `--model` option's file, checked (errors.py), or the bundled model when it is not given."""
+    from .errors import check_input_file
+
+    return check_input_file(value, "model file", option="--model") if value else default_model_path()
+
+
 @dataclass
 class Avatar:
     """A person-specific generator and what it was made from.

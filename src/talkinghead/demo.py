@@ -143,13 +143,11 @@ class Demo:
 def main(args) -> int:
     """`talkinghead demo` (arguments parsed by cli.py). The model is loaded (and so checked) before
     the server starts."""
-    from .avatar import default_model_path
+    from .avatar import model_option
     from .checkpoint import load_model
-    from .errors import UsageError, check_input_file
+    from .errors import UsageError
 
-    model = load_model(
-        check_input_file(args.model, "model file", option="--model") if args.model else default_model_path()
-    )
+    model = load_model(model_option(args.model))
     try:
         import gradio  # noqa: F401
     except ImportError:

@@ -447,11 +447,11 @@ def table(summary: dict, options: EvalOptions) -> str:
 
 def main(args) -> int:
     """`talkinghead evaluate` (arguments parsed by cli.py)."""
-    from .avatar import default_model_path
+    from .avatar import model_option
 
     check_input_folder(args.data, "data set", option="--data")
     out = check_output_folder(args.out)
-    model = check_input_file(args.model, "model file", option="--model") if args.model else default_model_path()
+    model = model_option(args.model)
     options = EvalOptions(
         shots=tuple(args.shots),
         methods=tuple(args.methods),

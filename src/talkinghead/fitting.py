@@ -200,16 +200,14 @@ def main(args) -> int:
     """`talkinghead fit` (arguments parsed by cli.py)."""
     import sys
 
-    from .avatar import default_model_path
+    from .avatar import model_option
     from .checkpoint import load_model
     from .errors import check_input_file, check_output_file
 
     out = check_output_file(args.out, (".avatar",))
     for item in args.inputs:
         check_input_file(item, "image or video")
-    model = load_model(
-        check_input_file(args.model, "model file", option="--model") if args.model else default_model_path()
-    )
+    model = load_model(model_option(args.model))
     options = FitOptions(steps=args.steps, epochs=args.epochs)
     avatar = Avatar.fit(args.inputs, model=model, shots=args.shots, options=options, progress=not args.quiet)
     avatar.save(out)
