@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Protocol
@@ -62,6 +63,9 @@ def face_models_dir() -> Path:
     return Path(spec.origin).parent / "models"
 
 
+_loaded = threading.local()
+
+
 class DlibLandmarker:
     """dlib HOG face detector + 68-point shape predictor (Kazemi & Sullivan 2014)."""
 
@@ -72,8 +76,13 @@ class DlibLandmarker:
     def __init__(self) -> None:
         import dlib
 
-        self._detector = dlib.get_frontal_face_detector()
-        self._predictor = dlib.shape_predictor(os.fspath(face_models_dir() / "shape_predictor_68_face_landmarks.dat"))
+        # Loading the two models takes about a second; they are kept per thread (dlib's detector
+        # keeps scratch buffers, so threads do not share one).
+        models = getattr(_loaded, "dlib", None)
+        if models is None:
+            predictor_path = os.fspath(face_models_dir() / "shape_predictor_68_face_landmarks.dat")
+            models = _loaded.dlib = (dlib.get_frontal_face_detector(), dlib.shape_predictor(predictor_path))
+        self._detector, self._predictor = models
         self._rectangle = dlib.rectangle
 
     def detect(self, gray: np.ndarray, upsample: int = 0) -> list[Detection]:
