@@ -63,3 +63,17 @@ def test_live_refuses_bad_input(capsys, tmp_path):
     assert "junk.avatar: not a talkinghead avatar" in capsys.readouterr().err
     assert main(["live", "--avatar", str(tmp_path / "missing.avatar")]) == 2
     assert "--avatar" in capsys.readouterr().err
+
+
+def test_a_video_file_can_stand_in_for_the_camera(tiny_model, astronaut, carphone, tmp_path):
+    from live_session import fake_camera, live_server, open_page
+
+    from talkinghead.avatar import Avatar
+
+    Image.fromarray(astronaut).save(tmp_path / "face.png")
+    avatar = Avatar.fit([tmp_path / "face.png"], model=tiny_model).save(tmp_path / "face.avatar")
+    camera = fake_camera(carphone, tmp_path / "unused.y4m", frames=2)  # the page needs none here
+    with live_server(avatar, source=carphone) as url, open_page(url, camera, CHROMIUM) as page:
+        page.wait_for_function("() => window.liveStats.frames >= 20", timeout=120_000)
+        stats = page.evaluate("() => window.liveStats")
+    assert stats["error"] is None and stats["face"] >= 16
