@@ -107,7 +107,7 @@ def summary(page) -> dict:
         "median_latency_ms": None if stats["medianLatency"] is None else round(stats["medianLatency"], 1),
         **{
             f"{key}_ms_median": round(float(np.median(stats[key])), 1) if stats[key] else None
-            for key in ("server", "landmarks", "generator")
+            for key in ("capture", "decode", "landmarks", "generator", "encode", "server")
         },
         "face_found": stats["face"],
         "error": stats["error"],

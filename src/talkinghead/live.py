@@ -125,18 +125,20 @@ def build_app(avatar, runtime: str = "torch", source: "Path | None" = None):
             t0 = time.perf_counter()
             async with tracking:
                 rgb = await asyncio.to_thread(decode_jpeg, jpeg)
-                if rgb is None:
-                    return
-                driving, landmarks_ms = await asyncio.to_thread(session.track, rgb)
+                t1 = time.perf_counter()
+                # An undecodable frame holds the last result (the page still gets its answer).
+                driving, landmarks_ms = (None, 0.0) if rgb is None else await asyncio.to_thread(session.track, rgb)
             # Queued for generation before the next frame can finish tracking: the order holds.
             async with generating:
                 frame, generator_ms = await asyncio.to_thread(session.render, driving)
+                t2 = time.perf_counter()
                 reply = await asyncio.to_thread(encode_jpeg, frame)
             timings = {
-                "landmarks_ms": landmarks_ms, "generator_ms": generator_ms, "face": driving is not None,
+                "decode_ms": (t1 - t0) * 1000, "landmarks_ms": landmarks_ms, "generator_ms": generator_ms,
+                "encode_ms": (time.perf_counter() - t2) * 1000, "face": driving is not None,
                 "server_ms": (time.perf_counter() - t0) * 1000,
             }  # fmt: skip
-            await ws.send_bytes(struct.pack("<d", stamp) + json.dumps(timings).encode().ljust(192) + reply)
+            await ws.send_bytes(struct.pack("<d", stamp) + _header(timings) + reply)
 
         try:
             while True:
@@ -160,6 +162,13 @@ def build_app(avatar, runtime: str = "torch", source: "Path | None" = None):
     return app
 
 
+def _header(timings: dict) -> bytes:
+    """The timings as the reply's fixed 192-byte JSON header (numbers rounded to 0.01 ms)."""
+    text = json.dumps({k: round(v, 2) if isinstance(v, float) else v for k, v in timings.items()}).encode()
+    assert len(text) <= 192, text
+    return text.ljust(192)
+
+
 async def _push_from_video(ws, session: LiveSession, path: Path, generating) -> None:
     from .media import VideoReader
 
@@ -171,9 +180,7 @@ async def _push_from_video(ws, session: LiveSession, path: Path, generating) -> 
                 async with generating:
                     frame, timings = await asyncio.to_thread(session.step, rgb)
                 stamp = time.time() * 1000
-                await ws.send_bytes(
-                    struct.pack("<d", stamp) + json.dumps(timings).encode().ljust(192) + encode_jpeg(frame)
-                )
+                await ws.send_bytes(struct.pack("<d", stamp) + _header(timings) + encode_jpeg(frame))
                 await asyncio.sleep(max(0.0, period - (time.perf_counter() - started)))
 
 
@@ -215,7 +222,8 @@ PAGE = """<!doctype html>
 <script>
 const MODE = "__MODE__", IN_FLIGHT = __IN_FLIGHT__;
 const stats = window.liveStats = {frames: 0, fps: 0, latencies: [], medianLatency: null, face: 0,
-                                  server: [], landmarks: [], generator: [], error: null};
+                                  server: [], decode: [], landmarks: [], generator: [], encode: [],
+                                  capture: [], error: null};
 const camera = document.getElementById("camera"), result = document.getElementById("result");
 const canvas = document.createElement("canvas"), context = canvas.getContext("2d");
 const ws = new WebSocket(`ws://${location.host}/ws`);
@@ -242,8 +250,10 @@ ws.onmessage = (event) => {
     stats.frames += 1;
     stats.face += timings.face ? 1 : 0;
     stats.server.push(timings.server_ms || 0);
-    stats.landmarks.push(timings.landmarks_ms); stats.generator.push(timings.generator_ms);
-    for (const key of ["server", "landmarks", "generator"]) stats[key] = stats[key].slice(-200);
+    for (const key of ["decode", "landmarks", "generator", "encode"]) stats[key].push(timings[key + "_ms"] || 0);
+    for (const key of ["server", "decode", "landmarks", "generator", "encode", "capture"]) {
+      stats[key] = stats[key].slice(-200);
+    }
     shownAt.push(now);
     shownAt = shownAt.filter((t) => now - t < 2000);
     stats.fps = shownAt.length > 1 ? (shownAt.length - 1) * 1000 / (now - shownAt[0]) : 0;
@@ -261,10 +271,11 @@ ws.onerror = () => { stats.error = "socket error"; };
 function send() {
   if (ws.readyState === 1 && inFlight < IN_FLIGHT && camera.videoWidth) {
     canvas.width = camera.videoWidth; canvas.height = camera.videoHeight;
-    context.drawImage(camera, 0, 0);
     const stamp = performance.timeOrigin + performance.now();
+    context.drawImage(camera, 0, 0);
     inFlight += 1;
     canvas.toBlob(async (blob) => {
+      stats.capture.push(performance.timeOrigin + performance.now() - stamp);
       const body = new Uint8Array(await blob.arrayBuffer());
       const message = new Uint8Array(8 + body.length);
       new DataView(message.buffer).setFloat64(0, stamp, true);
