@@ -15,7 +15,6 @@ place that cannot be written) is refused before any work.
 
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 
@@ -103,15 +102,6 @@ def _is_pseudo_filesystem(folder: Path) -> bool:
     """/proc and /sys say they are writable to root but refuse new files."""
     parts = folder.resolve().parts
     return len(parts) > 1 and parts[1] in ("proc", "sys")
-
-
-def check_range(value, option: str, low=None, high=None, *, integer: bool = False):
-    """`low <= value <= high` (either bound optional) and finite; returns the value."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not isinstance(value, int)):
-        raise UsageError(f"{option}: must be {'an integer' if integer else 'a number'}, got {value!r}")
-    if not math.isfinite(value) or (low is not None and value < low) or (high is not None and value > high):
-        raise UsageError(f"{option}: must be {describe_range(low, high)}, got {value}")
-    return value
 
 
 def describe_range(low=None, high=None) -> str:
