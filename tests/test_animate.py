@@ -227,7 +227,7 @@ def test_bad_inputs(tiny_model, avatar, driving, tmp_path, astronaut, capsys):
 
 
 def test_help():
-    for command in ("prepare", "train", "fit", "animate", "motion", "export", "evaluate", "weights", "demo"):
+    for command in ("prepare", "train", "fit", "animate", "motion", "export", "evaluate", "weights", "demo", "live"):
         result = cli(command, "--help")
         assert result.returncode == 0 and "usage: talkinghead " + command in result.stdout
 
