@@ -175,6 +175,16 @@ def _add_finetuning(p, steps_help: str) -> None:
     )
 
 
+def _add_runtime(p) -> None:
+    p.add_argument(
+        "--runtime",
+        choices=["torch", "onnx"],
+        default="torch",
+        help="run the generator in PyTorch or, exported to ONNX, in onnxruntime (the onnx extra; about "
+        "2x faster on a CPU; default: torch)",
+    )
+
+
 def _add_animate(commands) -> None:
     p = commands.add_parser(
         "animate",
@@ -215,12 +225,7 @@ def _add_animate(commands) -> None:
         default="crop",
         help="crop; side = driver | landmarks | result; paste = into the portrait (default: crop)",
     )
-    p.add_argument(
-        "--runtime",
-        choices=["torch", "onnx"],
-        default="torch",
-        help="run the generator in PyTorch or, exported to ONNX, in onnxruntime (needs the onnx extra; default: torch)",
-    )
+    _add_runtime(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run="talkinghead.animate")
 
@@ -338,12 +343,7 @@ def _add_live(commands) -> None:
     )
     p.add_argument("--avatar", required=True, help="avatar file made by `talkinghead fit`")
     p.add_argument("--source", metavar="VIDEO", help="drive from this video file (looping) instead of a camera")
-    p.add_argument(
-        "--runtime",
-        choices=["torch", "onnx"],
-        default="torch",
-        help="generator runtime; onnx (onnxruntime, the onnx extra) is about 2x faster on a CPU (default: torch)",
-    )
+    _add_runtime(p)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     p.add_argument("--port", type=_number(int, 1, 65535), default=7861, help="port, 1..65535 (default: 7861)")
     p.set_defaults(run="talkinghead.live")

@@ -8,13 +8,14 @@ per frame are its two inputs:
     driving_points          [1, 68, 2]   float32, crop pixels (points.py: pixel centres at integers)
     -> frame                [1, 3, R, R] float32 in [-1, 1]
 
-One frame per call (B = 1), as live use needs it; `OnnxFramePath` runs a batch frame by frame. Exported with the TorchScript-based exporter at opset 17, the first opset with
+One frame per call (B = 1, fixed in the graph), as live use needs it; `OnnxFramePath` runs a
+batch frame by frame. Exported with the TorchScript-based exporter at opset 17, the first opset with
 `GridSample` (the warp generator's `grid_sample`), which the CPU build of onnxruntime on PyPI runs
 as it is. One op had to be replaced: ONNX has no linear solve (`torch.linalg.solve`, for the
 thin-plate spline's coefficients, which depend on the driving points), so during export the
 spline is solved by Gauss-Jordan elimination with partial pivoting in plain ops
-(`models/flow.py solve_by_elimination`), in float64 like the PyTorch path. `export_onnx` checks the graph against PyTorch on the same
-inputs and reports the largest difference. onnxruntime is optional: `pip install
+(`models/flow.py solve_by_elimination`), in float64 like the PyTorch path. `export_onnx` checks
+the graph against PyTorch on the same inputs and reports the largest difference. onnxruntime is optional: `pip install
 "talkinghead[onnx]"`.
 """
 
@@ -92,11 +93,6 @@ def export_onnx(avatar, out: str | Path) -> dict:
             opset_version=OPSET,
             input_names=list(INPUT_NAMES),
             output_names=["frame"],
-            dynamic_axes={
-                "driving_landmark_image": {0: "batch"},
-                "driving_points": {0: "batch"},
-                "frame": {0: "batch"},
-            },
         )
         session = OnnxFramePath(tmp)
         with torch.inference_mode():
