@@ -77,3 +77,28 @@ def test_a_video_file_can_stand_in_for_the_camera(tiny_model, astronaut, carphon
         page.wait_for_function("() => window.liveStats.frames >= 20", timeout=120_000)
         stats = page.evaluate("() => window.liveStats")
     assert stats["error"] is None and stats["face"] >= 16
+
+
+def test_a_camera_on_the_server_can_drive_it(tiny_model, astronaut, carphone, tmp_path, capsys):
+    """`--source 0` / `/dev/videoN`: OpenCV's capture, read newest-first. No camera here, so the
+    capture is pointed at a video file (the same `VideoCapture` path a device takes) and a missing
+    device must give one line."""
+    from talkinghead.avatar import Avatar
+    from talkinghead.cli import main
+    from talkinghead.live import Camera, LiveSession, _frames, is_device
+
+    assert is_device("0") and is_device("/dev/video2") and not is_device(str(carphone))
+    Image.fromarray(astronaut).save(tmp_path / "face.png")
+    Avatar.fit([tmp_path / "face.png"], model=tiny_model).save(tmp_path / "face.avatar")
+    assert main(["live", "--avatar", str(tmp_path / "face.avatar"), "--source", "/dev/video97"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["talkinghead live: --source /dev/video97: no camera there (or it is busy or not readable)"]
+
+    camera = Camera(str(carphone))
+    fps, frames = _frames(camera)
+    session = LiveSession(Avatar.load(tmp_path / "face.avatar"))
+    made = [session.step(next(frames)) for _ in range(5)]
+    camera.close()
+    size = session.avatar.size
+    assert fps > 0 and all(frame.shape == (size, size, 3) for frame, _ in made)
+    assert sum(timings["face"] for _, timings in made) >= 4

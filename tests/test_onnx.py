@@ -27,11 +27,18 @@ def portrait(tmp_path_factory, astronaut) -> Path:
 
 @pytest.fixture(scope="module")
 def warp_model(tmp_path_factory, tiny_model) -> Path:
-    """The tiny config with the warp generator (random weights, but trained embedder and D), 3 shots fused."""
+    """The tiny config with the warp generator (random weights, but trained embedder and D), 3 shots
+    fused by the per-pixel prior of the cpu-warp preset."""
     import torch
 
     torch.manual_seed(0)
-    model = build_model(load_config("tiny", ["model.generator=warp", "model.fuse_shots=3"]), num_videos=1)
+    model = build_model(
+        load_config(
+            "tiny",
+            ["model.generator=warp", "model.fuse_shots=3", "model.fusion_prior=local", "model.prior_downsample=2"],
+        ),
+        num_videos=1,
+    )
     trained = load_model(tiny_model)
     model.embedder.load_state_dict(trained.embedder.state_dict())
     with torch.no_grad():  # a blend that uses the synthesised part too, so the whole graph counts

@@ -101,6 +101,53 @@ def test_warp_generator_starts_at_the_warp_and_learns_through_every_part():
         torch.testing.assert_close(generator(far, psi), before)
 
 
+def test_local_fusion_takes_each_region_from_the_shot_closest_there():
+    from talkinghead.models.warp import _local_distance
+
+    torch.manual_seed(0)
+    R = 128
+    driving = torch.rand(1, 68, 2) * 60 + 34
+    # Shot 0 has the driving mouth but its eyes 8 px off; shot 1 the driving eyes but its mouth off.
+    shots = driving[:, None].repeat(1, 2, 1, 1)
+    shots[0, 0, 36:48, 1] += 8.0
+    shots[0, 1, 48:68, 1] += 8.0
+    distance = _local_distance(shots, driving, R, R // 2, sigma=0.2)  # [1, 2, 1, 64, 64]
+    assert distance.shape == (1, 2, 1, 64, 64)
+    at = lambda point: distance[0, :, 0, int(point[1]) // 2, int(point[0]) // 2]  # noqa: E731
+    mouth_centre, eye_centre = driving[0, 48:].mean(0), driving[0, 36:48].mean(0)
+    assert at(mouth_centre)[0] < at(mouth_centre)[1]
+    assert at(eye_centre)[1] < at(eye_centre)[0]
+
+
+def test_prior_on_the_half_grid_is_the_warp_baseline(astronaut):
+    """The generator with its learned parts off and the spline on R/2 makes the `warp` baseline's
+    frame, to within one level (the baseline rounds to uint8)."""
+    from talkinghead.cropper import FaceCropper
+    from talkinghead.evaluate import warp_to
+    from talkinghead.models.warp import WarpGenerator
+
+    crop, points, _, _ = FaceCropper(128).crop_image(astronaut)
+    target_points = points + np.float32([3.0, -2.0])
+    baseline = warp_to(crop[None], points[None], target_points[None].astype(np.float32))[0]
+    generator = WarpGenerator(
+        resolution=128, base_channels=8, max_channels=16, embedding_dim=8, bottleneck_blocks=0,
+        residual_flow=False, occlusion=False, fuse_shots=1, prior_downsample=2, blend_bias=30.0,
+    )  # fmt: skip
+    frame = torch.from_numpy(crop).permute(2, 0, 1).float() / 127.5 - 1
+    blank = torch.zeros(1, 3, 128, 128)
+    inputs = GeneratorInputs(
+        driving_landmark_images=blank,
+        source_frames=frame[None, None],
+        source_landmark_images=blank[:, None],
+        source_points=torch.from_numpy(points)[None, None],
+        driving_points=torch.from_numpy(target_points)[None],
+    )
+    with torch.no_grad():
+        out = generator(inputs, torch.zeros(1, generator.num_adain_params))
+    made = ((out[0].permute(1, 2, 0) + 1) * 127.5).numpy()
+    assert np.abs(made - baseline.astype(np.float32)).max() <= 1.0 + 1e-3
+
+
 @pytest.mark.slow
 def test_warp_model_meta_learns_fits_and_animates(tiny_data, tiny_model, tmp_path, astronaut):
     from talkinghead.avatar import Avatar

@@ -342,7 +342,12 @@ def _add_live(commands) -> None:
         '(docs/deployment.md). Needs the live extra: pip install "talkinghead[live]".',
     )
     p.add_argument("--avatar", required=True, help="avatar file made by `talkinghead fit`")
-    p.add_argument("--source", metavar="VIDEO", help="drive from this video file (looping) instead of a camera")
+    p.add_argument(
+        "--source",
+        metavar="VIDEO|CAMERA",
+        help="drive from this video file (looping) or a camera on this machine (an index such as 0, "
+        "or /dev/video0) instead of the browser's camera",
+    )
     _add_runtime(p)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     p.add_argument("--port", type=_number(int, 1, 65535), default=7861, help="port, 1..65535 (default: 7861)")

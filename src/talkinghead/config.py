@@ -39,6 +39,15 @@ class ModelConfig:
     # Softness of the fusion's landmark-distance prior (in outer-eye-corner distances): smaller
     # favours the closest shot more.
     fusion_temperature: float = 0.05
+    # Where the fusion's prior measures the landmark distance: "global" (one distance per shot,
+    # over all 68 points) or "local" (per pixel, over the landmarks near it, with a Gaussian of
+    # `fusion_sigma` outer-eye-corner distances), so the mouth can come from the shot whose mouth
+    # is closest while the eyes come from another.
+    fusion_prior: str = "global"
+    fusion_sigma: float = 0.3
+    # The landmark spline is solved on an R / prior_downsample grid and interpolated (4: the
+    # first models; 2: the `warp` baseline's grid, which is 3 FID sharper).
+    prior_downsample: int = 4
     residual_flow: bool = True
     occlusion: bool = True
     # Logit added to the warp generator's blend mask: 2 starts at 88% warped pixels, 4 at 98%
@@ -47,6 +56,8 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         self.attention_resolutions = tuple(int(r) for r in self.attention_resolutions)
+        if self.fusion_prior not in ("global", "local"):
+            raise UsageError(f"model.fusion_prior: must be global or local, got {self.fusion_prior!r}")
         if self.generator not in ("adain", "warp"):  # models/__init__.py GENERATORS
             raise UsageError(f"model.generator: must be adain or warp, got {self.generator!r}")
         size = self.resolution
@@ -170,6 +181,8 @@ _RANGES: dict[str, tuple[float | None, float | None]] = {
     "model.landmark_thickness": (0, 64),
     "model.fuse_shots": (1, 64),
     "model.fusion_temperature": (1e-4, 10),
+    "model.fusion_sigma": (1e-3, 10),
+    "model.prior_downsample": (1, 16),
     **{f"loss.{k}": (0, None) for k in ("vgg", "face", "adversarial", "feature_matching", "embedding_match", "l1")},
     "train.shots": (1, 1000),
     "train.batch_size": (1, 4096),
@@ -267,6 +280,14 @@ PRESETS: dict[str, dict[str, Any]] = {
             "bottleneck_blocks": 2,
             "attention_resolutions": [32],
             "motion_channels": 32,
+            # The training-free parts as measured best (docs/training-log.md, 2026-12-01 third
+            # entry): the spline on the R/2 grid, a sharp per-pixel fusion of the 3 closest shots,
+            # and a blend that starts at 98% warped pixels.
+            "prior_downsample": 2,
+            "fusion_prior": "local",
+            "fusion_sigma": 0.2,
+            "fusion_temperature": 0.01,
+            "blend_bias": 4.0,
         },
         # What the bundled cpu model was shown to learn with in a few thousand CPU steps
         # (docs/training-log.md): higher rates and content weights than the paper's, plus pixel L1.

@@ -13,8 +13,11 @@ first tracked frame, scaled to the avatar's face, added to the avatar's own land
 takes a new reference), generate (PyTorch, or onnxruntime with `--runtime onnx`), encode JPEG.
 Frames without a face repeat the last result.
 
-`--source VIDEO` drives the avatar from a video file (looping) instead of a camera, on machines
-without one: the server reads it at its frame rate and pushes results to the page.
+`--source VIDEO` drives the avatar from a video file (looping) instead of the browser's camera, on
+machines without one: the server reads it at its frame rate and pushes results to the page.
+`--source 0` (a camera index) or `--source /dev/video0` reads a camera on the server itself
+(OpenCV's capture: V4L2 on Linux, AVFoundation on macOS, DirectShow/MSMF on Windows), for a
+camera the browser cannot reach (another machine's page, a headless box with a USB camera).
 """
 
 # No `from __future__ import annotations` here: FastAPI reads the WebSocket handler's parameter
@@ -91,8 +94,9 @@ class LiveSession:
         return frame, {"landmarks_ms": landmarks_ms, "generator_ms": generator_ms, "face": driving is not None}
 
 
-def build_app(avatar, runtime: str = "torch", source: "Path | None" = None):
-    """The FastAPI app: `/` the page, `/ws` the socket (one `LiveSession` per connection)."""
+def build_app(avatar, runtime: str = "torch", source: "Path | Camera | None" = None):
+    """The FastAPI app: `/` the page, `/ws` the socket (one `LiveSession` per connection).
+    `source`: a video file or a `Camera` that drives the avatar instead of the page's camera."""
     from fastapi import FastAPI, WebSocket, WebSocketDisconnect
     from fastapi.responses import HTMLResponse
 
@@ -169,19 +173,71 @@ def _header(timings: dict) -> bytes:
     return text.ljust(192)
 
 
-async def _push_from_video(ws, session: LiveSession, path: Path, generating) -> None:
+def is_device(source: str) -> bool:
+    """A camera (an index such as `0`, or a device file such as `/dev/video0`) rather than a video file."""
+    return source.isdigit() or source.startswith("/dev/video")
+
+
+class Camera:
+    """A camera on this machine through OpenCV's capture: `[H, W, 3]` RGB frames, newest first
+    (`read` drops what queued up while the caller was busy, so a slow generator adds no lag)."""
+
+    def __init__(self, source: str):
+        from .errors import TalkingheadError
+
+        self.source = source
+        self.capture = cv2.VideoCapture(int(source) if source.isdigit() else source)
+        if not self.capture.isOpened():
+            raise TalkingheadError(f"--source {source}: no camera there (or it is busy or not readable)")
+        self.capture.set(cv2.CAP_PROP_BUFFERSIZE, 1)
+        self.fps = float(self.capture.get(cv2.CAP_PROP_FPS) or 0.0) or 30.0
+
+    def read(self) -> "np.ndarray | None":
+        ok, bgr = self.capture.read()
+        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB) if ok else None
+
+    def close(self) -> None:
+        self.capture.release()
+
+
+def _frames(source) -> "tuple[float, object]":
+    """(frames/s, an iterator of RGB frames) for a video file (looping) or a `Camera`."""
     from .media import VideoReader
 
+    if isinstance(source, Camera):
+
+        def read():
+            while (rgb := source.read()) is not None:
+                yield rgb
+
+        return source.fps, read()
+
+    def loop():
+        while True:
+            with VideoReader(source) as reader:
+                for _, _, rgb in reader:
+                    yield rgb
+
+    with VideoReader(source) as reader:
+        fps = reader.info.fps or 25.0
+    return fps, loop()
+
+
+async def _push_from_video(ws, session: LiveSession, source, generating) -> None:
+    """Drive from a video file or a server-side camera at its frame rate, pushing results."""
+    fps, frames = _frames(source)
+    period = 1.0 / fps
     while True:
-        with VideoReader(path) as reader:
-            period = 1.0 / (reader.info.fps or 25.0)
-            for _, _, rgb in reader:
-                started = time.perf_counter()
-                async with generating:
-                    frame, timings = await asyncio.to_thread(session.step, rgb)
-                stamp = time.time() * 1000
-                await ws.send_bytes(struct.pack("<d", stamp) + _header(timings) + encode_jpeg(frame))
-                await asyncio.sleep(max(0.0, period - (time.perf_counter() - started)))
+        started = time.perf_counter()
+        rgb = await asyncio.to_thread(next, frames, None)  # a camera's read blocks until its next frame
+        if rgb is None:
+            return  # the camera went away
+        async with generating:
+            frame, timings = await asyncio.to_thread(session.step, rgb)
+        stamp = time.time() * 1000
+        await ws.send_bytes(struct.pack("<d", stamp) + _header(timings) + encode_jpeg(frame))
+        if not isinstance(source, Camera):
+            await asyncio.sleep(max(0.0, period - (time.perf_counter() - started)))
 
 
 def main(args) -> int:
@@ -190,7 +246,10 @@ def main(args) -> int:
     from .errors import UsageError, check_input_file
 
     avatar = Avatar.load(check_input_file(args.avatar, "avatar file", option="--avatar"))
-    source = check_input_file(args.source, "video", option="--source") if args.source else None
+    if args.source and is_device(args.source):
+        source = Camera(args.source)
+    else:
+        source = check_input_file(args.source, "video", option="--source") if args.source else None
     try:
         import uvicorn
         import websockets  # noqa: F401  (uvicorn's WebSocket protocol)

@@ -81,11 +81,15 @@ class WarpGenerator(nn.Module):
         occlusion: bool = True,
         fuse_shots: int = 3,
         fusion_temperature: float = 0.05,
+        fusion_prior: str = "global",
+        fusion_sigma: float = 0.3,
+        prior_downsample: int = 4,
         blend_bias: float = 2.0,
     ):
         super().__init__()
         self.resolution, self.residual_flow, self.occlusion = resolution, residual_flow, occlusion
         self.fuse_shots, self.fusion_temperature, self.blend_bias = fuse_shots, fusion_temperature, blend_bias
+        self.fusion_prior, self.fusion_sigma, self.prior_downsample = fusion_prior, fusion_sigma, prior_downsample
         widths = [min(base_channels * 2**i, max_channels) for i in range(3)]  # at R, R/2, R/4
         self.motion = DenseMotion(motion_channels)
         self.encoder = nn.Sequential(
@@ -121,16 +125,23 @@ class WarpGenerator(nn.Module):
         driving_points = inputs.driving_points[:, None].expand(-1, K, -1, -1).flatten(0, 1)
         driving_drawn = inputs.driving_landmark_images[:, None].expand(-1, K, -1, -1, -1).flatten(0, 1)
 
-        # 1. Prior flow, solved at R/4 (the spline is smooth) and used at R/2; 2. its refinement.
+        # 1. Prior flow, solved at R / prior_downsample (the spline is smooth) and used at R/2; 2. its refinement.
         half = R // 2
-        prior = resize_grid(tps_grid(shot_points, driving_points, R, out_size=R // 4), half)  # [BK, r, r, 2]
+        prior = tps_grid(shot_points, driving_points, R, out_size=R // self.prior_downsample)
+        prior = resize_grid(prior, half)  # [BK, r, r, 2]
         small = lambda x: F.interpolate(x, size=(half, half), mode="bilinear", align_corners=False)  # noqa: E731
         prior_warped = warp(small(shots), prior)
         delta, occlusion, fusion = self.motion(torch.cat([small(driving_drawn), small(shot_drawn), prior_warped], 1))
         grid = prior + delta.permute(0, 2, 3, 1) if self.residual_flow else prior
 
         # Per-pixel fusion weights over the K shots: learned logits + a nearest-landmarks prior.
-        logits = fusion.unflatten(0, (B, K)) - (distance / self.fusion_temperature)[:, :, None, None, None]
+        if self.fusion_prior == "local":
+            distance = _local_distance(
+                inputs.source_points[rows, nearest], inputs.driving_points, R, half, self.fusion_sigma
+            )
+        else:
+            distance = distance[:, :, None, None, None]
+        logits = fusion.unflatten(0, (B, K)) - distance / self.fusion_temperature
         if self.occlusion:
             logits = logits + F.logsigmoid(occlusion).unflatten(0, (B, K))
         weights = torch.softmax(logits, dim=1)  # [B, K, 1, r, r]
@@ -170,6 +181,26 @@ def _landmark_distance(source_points: torch.Tensor, driving_points: torch.Tensor
     d = driving_points - driving_points.mean(1, keepdim=True)
     iod = (driving_points[:, 36] - driving_points[:, 45]).norm(dim=-1).clamp_min(1.0)  # [B]
     return (s - d[:, None]).norm(dim=-1).mean(-1) / iod[:, None]
+
+
+def _local_distance(
+    source_points: torch.Tensor, driving_points: torch.Tensor, size: int, out: int, sigma: float
+) -> torch.Tensor:
+    """`[B, K, 1, out, out]`: at each pixel, the landmark distance of `_landmark_distance` taken
+    over the driving landmarks near that pixel (a softmax of `-d^2 / 2 (sigma iod)^2` over them)
+    instead of over all 68. `source_points` `[B, K, 68, 2]`, `driving_points` `[B, 68, 2]`, pixels
+    of a `size` image; the map covers the same image at `out` x `out`."""
+    B, K = source_points.shape[:2]
+    s = source_points - source_points.mean(2, keepdim=True)
+    d = driving_points - driving_points.mean(1, keepdim=True)
+    iod = (driving_points[:, 36] - driving_points[:, 45]).norm(dim=-1).clamp_min(1.0)  # [B]
+    error = (s - d[:, None]).norm(dim=-1) / iod[:, None, None]  # [B, K, 68]
+    axis = (torch.arange(out, device=driving_points.device, dtype=driving_points.dtype) + 0.5) * (size / out) - 0.5
+    y, x = torch.meshgrid(axis, axis, indexing="ij")
+    pixels = torch.stack([x, y], -1).reshape(1, -1, 2).expand(B, -1, -1)  # [B, out^2, 2]
+    scale = 2 * (sigma * iod) ** 2  # [B]
+    near = torch.softmax(-torch.cdist(pixels, driving_points).square() / scale[:, None, None], dim=-1)
+    return (near @ error.transpose(1, 2)).transpose(1, 2).reshape(B, K, 1, out, out)
 
 
 __all__ = ["DenseMotion", "WarpGenerator"]
