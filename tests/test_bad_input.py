@@ -149,6 +149,9 @@ CASES = [
     ("export {ckpt} --out {ws}/e.pt", 2, ["--out", "e.pt", "must end in .safetensors"]),
     ("export {ckpt} --out /proc/talkinghead.safetensors", 2, ["/proc", "cannot write"]),
     ("export {ckpt} --out {ws}/notes.txt/e.safetensors", 2, ["notes.txt", "is a file"]),
+    ("export --onnx {model} --images {ws}/missing.png --out {ws}/e.onnx", 2, ["--images", "missing.png", "not found"]),
+    ("export --onnx {ws}/junk.pt --images {ws}/face.png --out {ws}/e.onnx", 1, ["junk.pt"]),
+    ("export {model} --images {ws}/face.png --out {ws}/e.safetensors", 2, ["--images", "only with --onnx"]),
     # -- evaluate -------------------------------------------------------------------------------
     ("evaluate --data {ws}/missing --out {ws}/ev", 2, ["--data", "not found"]),
     ("evaluate --data {ws}/adir --out {ws}/ev", 2, ["adir", "no *.thshard shards"]),

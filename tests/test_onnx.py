@@ -77,3 +77,20 @@ def test_animate_with_onnxruntime_and_the_export_command(tiny_model, portrait, t
     assert main(["animate", "--avatar", str(avatar), "--out", str(video), "--runtime", "onnx", "--quiet"]) == 0
     with VideoReader(video) as reader:
         assert sum(1 for _ in reader) > 100  # the bundled 6 s motion
+
+
+def test_export_from_a_model_and_images(tiny_model, portrait, tmp_path, capsys):
+    """`export --onnx MODEL --images ...`: the feed-forward avatar of those images, without an avatar file."""
+    out = tmp_path / "direct.onnx"
+    assert main(["export", "--onnx", str(tiny_model), "--images", str(portrait), "--out", str(out)]) == 0
+    assert "ONNX opset 17" in capsys.readouterr().out
+    avatar = Avatar.fit([portrait], model=tiny_model)
+    images, points = sample_inputs(avatar)
+    expected = np.stack(list(avatar.generate(points)))
+    got = np.stack(list(avatar.use_onnx(out).generate(points, runtime="onnx")))
+    assert np.abs(expected.astype(int) - got).max() <= 1 and got.std() > 5
+    assert list(tmp_path.iterdir()) == [out]  # no avatar file written
+    assert main(["export", str(tiny_model), "--images", str(portrait), "--out", str(tmp_path / "x.safetensors")]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "talkinghead export: --images: only with --onnx (a model file and images of one person -> an ONNX graph)"
+    )

@@ -198,6 +198,8 @@ def main(args) -> int:
     """`talkinghead export`."""
     from .errors import check_input_file, check_output_file
 
+    if args.images and not args.onnx:
+        raise UsageError("--images: only with --onnx (a model file and images of one person -> an ONNX graph)")
     if args.onnx:
         from .runtime import main_export_onnx
 

@@ -252,7 +252,10 @@ def _add_export(commands) -> None:
         description="Keep the embedder, generator and discriminator (without its per-clip table) and the "
         "config; drop optimizer state. float16 by default.",
     )
-    p.add_argument("checkpoint", help="training checkpoint (step-*.pt); with --onnx, an avatar (.avatar)")
+    p.add_argument(
+        "checkpoint",
+        help="training checkpoint (step-*.pt); with --onnx, an avatar (.avatar), or a model file with --images",
+    )
     p.add_argument("--out", required=True, help="model file to write (.safetensors); with --onnx, .onnx")
     p.add_argument("--fp32", action="store_true", help="keep float32 weights")
     p.add_argument(
@@ -260,6 +263,13 @@ def _add_export(commands) -> None:
         action="store_true",
         help="export an avatar's per-frame path (landmark image + points -> frame) as an ONNX graph, "
         "checked against PyTorch (needs the onnx extra)",
+    )
+    p.add_argument(
+        "--images",
+        nargs="+",
+        metavar="IMAGE_OR_VIDEO",
+        help="with --onnx and a model file: make the feed-forward avatar from these images (or up to 8 "
+        "frames of these videos) of one person and export that, without an avatar file",
     )
     p.set_defaults(run="talkinghead.checkpoint")
 

@@ -132,13 +132,21 @@ class OnnxFramePath:
 
 
 def main_export_onnx(args) -> int:
-    """`talkinghead export --onnx AVATAR --out FILE.onnx`."""
+    """`talkinghead export --onnx AVATAR --out FILE.onnx`, or `export --onnx MODEL --images ... --out
+    FILE.onnx` (the feed-forward avatar of those images, made here and not written)."""
     from .avatar import Avatar
+    from .checkpoint import load_model
     from .errors import check_input_file, check_output_file
 
     check_output_file(args.out, (".onnx",))
     _onnxruntime()
-    avatar = Avatar.load(check_input_file(args.checkpoint, "avatar file"))
+    if args.images:
+        for item in args.images:
+            check_input_file(item, "image or video", option="--images")
+        model = load_model(check_input_file(args.checkpoint, "model file"))
+        avatar = Avatar.fit(args.images, model=model)
+    else:
+        avatar = Avatar.load(check_input_file(args.checkpoint, "avatar file"))
     report = export_onnx(avatar, args.out)
     print(
         f"wrote {report['path']} ({report['bytes'] / 2**20:.1f} MB, ONNX opset {report['opset']}); "
