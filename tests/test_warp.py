@@ -119,6 +119,23 @@ def test_local_fusion_takes_each_region_from_the_shot_closest_there():
     assert at(eye_centre)[1] < at(eye_centre)[0]
 
 
+def test_without_dense_motion_it_is_the_untrained_refinement():
+    """`dense_motion=False` drops the network: the same frames as an untrained one (zero residual
+    flow, the same occlusion logit for every shot, zero fusion logits), for less work."""
+    from talkinghead.models.warp import WarpGenerator
+
+    torch.manual_seed(0)
+    settings = dict(resolution=64, base_channels=8, max_channels=16, embedding_dim=8, bottleneck_blocks=1)
+    settings.update(fuse_shots=3, fusion_prior="local", prior_downsample=2)
+    full, lean = WarpGenerator(**settings), WarpGenerator(**settings, dense_motion=False)
+    missing = lean.load_state_dict(full.state_dict(), strict=False)
+    assert not missing.missing_keys and all(k.startswith("motion.") for k in missing.unexpected_keys)
+    assert sum(p.numel() for p in lean.parameters()) < sum(p.numel() for p in full.parameters())
+    inputs, psi = _inputs(64, 2, 4), torch.randn(2, full.num_adain_params) * 0.1
+    with torch.no_grad():
+        torch.testing.assert_close(lean.eval()(inputs, psi), full.eval()(inputs, psi), atol=1e-5, rtol=0)
+
+
 def test_prior_on_the_half_grid_is_the_warp_baseline(astronaut):
     """The generator with its learned parts off and the spline on R/2 makes the `warp` baseline's
     frame, to within one level (the baseline rounds to uint8)."""

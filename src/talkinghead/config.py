@@ -35,6 +35,7 @@ class ModelConfig:
     # The warp generator only: width of its dense-motion network, and its two refinements of the
     # landmark (thin-plate spline) flow, which the ablation switches off (docs/model-card.md).
     motion_channels: int = 32
+    dense_motion: bool = True  # False: no dense-motion network (spline flow and fusion prior only)
     fuse_shots: int = 3  # the closest shots (by landmarks) warped and fused for each frame
     # Softness of the fusion's landmark-distance prior (in outer-eye-corner distances): smaller
     # favours the closest shot more.

@@ -59,6 +59,7 @@ def _warp(config: ModelConfig) -> WarpGenerator:
         **{k: v for k, v in _common(config).items() if k != "attention_resolutions"},
         bottleneck_blocks=config.bottleneck_blocks,
         motion_channels=config.motion_channels,
+        dense_motion=config.dense_motion,
         fuse_shots=config.fuse_shots,
         fusion_temperature=config.fusion_temperature,
         fusion_prior=config.fusion_prior,

@@ -6,7 +6,7 @@ For each of the K shots (tensors at the model's resolution R):
    points (flow.py), as a `grid_sample` grid `[B*K, R, R, 2]`;
 2. dense motion (`DenseMotion`): from the driving landmark image, the shot's landmark image and
    the prior-warped shot, at R/2, a residual flow (zero at initialisation), an occlusion mask
-   (visible at initialisation) and a fusion logit;
+   (visible at initialisation) and a fusion logit (`dense_motion=False` leaves this network out);
 3. the shot is encoded to R/4 features, warped by the refined flow and masked by the occlusion.
 
 Of the K shots, the `fuse_shots` whose landmarks are closest to the driving ones are warped
@@ -65,8 +65,8 @@ class DenseMotion(nn.Module):
 class WarpGenerator(nn.Module):
     """G(inputs, psi) -> `[B, 3, R, R]` in [-1, 1], reading the shots, their points and the driving points.
 
-    `residual_flow` and `occlusion` switch the dense-motion refinements off (ablations); the
-    prior flow and the AdaIN decoder are always there."""
+    `residual_flow` and `occlusion` switch the dense-motion refinements off (ablations),
+    `dense_motion` the whole network; the prior flow and the AdaIN decoder are always there."""
 
     def __init__(
         self,
@@ -77,6 +77,7 @@ class WarpGenerator(nn.Module):
         embedding_dim: int,
         bottleneck_blocks: int,
         motion_channels: int = 32,
+        dense_motion: bool = True,
         residual_flow: bool = True,
         occlusion: bool = True,
         fuse_shots: int = 3,
@@ -91,7 +92,9 @@ class WarpGenerator(nn.Module):
         self.fuse_shots, self.fusion_temperature, self.blend_bias = fuse_shots, fusion_temperature, blend_bias
         self.fusion_prior, self.fusion_sigma, self.prior_downsample = fusion_prior, fusion_sigma, prior_downsample
         widths = [min(base_channels * 2**i, max_channels) for i in range(3)]  # at R, R/2, R/4
-        self.motion = DenseMotion(motion_channels)
+        # Without it (`dense_motion=False`): the spline flow and the fusion prior alone, no learned
+        # motion (the ablation found the learned refinements earned nothing; it is 45% of the cost).
+        self.motion = DenseMotion(motion_channels) if dense_motion else None
         self.encoder = nn.Sequential(
             _block(3, widths[0]),
             nn.AvgPool2d(2),
@@ -125,25 +128,30 @@ class WarpGenerator(nn.Module):
         driving_points = inputs.driving_points[:, None].expand(-1, K, -1, -1).flatten(0, 1)
         driving_drawn = inputs.driving_landmark_images[:, None].expand(-1, K, -1, -1, -1).flatten(0, 1)
 
-        # 1. Prior flow, solved at R / prior_downsample (the spline is smooth) and used at R/2; 2. its refinement.
+        # 1. Prior flow, solved at R / prior_downsample (the spline is smooth) and used at R/2.
         half = R // 2
         prior = tps_grid(shot_points, driving_points, R, out_size=R // self.prior_downsample)
         prior = resize_grid(prior, half)  # [BK, r, r, 2]
-        small = lambda x: F.interpolate(x, size=(half, half), mode="bilinear", align_corners=False)  # noqa: E731
-        prior_warped = warp(small(shots), prior)
-        delta, occlusion, fusion = self.motion(torch.cat([small(driving_drawn), small(shot_drawn), prior_warped], 1))
-        grid = prior + delta.permute(0, 2, 3, 1) if self.residual_flow else prior
-
-        # Per-pixel fusion weights over the K shots: learned logits + a nearest-landmarks prior.
+        # Per-pixel fusion weights over the K shots: a nearest-landmarks prior (+ learned logits).
         if self.fusion_prior == "local":
             distance = _local_distance(
                 inputs.source_points[rows, nearest], inputs.driving_points, R, half, self.fusion_sigma
             )
         else:
-            distance = distance[:, :, None, None, None]
-        logits = fusion.unflatten(0, (B, K)) - distance / self.fusion_temperature
-        if self.occlusion:
-            logits = logits + F.logsigmoid(occlusion).unflatten(0, (B, K))
+            distance = distance[:, :, None, None, None].expand(-1, -1, 1, half, half)
+        logits = -distance / self.fusion_temperature
+        if self.motion is not None:  # 2. the learned refinements: residual flow, occlusion, fusion logits
+            small = lambda x: F.interpolate(x, size=(half, half), mode="bilinear", align_corners=False)  # noqa: E731
+            prior_warped = warp(small(shots), prior)
+            delta, occlusion, fusion = self.motion(
+                torch.cat([small(driving_drawn), small(shot_drawn), prior_warped], 1)
+            )
+            grid = prior + delta.permute(0, 2, 3, 1) if self.residual_flow else prior
+            logits = logits + fusion.unflatten(0, (B, K))
+            if self.occlusion:
+                logits = logits + F.logsigmoid(occlusion).unflatten(0, (B, K))
+        else:
+            grid = prior
         weights = torch.softmax(logits, dim=1)  # [B, K, 1, r, r]
 
         # 3. Warp the shots' features (R/4) and pixels (R), fuse, decode through AdaIN.
