@@ -2,7 +2,8 @@
 
     python bench/bench_live.py [--models MODEL ...] [--runtimes onnx torch] [--seconds 20]
 
-For each model file (default: the bundled model and the committed warp-guided one) and runtime:
+For each model file (default: the bundled warp-guided model and the previous bundled one, the
+paper's generator) and runtime:
 an avatar fitted feed-forward to scikit-image's astronaut, `talkinghead live` serving it, and
 Chromium's fake camera playing the carphone clip (2x, 352 x 288, looping). Measured in the page:
 frames shown per second (over the last 2 s) and the median latency from the camera frame's
@@ -31,7 +32,7 @@ def main() -> None:
     from talkinghead.avatar import Avatar, default_model_path
 
     parser = argparse.ArgumentParser()
-    parser.add_argument("--models", nargs="+", default=[str(default_model_path()), "models/cpu-warp-0769.safetensors"])
+    parser.add_argument("--models", nargs="+", default=[str(default_model_path()), "models/cpu128-adain.safetensors"])
     parser.add_argument("--runtimes", nargs="+", default=["onnx", "torch"])
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--threads", type=int, default=2)

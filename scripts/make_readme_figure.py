@@ -19,7 +19,7 @@ from talkinghead.fitting import FitOptions
 from talkinghead.motion import Motion
 
 OUT = Path(__file__).resolve().parents[1] / "docs" / "images" / "animation.gif"
-STEPS = 40  # fine-tuning steps, as in the README's first command
+STEPS = 0  # feed-forward, as in the README's first command
 
 
 def main() -> None:

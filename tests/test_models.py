@@ -115,16 +115,20 @@ def test_spectral_norm_everywhere_and_attention_where_asked():
     assert sum(isinstance(m, SelfAttention) for m in generator.modules()) == 4
 
 
-@pytest.mark.parametrize("name, size", [("tiny", 32), ("cpu", 128), ("paper", 256)])
+@pytest.mark.parametrize(
+    "name, size", [("tiny", 32), ("cpu", 128), ("paper", 256), ("cpu-warp", 128), ("cpu-warp-lean", 128)]
+)
 def test_presets_build_networks_that_run_at_their_resolution(name, size):
     config = load_config(name)
     assert config.model.resolution == size
     torch.manual_seed(0)
     model = build_model(config, num_videos=2)
     landmarks, frames = torch.zeros(1, 3, size, size), torch.zeros(1, 1, 3, size, size)
+    points = torch.rand(1, 68, 2) * size * 0.5 + size * 0.25  # the warp generators read them
+    inputs = GeneratorInputs(landmarks, frames, landmarks[None], points[None], points + 1.0)
     with torch.no_grad():
         embedding = model.embedder.embed_shots(frames, landmarks[None])
-        fake = model.generator(_inputs(landmarks), model.generator.adain_params(embedding))
+        fake = model.generator(inputs, model.generator.adain_params(embedding))
         score, _ = model.discriminator(fake, landmarks, torch.tensor([1]))
     assert embedding.shape == (1, config.model.embedding_dim) and fake.shape == (1, 3, size, size)
     assert score.shape == (1,) and torch.isfinite(score).all()
