@@ -152,6 +152,7 @@ CASES = [
     ("export --onnx {model} --images {ws}/missing.png --out {ws}/e.onnx", 2, ["--images", "missing.png", "not found"]),
     ("export --onnx {ws}/junk.pt --images {ws}/face.png --out {ws}/e.onnx", 1, ["junk.pt"]),
     ("export {model} --images {ws}/face.png --out {ws}/e.safetensors", 2, ["--images", "only with --onnx"]),
+    ("export {ckpt} --portable --out {ws}/e.safetensors", 2, ["--portable", "only with --onnx"]),
     # -- evaluate -------------------------------------------------------------------------------
     ("evaluate --data {ws}/missing --out {ws}/ev", 2, ["--data", "not found"]),
     ("evaluate --data {ws}/adir --out {ws}/ev", 2, ["adir", "no *.thshard shards"]),

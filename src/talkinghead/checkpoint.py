@@ -200,6 +200,8 @@ def main(args) -> int:
 
     if args.images and not args.onnx:
         raise UsageError("--images: only with --onnx (a model file and images of one person -> an ONNX graph)")
+    if args.portable and not args.onnx:
+        raise UsageError("--portable: only with --onnx")
     if args.onnx:
         from .runtime import main_export_onnx
 

@@ -265,6 +265,12 @@ def _add_export(commands) -> None:
         "checked against PyTorch (needs the onnx extra)",
     )
     p.add_argument(
+        "--portable",
+        action="store_true",
+        help="with --onnx: standard ONNX ops only, for runtimes other than onnxruntime (the warp "
+        "generator's spline solve becomes ~4,900 nodes instead of onnxruntime's Inverse op; slower)",
+    )
+    p.add_argument(
         "--images",
         nargs="+",
         metavar="IMAGE_OR_VIDEO",
