@@ -182,13 +182,23 @@ def _resize5(x: torch.Tensor, size: int) -> torch.Tensor:
     return flat.unflatten(0, x.shape[:2])
 
 
-def _landmark_distance(source_points: torch.Tensor, driving_points: torch.Tensor) -> torch.Tensor:
-    """`[B, K]` mean distance between each shot's centred landmarks and the driving ones, in units
-    of the driving face's outer-eye-corner distance."""
+def _landmark_errors(source_points: torch.Tensor, driving_points: torch.Tensor) -> torch.Tensor:
+    """`[B, K, 68]` distance of each of a shot's centred landmarks from the driving ones, in units of
+    the driving face's outer-eye-corner distance. `source_points` `[B, K, 68, 2]`, `driving_points`
+    `[B, 68, 2]`."""
     s = source_points - source_points.mean(2, keepdim=True)
     d = driving_points - driving_points.mean(1, keepdim=True)
-    iod = (driving_points[:, 36] - driving_points[:, 45]).norm(dim=-1).clamp_min(1.0)  # [B]
-    return (s - d[:, None]).norm(dim=-1).mean(-1) / iod[:, None]
+    return (s - d[:, None]).norm(dim=-1) / _eye_distance(driving_points)[:, None, None]
+
+
+def _eye_distance(points: torch.Tensor) -> torch.Tensor:
+    """`[B]` outer-eye-corner distance of `[B, 68, 2]` landmarks (at least 1 px)."""
+    return (points[:, 36] - points[:, 45]).norm(dim=-1).clamp_min(1.0)
+
+
+def _landmark_distance(source_points: torch.Tensor, driving_points: torch.Tensor) -> torch.Tensor:
+    """`[B, K]` mean of `_landmark_errors` over the 68 landmarks."""
+    return _landmark_errors(source_points, driving_points).mean(-1)
 
 
 def _local_distance(
@@ -199,14 +209,11 @@ def _local_distance(
     instead of over all 68. `source_points` `[B, K, 68, 2]`, `driving_points` `[B, 68, 2]`, pixels
     of a `size` image; the map covers the same image at `out` x `out`."""
     B, K = source_points.shape[:2]
-    s = source_points - source_points.mean(2, keepdim=True)
-    d = driving_points - driving_points.mean(1, keepdim=True)
-    iod = (driving_points[:, 36] - driving_points[:, 45]).norm(dim=-1).clamp_min(1.0)  # [B]
-    error = (s - d[:, None]).norm(dim=-1) / iod[:, None, None]  # [B, K, 68]
+    error = _landmark_errors(source_points, driving_points)  # [B, K, 68]
     axis = (torch.arange(out, device=driving_points.device, dtype=driving_points.dtype) + 0.5) * (size / out) - 0.5
     y, x = torch.meshgrid(axis, axis, indexing="ij")
     pixels = torch.stack([x, y], -1).reshape(1, -1, 2).expand(B, -1, -1)  # [B, out^2, 2]
-    scale = 2 * (sigma * iod) ** 2  # [B]
+    scale = 2 * (sigma * _eye_distance(driving_points)) ** 2  # [B]
     near = torch.softmax(-torch.cdist(pixels, driving_points).square() / scale[:, None, None], dim=-1)
     return (near @ error.transpose(1, 2)).transpose(1, 2).reshape(B, K, 1, out, out)
 
