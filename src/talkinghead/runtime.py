@@ -16,9 +16,9 @@ thin-plate spline's coefficients, which depend on the driving points), so during
 system is inverted by onnxruntime's `com.microsoft::Inverse` contrib op (one node), or, with
 `portable=True` (`export --onnx --portable`), solved by Gauss-Jordan elimination with partial
 pivoting in plain ONNX ops that any runtime runs (`models/flow.py solve_by_elimination`; about
-4,900 nodes, which cost 14 ms a frame in onnxruntime); both in float64 like the PyTorch path. `export_onnx` checks
-the graph against PyTorch on the same inputs and reports the largest difference. onnxruntime is optional: `pip install
-"talkinghead[onnx]"`.
+4,900 nodes, which cost 14 ms a frame in onnxruntime); both in float64 like the PyTorch path.
+`export_onnx` checks the graph against PyTorch on the same inputs and reports the largest
+difference. onnxruntime is optional: `pip install "talkinghead[onnx]"`.
 """
 
 from __future__ import annotations
@@ -79,8 +79,12 @@ def export_onnx(avatar, out: str | Path, *, portable: bool = False) -> dict:
     """Write the avatar's per-frame path as ONNX (atomically) and compare it with PyTorch.
     `portable`: standard ONNX ops only (no onnxruntime contrib op; slower).
 
-    Returns {"path", "opset", "max_abs_difference", "bytes", "portable"}."""
+    Returns {"path", "opset", "max_abs_difference", "bytes", "contrib_ops"} (`contrib_ops`: nodes
+    of onnxruntime's `com.microsoft` domain in the graph)."""
     import warnings
+
+    _onnxruntime()  # both packages, or a clear error
+    import onnx
 
     from .models.flow import export_solver
 
@@ -104,17 +108,20 @@ def export_onnx(avatar, out: str | Path, *, portable: bool = False) -> dict:
         with torch.inference_mode():
             expected = module(torch.from_numpy(images), torch.from_numpy(points)).numpy()
         difference = float(np.abs(session(images, points) - expected).max())
+        contrib = sum(node.domain == "com.microsoft" for node in onnx.load(str(tmp)).graph.node)
     return {
         "path": path, "opset": OPSET, "max_abs_difference": difference, "bytes": path.stat().st_size,
-        "portable": portable,
+        "contrib_ops": contrib,
     }  # fmt: skip
 
 
 def _onnxruntime():
+    """onnxruntime, and onnx beside it (the export reads its graph back), or a UsageError."""
     try:
+        import onnx  # noqa: F401
         import onnxruntime
-    except ImportError:
-        raise UsageError('onnxruntime is not installed: pip install "talkinghead[onnx]"') from None
+    except ImportError as error:
+        raise UsageError(f'{error.name} is not installed: pip install "talkinghead[onnx]"') from None
     return onnxruntime
 
 
@@ -157,7 +164,7 @@ def main_export_onnx(args) -> int:
     else:
         avatar = Avatar.load(check_input_file(args.checkpoint, "avatar file"))
     report = export_onnx(avatar, args.out, portable=args.portable)
-    kind = "standard ops only" if args.portable else "with onnxruntime's contrib ops"
+    kind = f"{report['contrib_ops']} onnxruntime contrib op(s)" if report["contrib_ops"] else "standard ops only"
     print(
         f"wrote {report['path']} ({report['bytes'] / 2**20:.1f} MB, ONNX opset {report['opset']}, {kind}); "
         f"largest difference from PyTorch on the same inputs: {report['max_abs_difference']:.2e}"
