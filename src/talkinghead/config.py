@@ -304,6 +304,10 @@ PRESETS: dict[str, dict[str, Any]] = {
             "checkpoint_every": 250,
         },
     },
+    # The warp-guided generator at the paper's 256 px and widths (GPU).
+    "paper-warp": {
+        "model": {"generator": "warp", "bottleneck_resolution": 64, "bottleneck_blocks": 3, "motion_channels": 64}
+    },
 }
 # The bundled model's: cpu-warp without the dense-motion network (docs/training-log.md, 2026-12-01
 # third entry: its refinements earned nothing yet and it is 45% of the generator's work).
@@ -311,16 +315,10 @@ PRESETS["cpu-warp-lean"] = {
     **PRESETS["cpu-warp"],
     "model": {**PRESETS["cpu-warp"]["model"], "dense_motion": False},
 }
-PRESETS |= {
-    # The warp-guided generator at the paper's 256 px and widths (GPU).
-    "paper-warp": {
-        "model": {"generator": "warp", "bottleneck_resolution": 64, "bottleneck_blocks": 3, "motion_channels": 64}
-    },
-}
 
 
 def load_config(name_or_path: str, overrides: list[str] | None = None) -> Config:
-    """A preset name (`tiny`, `cpu`, `paper`) or a JSON file, then `section.key=value` overrides."""
+    """A preset name (`PRESETS`) or a JSON file, then `section.key=value` overrides."""
     if name_or_path in PRESETS:
         config = Config.from_dict(PRESETS[name_or_path])
     else:
