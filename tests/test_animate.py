@@ -284,6 +284,36 @@ def test_fitting_leaves_the_model_untouched_and_avatars_move(tiny_model, avatar)
     assert np.abs(frames64.astype(int) - frames32.astype(int)).max() <= 1
 
 
+@pytest.mark.slow
+def test_divergence_guard_keeps_the_bundled_warp_model_whole(astronaut):
+    """The bundled (warp) model fine-tuned at 10,000 times its rate: the guard restores, the
+    halved rate survives the rate schedule, and the final update is checked too (it once went
+    back at step 7 and let step 8, back at the full rate, wreck the avatar: mean error 134)."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from talkinghead.avatar import default_model_path
+    from talkinghead.checkpoint import load_model
+    from talkinghead.gan import DivergenceGuard, ParameterModule
+
+    model = load_model(default_model_path())
+    ff = Avatar.fit([astronaut], model=model)
+    guarded = Avatar.from_shots(model, ff.shots, ff.shot_landmarks, FitOptions(steps=8, lr_scale=1e4))
+    assert guarded.notes and "diverged" in guarded.notes[0]
+    frames = np.stack(list(guarded.generate(guarded.shot_landmarks))).astype(float)
+    assert np.abs(frames - np.stack(list(ff.generate(ff.shot_landmarks)))).mean() < 5
+    # The schedule does not undo the halving.
+    weight = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.Adam([weight], lr=1.0)
+    schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda done: 1.0)
+    guard = DivergenceGuard({"w": ParameterModule(w=weight)}, [opt], schedulers=[schedule])
+    guard(1, SimpleNamespace(loss_generator=torch.tensor(float("nan")), loss_discriminator=torch.tensor(1.0)))
+    opt.step()
+    schedule.step()
+    assert opt.param_groups[0]["lr"] == 0.5
+
+
 def test_divergence_guard_restores_the_last_good_state(tiny_model, avatar):
     import torch
 

@@ -152,7 +152,7 @@ def _finetune(
     # leave=None: the bar stays when it is the only one (fit, animate) and goes when it is nested
     # under another (evaluate's per-clip bar).
     watched = {"generator": generator, "discriminator": discriminator, "free": ParameterModule(psi=psi, person=person)}
-    guard = DivergenceGuard(watched, [opt_g, opt_d]) if options.guard else None
+    guard = DivergenceGuard(watched, [opt_g, opt_d], schedulers=schedules) if options.guard else None
     for step in tqdm(range(1, steps + 1), unit="step", desc="fine-tuning", leave=None, disable=not progress):
         index = torch.randperm(count, generator=rng)[: min(options.batch_size, count)].to(frames.device)
         vector = person.expand(len(index), -1)
@@ -178,13 +178,25 @@ def _finetune(
             s.step()
         if callback is not None:
             callback(step, generator, psi)
+    if guard is not None:
+        guard.settle(steps, partial(_reconstruction_error, generator, inputs, psi, frames))
     if guard is None or not guard.restored:
         return psi, []
     first, times = guard.restored[0][0], len(guard.restored)
     return psi, [
         f"fine-tuning diverged {times} time(s), first at step {first}; each time it went back to its last "
-        "good state at half the rates"
+        "good state (and on at half the rates)"
     ]
+
+
+@torch.no_grad()
+def _reconstruction_error(generator, inputs: GeneratorInputs, psi: torch.Tensor, frames: torch.Tensor) -> float:
+    """Mean |G(shots) - shots| over all T shots (each re-made from the others), in [-1, 1] units
+    (in eval mode: spectral norm's power iteration must not move between the two calls)."""
+    training = generator.training
+    error = (generator.eval()(inputs, psi.expand(len(inputs), -1)) - frames).abs().mean().item()
+    generator.train(training)
+    return error
 
 
 def _score(discriminator, conditioning, frames: torch.Tensor):

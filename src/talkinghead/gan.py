@@ -139,7 +139,11 @@ class DivergenceGuard:
     healthy ones, the discriminator's hinge loss collapsing to 0 (it separates real from fake
     perfectly: the generator has lost), or generated frames saturating (mean |x| above
     `saturation`: a blank or burnt-out frame). On a divergence the modules, parameters and
-    optimizers return to the last snapshot and the learning rates are halved.
+    optimizers return to the last snapshot and the learning rates are halved (in the
+    optimizers and in `schedulers`, which would otherwise set them back on their next step).
+
+    A step's loss measures the weights before that step's update, so the last update is never
+    checked by it: `settle` compares the final state with the last good one after the loop.
     """
 
     def __init__(
@@ -147,12 +151,13 @@ class DivergenceGuard:
         modules: dict[str, nn.Module],
         optimizers: list[torch.optim.Optimizer],
         *,
+        schedulers: list | None = None,
         every: int = 10,
         spike: float = 4.0,
         saturation: float = 0.97,
         warmup: int = 5,
     ):
-        self.modules, self.optimizers = modules, optimizers
+        self.modules, self.optimizers, self.schedulers = modules, optimizers, schedulers or []
         self.every, self.spike, self.saturation, self.warmup = every, spike, saturation, warmup
         self.history: list[float] = []
         self.restored: list[tuple[int, int]] = []  # (step that diverged, step restored)
@@ -183,19 +188,40 @@ class DivergenceGuard:
     def __call__(self, step: int, out: StepOutput) -> bool:
         """After step `step`: True when the state was restored."""
         if self.diverged(out):
-            states, optimizer_states = self.good
-            for name, module in self.modules.items():
-                module.load_state_dict(states[name])
-            for opt, state in zip(self.optimizers, optimizer_states):
-                opt.load_state_dict(state)
+            self._restore()
+            for opt in self.optimizers:
                 for group in opt.param_groups:
                     group["lr"] *= 0.5
+            for scheduler in self.schedulers:
+                scheduler.base_lrs = [rate * 0.5 for rate in scheduler.base_lrs]
             self.restored.append((step, self.good_step))
             return True
         self.history = (self.history + [out.loss_generator.item()])[-20:]
         if step % self.every == 0:
             self._snapshot(step)
         return False
+
+    def _restore(self) -> None:
+        states, optimizer_states = self.good
+        for name, module in self.modules.items():
+            module.load_state_dict(states[name])
+        for opt, state in zip(self.optimizers, optimizer_states):
+            opt.load_state_dict(state)
+
+    def settle(self, step: int, error) -> bool:
+        """After the last step: `error()` (lower is better, e.g. the frames' L1 to the real ones)
+        of the final state against the last good one; a non-finite error, or one above twice the
+        good state's + 0.05, keeps the good state. True when it did."""
+        final_error = float(error())
+        final = {name: copy.deepcopy(module.state_dict()) for name, module in self.modules.items()}
+        self._restore()
+        good_error = float(error())
+        if math.isfinite(final_error) and final_error <= 2 * good_error + 0.05:
+            for name, module in self.modules.items():
+                module.load_state_dict(final[name])
+            return False
+        self.restored.append((step, self.good_step))
+        return True
 
 
 class ParameterModule(nn.Module):
