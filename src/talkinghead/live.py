@@ -67,7 +67,7 @@ class LiveSession:
         """A camera frame `[H, W, 3]` -> driving landmarks in the avatar's crop pixels (None: no
         face), and the time it took (ms). Frames must come in order (the tracker and the running
         average are state)."""
-        from .motion import inter_ocular
+        from .motion import relative
 
         t0 = time.perf_counter()
         points = self.tracker(rgb)
@@ -76,9 +76,7 @@ class LiveSession:
         self.smoothed = points if self.smoothed is None else SMOOTHING * points + (1 - SMOOTHING) * self.smoothed
         if self.reference is None:
             self.reference = self.smoothed.copy()
-        scale = inter_ocular(self.source) / max(float(inter_ocular(self.reference)), 1e-6)
-        driving = (self.source + (self.smoothed - self.reference) * scale).astype(np.float32)
-        return driving, (time.perf_counter() - t0) * 1000
+        return relative(self.source, self.smoothed, self.reference), (time.perf_counter() - t0) * 1000
 
     def render(self, driving: "np.ndarray | None") -> tuple[np.ndarray, float]:
         """The avatar's frame `[S, S, 3]` for driving landmarks (the last one again for None)."""
@@ -179,8 +177,10 @@ def is_device(source: str) -> bool:
 
 
 class Camera:
-    """A camera on this machine through OpenCV's capture: `[H, W, 3]` RGB frames, newest first
-    (`read` drops what queued up while the caller was busy, so a slow generator adds no lag)."""
+    """A camera on this machine through OpenCV's capture: `[H, W, 3]` RGB frames. The capture
+    buffer is asked to hold one frame (V4L2 honours it), so a slow generator drops camera frames
+    rather than falling behind. One reader at a time: two pages on one server-side camera would
+    share its frames."""
 
     def __init__(self, source: str):
         from .errors import TalkingheadError
@@ -257,7 +257,11 @@ def main(args) -> int:
         raise UsageError('the live mode needs its extra: pip install "talkinghead[live]"') from None
     app = build_app(avatar, args.runtime, source)
     print(f"talkinghead live: open http://{args.host}:{args.port}/ (Ctrl-C stops)", file=sys.stderr, flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", ws="websockets")
+    try:
+        uvicorn.run(app, host=args.host, port=args.port, log_level="warning", ws="websockets")
+    finally:
+        if isinstance(source, Camera):
+            source.close()
     return 0
 
 

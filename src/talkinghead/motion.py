@@ -183,8 +183,15 @@ class Motion:
         if reference not in ("first", "neutral"):
             raise ValueError(f"reference frame must be 'first' or 'neutral', got {reference!r}")
         ref = 0 if reference == "first" else self.neutral_index()
-        scale = inter_ocular(source_landmarks) / inter_ocular(driving[ref])
-        return (source_landmarks[None] + (driving - driving[ref]) * scale).astype(np.float32)
+        return relative(source_landmarks, driving, driving[ref])
+
+
+def relative(source: np.ndarray, driving: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Relative retargeting: the driver's motion since `reference` (`[68, 2]`), scaled by the ratio
+    of the eye distances, added to the source's landmarks. `driving` `[..., 68, 2]`, any pixels;
+    the result is in the source's pixels, float32."""
+    scale = inter_ocular(source) / max(float(inter_ocular(reference)), 1e-6)
+    return (source + (driving - reference) * scale).astype(np.float32)
 
 
 def fill_gaps(points: list[np.ndarray | None], tracked: np.ndarray) -> np.ndarray:
