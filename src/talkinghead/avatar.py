@@ -173,10 +173,9 @@ class Avatar:
             with tempfile.TemporaryDirectory(prefix="talkinghead-onnx-") as folder:
                 path = export_onnx(self, Path(folder) / "avatar.onnx")["path"]
                 self._onnx = OnnxFramePath(path)  # the session holds the graph; the file can go
-        thickness = self.config.model.landmark_thickness or None
         for start in range(0, len(landmarks), batch_size):
-            points = np.asarray(landmarks[start : start + batch_size], np.float32)
-            images = to_tensor(draw_batch(points, self.size, thickness=thickness)).numpy()
+            inputs = self.generator_inputs(landmarks[start : start + batch_size])
+            images, points = (t.float().cpu().numpy() for t in (inputs.driving_landmark_images, inputs.driving_points))
             yield from to_uint8(torch.from_numpy(self._onnx(images, points)))
 
     def _runtime_generator(self) -> torch.nn.Module:

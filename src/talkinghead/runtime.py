@@ -63,16 +63,12 @@ class FramePath(nn.Module):
 
 def sample_inputs(avatar, count: int = 4) -> tuple[np.ndarray, np.ndarray]:
     """Real per-frame inputs: the avatar's own shot landmarks, moved a little (mouth open, head shifted)."""
-    from .drawing import draw_batch
-    from .images import to_tensor
-
     base = np.asarray(avatar.shot_landmarks[0], np.float32)
     rng = np.random.default_rng(0)
     points = np.stack([base + rng.normal(0, 0.01 * avatar.size, (1, 2)).astype(np.float32) for _ in range(count)])
     points[1::2, 57] += 0.05 * avatar.size  # lower lip down
-    thickness = avatar.config.model.landmark_thickness or None
-    images = to_tensor(draw_batch(points, avatar.size, thickness=thickness)).numpy()
-    return images.astype(np.float32), points.astype(np.float32)
+    images = avatar.generator_inputs(points).driving_landmark_images.float().cpu().numpy()
+    return images, points
 
 
 def export_onnx(avatar, out: str | Path, *, portable: bool = False) -> dict:
