@@ -142,8 +142,9 @@ class DivergenceGuard:
     optimizers return to the last snapshot and the learning rates are halved (in the
     optimizers and in `schedulers`, which would otherwise set them back on their next step).
 
-    A step's loss measures the weights before that step's update, so the last update is never
-    checked by it: `settle` compares the final state with the last good one after the loop.
+    A step's loss measures the weights *before* that step's update. So a snapshot taken after
+    step s becomes the good state only once step s + 1's check passes, and the final update,
+    which no step checks, is compared with the good state by `settle` after the loop.
     """
 
     def __init__(
@@ -161,11 +162,11 @@ class DivergenceGuard:
         self.every, self.spike, self.saturation, self.warmup = every, spike, saturation, warmup
         self.history: list[float] = []
         self.restored: list[tuple[int, int]] = []  # (step that diverged, step restored)
-        self._snapshot(0)
+        self.good_step, self.good = 0, self._state()  # before any update: good by definition
+        self.pending: tuple[int, tuple] | None = None  # a snapshot waiting for the next check
 
-    def _snapshot(self, step: int) -> None:
-        self.good_step = step
-        self.good = (
+    def _state(self) -> tuple[dict, list]:
+        return (
             {name: copy.deepcopy(module.state_dict()) for name, module in self.modules.items()},
             [copy.deepcopy(opt.state_dict()) for opt in self.optimizers],
         )
@@ -188,7 +189,8 @@ class DivergenceGuard:
     def __call__(self, step: int, out: StepOutput) -> bool:
         """After step `step`: True when the state was restored."""
         if self.diverged(out):
-            self._restore()
+            self._restore(self.good)
+            self.pending = None
             for opt in self.optimizers:
                 for group in opt.param_groups:
                     group["lr"] *= 0.5
@@ -196,29 +198,30 @@ class DivergenceGuard:
                 scheduler.base_lrs = [rate * 0.5 for rate in scheduler.base_lrs]
             self.restored.append((step, self.good_step))
             return True
+        if self.pending is not None:  # this step's loss measured the weights the snapshot holds
+            (self.good_step, self.good), self.pending = self.pending, None
         self.history = (self.history + [out.loss_generator.item()])[-20:]
         if step % self.every == 0:
-            self._snapshot(step)
+            self.pending = (step, self._state())
         return False
 
-    def _restore(self) -> None:
-        states, optimizer_states = self.good
+    def _restore(self, state: tuple[dict, list]) -> None:
+        states, optimizer_states = state
         for name, module in self.modules.items():
             module.load_state_dict(states[name])
-        for opt, state in zip(self.optimizers, optimizer_states):
-            opt.load_state_dict(state)
+        for opt, saved in zip(self.optimizers, optimizer_states):
+            opt.load_state_dict(saved)
 
     def settle(self, step: int, error) -> bool:
         """After the last step: `error()` (lower is better, e.g. the frames' L1 to the real ones)
-        of the final state against the last good one; a non-finite error, or one above twice the
-        good state's + 0.05, keeps the good state. True when it did."""
+        of the final state against the good one; a non-finite error, or one above twice the good
+        state's + 0.05, keeps the good state. True when it did."""
         final_error = float(error())
-        final = {name: copy.deepcopy(module.state_dict()) for name, module in self.modules.items()}
-        self._restore()
+        final = self._state()
+        self._restore(self.good)
         good_error = float(error())
         if math.isfinite(final_error) and final_error <= 2 * good_error + 0.05:
-            for name, module in self.modules.items():
-                module.load_state_dict(final[name])
+            self._restore(final)
             return False
         self.restored.append((step, self.good_step))
         return True
