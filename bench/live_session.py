@@ -73,23 +73,25 @@ def live_server(avatar: Path, runtime: str = "torch", threads: int = 1, source: 
             process.kill()
 
 
+def launch_chromium(playwright, executable: str, *extra_args: str):
+    """Headless Debian Chromium as the tests and benches run it (no sandbox as root, no GPU, no
+    network chatter), plus `extra_args`."""
+    args = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
+    return playwright.chromium.launch(executable_path=executable, args=[*args, "--no-first-run", *extra_args])
+
+
 @contextlib.contextmanager
 def open_page(url: str, camera: Path, chromium: str):
     """Headless Chromium with `camera` as its webcam (permission granted), on the live page."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=chromium,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--use-fake-ui-for-media-stream",
-                "--use-fake-device-for-media-stream",
-                f"--use-file-for-fake-video-capture={camera}",
-                "--disable-background-networking",
-                "--no-first-run",
-            ],
+        browser = launch_chromium(
+            p,
+            chromium,
+            "--use-fake-ui-for-media-stream",
+            "--use-fake-device-for-media-stream",
+            f"--use-file-for-fake-video-capture={camera}",
         )
         page = browser.new_page()
         page.goto(url)

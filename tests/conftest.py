@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import os
 import struct
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 MEDIA_DIR = Path(__file__).resolve().parent.parent / ".cache" / "test-media"
+# bench/live_session.py: the live server and headless Chromium helpers, shared with the benches.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 
 # Keep OpenCV and torch to one thread: the suite runs on 2 cores and tests run in one process.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -90,6 +94,14 @@ def astronaut() -> np.ndarray:
 
 
 @pytest.fixture(scope="session")
+def portrait(tmp_path_factory, astronaut) -> Path:
+    """The astronaut as a PNG file, for commands that take image paths."""
+    path = tmp_path_factory.mktemp("portrait") / "astronaut.png"
+    Image.fromarray(astronaut).save(path)
+    return path
+
+
+@pytest.fixture(scope="session")
 def carphone() -> Path:
     return media("carphone.mp4")
 
@@ -105,8 +117,6 @@ def landmarker():
 def tiny_data(tmp_path_factory, carphone, astronaut) -> Path:
     """Four real clips: carphone under three names and the astronaut photo, 32 px crops."""
     import shutil
-
-    from PIL import Image
 
     from talkinghead.prepare import PrepareOptions, prepare
 

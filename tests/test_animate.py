@@ -32,13 +32,6 @@ def cli(*args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def portrait(tmp_path_factory, astronaut) -> Path:
-    path = tmp_path_factory.mktemp("portrait") / "astronaut.png"
-    Image.fromarray(astronaut).save(path)
-    return path
-
-
-@pytest.fixture(scope="module")
 def driving(tmp_path_factory, carphone) -> Path:
     """carphone with a sound track added (the original has none): 120 frames, 29.97 fps, 4 s."""
     with VideoReader(carphone) as reader:

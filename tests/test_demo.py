@@ -83,19 +83,11 @@ def app(tiny_model):
 
 @pytest.fixture(scope="module")
 def page(app):
+    from live_session import launch_chromium
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--no-first-run",
-            ],
-        )
+        browser = launch_chromium(p, CHROMIUM)
         page = browser.new_page(viewport={"width": 1280, "height": 1000})
         yield page
         browser.close()

@@ -4,14 +4,10 @@ from __future__ import annotations
 
 import io
 import shutil
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
 pytest.importorskip("onnxruntime")
 
@@ -16,13 +15,6 @@ from talkinghead.cli import main  # noqa: E402
 from talkinghead.config import load_config  # noqa: E402
 from talkinghead.models import build_model  # noqa: E402
 from talkinghead.runtime import OnnxFramePath, export_onnx, sample_inputs  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def portrait(tmp_path_factory, astronaut) -> Path:
-    path = tmp_path_factory.mktemp("onnx") / "astronaut.png"
-    Image.fromarray(astronaut).save(path)
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -332,14 +332,18 @@ def _add_evaluate(commands) -> None:
     p.set_defaults(run="talkinghead.evaluate")
 
 
+def _add_server(p, port: int) -> None:
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    p.add_argument("--port", type=_number(int, 1, 65535), default=port, help=f"port, 1..65535 (default: {port})")
+
+
 def _add_demo(commands) -> None:
     p = commands.add_parser(
         "demo",
         help="web demo (Gradio): upload a portrait and a driving video, get the talking video",
         description='Start the web demo on HOST:PORT. Needs the demo extra: pip install "talkinghead[demo]".',
     )
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
-    p.add_argument("--port", type=_number(int, 1, 65535), default=7860, help="port, 1..65535 (default: 7860)")
+    _add_server(p, port=7860)
     p.add_argument("--model", help="model file or checkpoint (default: the bundled model)")
     p.add_argument(
         "--max-upload-mb",
@@ -365,8 +369,7 @@ def _add_live(commands) -> None:
         "or /dev/video0) instead of the browser's camera",
     )
     _add_runtime(p)
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
-    p.add_argument("--port", type=_number(int, 1, 65535), default=7861, help="port, 1..65535 (default: 7861)")
+    _add_server(p, port=7861)
     p.set_defaults(run="talkinghead.live")
 
 
