@@ -6,7 +6,7 @@ Networks are freshly initialised (speed does not depend on the weights). The ava
 feed-forward to scikit-image's astronaut (T = 1), and driven by the bundled motion's landmarks,
 retargeted to it. Per frame, one at a time as live use runs it: drawing the landmark image, then
 the generator (PyTorch with spectral norm folded, as `animate` runs it; or the exported ONNX graph
-in onnxruntime), then the conversion to uint8. Also the generator's GFLOP per frame (PyTorch's
+in onnxruntime), then the conversion to uint8; each stage timed in its own loop over the frames. Also the generator's GFLOP per frame (PyTorch's
 FLOP counter: multiply-adds x 2).
 """
 
@@ -62,21 +62,14 @@ def run_one(name: str, frames: int, threads: int) -> dict:
         with FlopCounterMode(display=False) as counter:
             path(image, points)
         gflop = counter.get_total_flops() / 1e9
-        timings = {"drawing": [], "torch": [], "onnxruntime": [], "to_uint8": []}
-        for warmup in (True, False):
-            for i in range(5 if warmup else frames):
-                t0 = time.perf_counter()
-                image = draw(landmarks[i])
-                t1 = time.perf_counter()
-                out = path(image, torch.from_numpy(landmarks[i : i + 1]))
-                t2 = time.perf_counter()
-                onnx_out = session(image.numpy(), landmarks[i : i + 1])
-                t3 = time.perf_counter()
-                to_uint8(out)
-                t4 = time.perf_counter()
-                if not warmup:
-                    for key, seconds in zip(timings, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
-                        timings[key].append(seconds)
+        # Each stage in its own loop over the same frames: interleaved, onnxruntime's worker
+        # threads (which spin-wait after each run) took CPU from the PyTorch call that followed.
+        timings = {}
+        timings["drawing"], images = _timed(lambda i: draw(landmarks[i]), frames)
+        timings["torch"], outs = _timed(lambda i: path(images[i], torch.from_numpy(landmarks[i : i + 1])), frames)
+        timings["onnxruntime"], onnx_outs = _timed(lambda i: session(images[i].numpy(), landmarks[i : i + 1]), frames)
+        timings["to_uint8"], _ = _timed(lambda i: to_uint8(outs[i]), frames)
+        out, onnx_out = torch.cat(outs), np.concatenate(onnx_outs)
         difference = float(np.abs(onnx_out - out.numpy()).max())
     median = {k: float(np.median(v)) * 1000 for k, v in timings.items()}
     return {
@@ -96,6 +89,18 @@ def run_one(name: str, frames: int, threads: int) -> dict:
         "export_seconds": round(export_seconds, 1),
         "onnx_megabytes": round(report["bytes"] / 2**20, 1),
     }
+
+
+def _timed(call, count: int, warmup: int = 5) -> tuple[list[float], list]:
+    """`call(i)` for i in range(count) after `warmup` untimed calls: (seconds per call, results)."""
+    for i in range(warmup):
+        call(i)
+    seconds, results = [], []
+    for i in range(count):
+        start = time.perf_counter()
+        results.append(call(i))
+        seconds.append(time.perf_counter() - start)
+    return seconds, results
 
 
 def main() -> None:

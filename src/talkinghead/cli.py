@@ -180,8 +180,8 @@ def _add_runtime(p) -> None:
         "--runtime",
         choices=["torch", "onnx"],
         default="torch",
-        help="run the generator in PyTorch or, exported to ONNX, in onnxruntime (the onnx extra; about "
-        "2x faster on a CPU; default: torch)",
+        help="run the generator in PyTorch or, exported to ONNX, in onnxruntime (the onnx extra; 1.6-2.2x "
+        "faster on a CPU; default: torch)",
     )
 
 
