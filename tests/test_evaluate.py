@@ -55,6 +55,13 @@ def test_tiny_evaluation_end_to_end_and_resume(tiny_model, tiny_data, tmp_path, 
     assert table.count("\n| ") == 12 + 4 and "landmark error" in table  # 12 rows; cross: header + 3 rows
     assert "Cross-identity" in table and set(summary["cross"]) == {"ff", "ft", "warp"}
     assert all("landmark_nme" in e for e in summary["cross"].values())
+    # The face rate tells real frames from a collapsed generator: the baselines show real frames
+    # (dlib finds the face in every one), the model trained for two steps makes no face at all.
+    assert methods["static"]["2"]["faces"] == methods["nearest"]["2"]["faces"] == 1.0
+    assert methods["ff"]["2"]["faces"] == methods["ft"]["2"]["faces"] == 0.0
+    for entry in [e for per_T in methods.values() for e in per_T.values()] + list(summary["cross"].values()):
+        assert 0.0 <= entry["faces_min"] <= entry["faces"] <= 1.0
+    assert "face found" in table
     # The warp baseline moves a real frame: closer to the real targets than the still nearest shot.
     assert methods["warp"]["2"]["lpips"] <= methods["nearest"]["2"]["lpips"] + 0.02
     assert all(e["fid"] >= 0 for e in summary["cross"].values())
@@ -66,6 +73,7 @@ def test_tiny_evaluation_end_to_end_and_resume(tiny_model, tiny_data, tmp_path, 
         "lpips.png",
         "csim.png",
         "landmark_nme.png",
+        "faces.png",
     }
     record = tmp_path / "eval" / "clips" / "00000.json"
     stamp = record.stat().st_mtime_ns

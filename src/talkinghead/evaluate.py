@@ -12,8 +12,10 @@ landmarks, and the result is compared with the real frame:
 - `scratch`: the same generator trained only on the shots, from random weights (no meta-learning,
   the paper's Pix2pixHD comparison)
 
-Per target: SSIM, PSNR, LPIPS, CSIM (identity, to the real target) and landmark error (of the
-generated frame against the target's landmarks); per method and T: FID over all targets.
+Per target: SSIM, PSNR, LPIPS, CSIM (identity, to the real target), landmark error (of the
+generated frame against the target's landmarks) and `faces` (1 when dlib finds a face in the
+generated frame, else 0: a blank, saturated or face-less frame scores 0); per method and T: FID
+over all targets, and `faces_min`, the lowest per-clip face rate (did any avatar collapse).
 
 Output folder: `clips/<n>.json` and `<n>.npz` per clip (a rerun skips finished clips),
 `results.json`, `table.md`, `plots/<metric>.png` (each metric against T),
@@ -41,7 +43,7 @@ if TYPE_CHECKING:
     from .fitting import FitOptions
 
 METHODS = ("ff", "ft", "static", "nearest", "warp", "scratch")
-METRICS = ("ssim", "psnr", "lpips", "csim", "landmark_nme")
+METRICS = ("ssim", "psnr", "lpips", "csim", "landmark_nme", "faces")
 
 
 @dataclass(frozen=True)
@@ -180,6 +182,7 @@ class Evaluator:
                     "csim": np.array([self.csim(a, b) for a, b in zip(targets, fake_frames)]),
                     "landmark_nme": landmark_nme(fake_frames, target_lm),
                 }
+                values["faces"] = np.isfinite(values["landmark_nme"]).astype(np.float64)  # NaN: no face found
                 result["methods"].setdefault(method, {})[str(T)] = {k: _mean(v) for k, v in values.items()} | {
                     "targets": len(targets),
                     "steps": self.steps(method, T),
@@ -271,7 +274,7 @@ def _check_options(data, clips: list[int], options: EvalOptions, data_dir) -> No
 # Settings that change a clip's numbers (or how they are stored): a rerun into the same folder
 # must keep them.
 PROTOCOL = ("model", "data", "shots", "methods", "targets", "steps", "epochs", "seed", "results_format")
-RESULTS_FORMAT = 2  # 2: results nested [method][T]
+RESULTS_FORMAT = 3  # 2: results nested [method][T]; 3: with the face rate
 
 
 def _check_resume(out: Path, config: dict) -> None:
@@ -333,7 +336,7 @@ def cross_identity(
     for mode in ("ff", "ft", "warp"):
         if mode not in options.methods:
             continue
-        features, similarities, errors = [], [], []
+        features, similarities, errors, faces = [], [], [], []
         for portrait in tqdm(options.cross, unit="portrait", desc=f"cross-identity {mode}", disable=not progress):
             if mode == "warp":  # the portrait's crop and landmarks are all it needs
                 found, avatar = FaceCropper(evaluator.size)([portrait], shots=1), None
@@ -344,6 +347,7 @@ def cross_identity(
                 )
                 shot, points = avatar.shots[0], avatar.shot_landmarks[0]
             source = cv2.resize(shot, (128, 128), interpolation=cv2.INTER_CUBIC)
+            portrait_errors = []
             for clip in clips:
                 crop = data.meta(clip)["crop_size"]
                 every = max(1, data.num_frames(clip) // options.targets)
@@ -358,11 +362,15 @@ def cross_identity(
                 features.append(evaluator.fid.inception_features(to_tensor(frames)))
                 big = [cv2.resize(f, (128, 128), interpolation=cv2.INTER_CUBIC) for f in frames]
                 similarities += [evaluator.csim(source, f) for f in big]
-                errors.append(landmark_nme(frames, driving))
+                portrait_errors.append(landmark_nme(frames, driving))
+            errors += portrait_errors
+            faces.append(float(np.isfinite(np.concatenate(portrait_errors)).mean()))
         results[mode] = {
             "fid": frechet_distance(real, np.concatenate(features)),
             "csim_to_source": _mean(np.array(similarities)),
             "landmark_nme": _mean(np.concatenate(errors)),
+            "faces": float(np.mean(faces)),
+            "faces_min": min(faces),  # the portrait whose frames had a face least often
             "portraits": len(options.cross),
         }
     return results
@@ -400,6 +408,7 @@ def _summarise(out: Path, clips: list[int], options: EvalOptions) -> dict:
             if not rows:
                 continue
             entry = {m: _mean([r[m] for r in rows if r[m] is not None]) for m in METRICS}
+            entry["faces_min"] = min(r["faces"] for r in rows)
             real, fake = features.get("real", {}).get(T, []), features.get(method, {}).get(T, [])
             enough = real and fake and len(np.concatenate(real)) > 1
             entry["fid"] = frechet_distance(np.concatenate(real), np.concatenate(fake)) if enough else None
@@ -419,7 +428,10 @@ def table(summary: dict, options: EvalOptions) -> str:
         "warp": "nearest shot warped to the target's landmarks",
         "scratch": "from scratch (no meta-learning)",
     }
-    lines = ["| method | T | FID ↓ | SSIM ↑ | CSIM ↑ | LPIPS ↓ | landmark error ↓ |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| method | T | FID ↓ | SSIM ↑ | CSIM ↑ | LPIPS ↓ | landmark error ↓ | face found (worst clip) ↑ |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for method in options.methods:
         for T in options.shots:
             e = _entry(summary, method, T) or None
@@ -427,7 +439,7 @@ def table(summary: dict, options: EvalOptions) -> str:
                 continue
             cell = lambda v, f="{:.3f}": "—" if v is None else f.format(v)  # noqa: E731
             lines.append(
-                f"| {names[method]} | {T} | {cell(e['fid'], '{:.1f}')} | {cell(e['ssim'])} | {cell(e['csim'])} | {cell(e['lpips'])} | {cell(e['landmark_nme'])} |"
+                f"| {names[method]} | {T} | {cell(e['fid'], '{:.1f}')} | {cell(e['ssim'])} | {cell(e['csim'])} | {cell(e['lpips'])} | {cell(e['landmark_nme'])} | {_faces(e)} |"
             )
     text = (
         "\n".join(lines)
@@ -436,13 +448,21 @@ def table(summary: dict, options: EvalOptions) -> str:
     if summary.get("cross"):
         text += "\nCross-identity (portraits driven by the clips, relative retargeting):\n\n"
         text += (
-            "| method | FID ↓ | CSIM to source ↑ | landmark error to the retargeted landmarks ↓ |\n|---|---|---|---|\n"
+            "| method | FID ↓ | CSIM to source ↑ | landmark error to the retargeted landmarks ↓ "
+            "| face found (worst portrait) ↑ |\n|---|---|---|---|---|\n"
         )
         for mode, e in summary["cross"].items():
             csim = "—" if e["csim_to_source"] is None else f"{e['csim_to_source']:.3f}"
             error = "—" if e.get("landmark_nme") is None else f"{e['landmark_nme']:.3f}"
-            text += f"| {names[mode]} | {e['fid']:.1f} | {csim} | {error} |\n"
+            text += f"| {names[mode]} | {e['fid']:.1f} | {csim} | {error} | {_faces(e)} |\n"
     return text
+
+
+def _faces(entry: dict) -> str:
+    """The face rate over all generated frames and, in brackets, the lowest one of a clip or portrait."""
+    if entry.get("faces") is None:
+        return "—"
+    return f"{entry['faces']:.1%} ({entry['faces_min']:.0%})"
 
 
 def main(args) -> int:
