@@ -52,6 +52,10 @@ def test_export_matches_pytorch(generator, portable, tiny_model, warp_model, por
     domains = [node.domain for node in onnx.load(report["path"]).graph.node]
     contrib = domains.count("com.microsoft")
     assert contrib == report["contrib_ops"] == (0 if portable or generator == "adain" else 1), contrib
+    if generator == "warp":  # sampling by Gathers (faster in onnxruntime); the shots' encoding is a constant
+        ops = [node.op_type for node in onnx.load(report["path"]).graph.node]
+        assert "GridSample" not in ops and "Gather" in ops
+        assert ops.count("Conv") == _decoder_convs(avatar.generator), ops.count("Conv")
     # The graph's own outputs, not only the report: frames from onnxruntime vs PyTorch, uint8.
     images, points = sample_inputs(avatar)
     session = OnnxFramePath(report["path"])
@@ -61,6 +65,14 @@ def test_export_matches_pytorch(generator, portable, tiny_model, warp_model, por
     onnx_frames = np.stack(list(avatar.use_onnx(report["path"]).generate(points, runtime="onnx")))
     assert np.abs(torch_frames.astype(int) - onnx_frames).max() <= 1
     assert onnx_frames.std() > 5  # a picture, not a constant
+
+
+def _decoder_convs(generator) -> int:
+    """Convolutions of the warp generator outside its shot encoder (the graph runs these per frame)."""
+    import torch
+
+    convs = [m for m in generator.modules() if isinstance(m, torch.nn.Conv2d)]
+    return len(convs) - sum(isinstance(m, torch.nn.Conv2d) for m in generator.encoder.modules())
 
 
 def test_animate_with_onnxruntime_and_the_export_command(tiny_model, portrait, tmp_path, capsys):

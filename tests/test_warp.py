@@ -136,6 +136,34 @@ def test_without_dense_motion_it_is_the_untrained_refinement():
         torch.testing.assert_close(lean.eval()(inputs, psi), full.eval()(inputs, psi), atol=1e-5, rtol=0)
 
 
+def test_sampling_by_gather_is_grid_sample():
+    """The ONNX exports' sampler: bilinear with border padding, as `grid_sample` (also off the image)."""
+    import torch.nn.functional as F
+
+    from talkinghead.models.flow import sample_by_gather
+
+    torch.manual_seed(0)
+    image, grid = torch.rand(2, 5, 17, 23), torch.rand(2, 9, 11, 2) * 2.6 - 1.3
+    expected = F.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    torch.testing.assert_close(sample_by_gather(image, grid), expected, atol=1e-5, rtol=0)
+
+
+def test_encoded_shots_given_once_make_the_same_frames():
+    """`source_features` (an avatar encodes its shots once) gives the frames the generator makes
+    encoding them itself."""
+    from dataclasses import replace
+
+    from talkinghead.models.warp import WarpGenerator
+
+    torch.manual_seed(0)
+    generator = WarpGenerator(resolution=64, base_channels=8, max_channels=16, embedding_dim=8, bottleneck_blocks=1)
+    inputs, psi = _inputs(64, 3, 4), torch.randn(3, generator.num_adain_params) * 0.1
+    features = torch.stack([generator.encode(shots) for shots in inputs.source_frames])
+    with torch.no_grad():
+        cached = generator.eval()(replace(inputs, source_features=features), psi)
+        torch.testing.assert_close(cached, generator(inputs, psi), atol=1e-5, rtol=0)
+
+
 def test_prior_on_the_half_grid_is_the_warp_baseline(astronaut):
     """The generator with its learned parts off and the spline on R/2 makes the `warp` baseline's
     frame, to within one level (the baseline rounds to uint8)."""

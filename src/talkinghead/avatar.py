@@ -130,8 +130,13 @@ class Avatar:
             frames = to_tensor(self.shots)[None]  # [1, T, 3, S, S]
             drawn = to_tensor(draw_batch(self.shot_landmarks, self.size, thickness=thickness))[None]
             points = torch.from_numpy(np.asarray(self.shot_landmarks, np.float32))[None]
-            self._source = [t.to(self.device, self.psi.dtype) for t in (frames, drawn, points)]
-        frames, drawn, points = self._source
+            frames, drawn, points = (t.to(self.device, self.psi.dtype) for t in (frames, drawn, points))
+            # The warp generator's encoding of the shots: the same for every frame, so computed once.
+            encode = getattr(self._runtime_generator(), "encode", None)
+            with torch.inference_mode(False), torch.no_grad():
+                features = None if encode is None else encode(frames[0])[None]
+            self._source = [frames, drawn, points, features]
+        frames, drawn, points, features = self._source
         N = len(landmarks)
         driving = to_tensor(draw_batch(landmarks, self.size, thickness=thickness))
         return GeneratorInputs(
@@ -140,6 +145,7 @@ class Avatar:
             source_landmark_images=drawn.expand(N, -1, -1, -1, -1),
             source_points=points.expand(N, -1, -1, -1),
             driving_points=torch.from_numpy(np.asarray(landmarks, np.float32)).to(self.device, self.psi.dtype),
+            source_features=None if features is None else features.expand(N, -1, -1, -1, -1),
         )
 
     @torch.inference_mode()

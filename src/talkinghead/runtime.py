@@ -48,6 +48,9 @@ class FramePath(nn.Module):
         self.register_buffer("shot_landmark_images", fixed.source_landmark_images[:1].float().clone())
         self.register_buffer("shot_points", fixed.source_points[:1].float().clone())
         self.register_buffer("psi", avatar.psi.detach().float().clone())
+        # The warp generator's encoding of the shots: a constant of the graph, not run every frame.
+        has_features = fixed.source_features is not None
+        self.register_buffer("shot_features", fixed.source_features[:1].float().clone() if has_features else None)
 
     def forward(self, driving_landmark_image: torch.Tensor, driving_points: torch.Tensor) -> torch.Tensor:
         B = driving_landmark_image.shape[0]
@@ -57,6 +60,7 @@ class FramePath(nn.Module):
             self.shot_landmark_images.expand(B, -1, -1, -1, -1),
             self.shot_points.expand(B, -1, -1, -1),
             driving_points,
+            None if self.shot_features is None else self.shot_features.expand(B, -1, -1, -1, -1),
         )
         return self.generator(inputs, self.psi.expand(B, -1))
 

@@ -99,11 +99,14 @@ class AdaINResBlock(nn.Module):
     def forward(self, x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
         p1, p2 = params.split([self.adain1.num_params, self.adain2.num_params], dim=1)
         h = F.relu(self.adain1(x, p1))
+        # The 1x1 skip before the up-sampling: the same numbers (nearest up-sampling commutes with a
+        # per-pixel map) on a quarter of the pixels.
+        skip = self.skip(x) if self.skip is not None else x
         if self.upsample:
             h = F.interpolate(h, scale_factor=2, mode="nearest")
-            x = F.interpolate(x, scale_factor=2, mode="nearest")
+            skip = F.interpolate(skip, scale_factor=2, mode="nearest")
         h = self.conv2(F.relu(self.adain2(self.conv1(h), p2)))
-        return h + (self.skip(x) if self.skip is not None else x)
+        return h + skip
 
 
 class SelfAttention(nn.Module):

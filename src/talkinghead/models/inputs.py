@@ -19,6 +19,9 @@ class GeneratorInputs:
     source_landmark_images: torch.Tensor | None = None  # [B, K, 3, R, R] the shots' landmarks, drawn
     source_points: torch.Tensor | None = None  # [B, K, 68, 2] the shots' landmarks
     driving_points: torch.Tensor | None = None  # [B, 68, 2] the target's landmarks
+    # [B, K, C, R/4, R/4] the warp generator's encoding of source_frames (`WarpGenerator.encode`),
+    # when computed once for many frames (an avatar's shots never change); None: it encodes them.
+    source_features: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return self.driving_landmark_images.shape[0]

@@ -111,6 +111,10 @@ class WarpGenerator(nn.Module):
         self.num_adain_params = sum(b.num_params for b in adain)
         self.projection = nn.Parameter(torch.randn(self.num_adain_params, embedding_dim) * 0.01)
 
+    def encode(self, frames: torch.Tensor) -> torch.Tensor:
+        """The shots' features: `[K, 3, R, R] -> [K, C, R/4, R/4]` (what `source_features` holds)."""
+        return self.encoder(frames)
+
     def adain_params(self, embedding: torch.Tensor) -> torch.Tensor:
         """psi = P e: `[B, D] -> [B, num_adain_params]`."""
         return embedding @ self.projection.t()
@@ -124,19 +128,16 @@ class WarpGenerator(nn.Module):
         rows = torch.arange(B, device=nearest.device)[:, None]
         shots = inputs.source_frames[rows, nearest].flatten(0, 1)  # [BK, 3, R, R]
         shot_drawn = inputs.source_landmark_images[rows, nearest].flatten(0, 1)
-        shot_points = inputs.source_points[rows, nearest].flatten(0, 1)  # [BK, 68, 2]
-        driving_points = inputs.driving_points[:, None].expand(-1, K, -1, -1).flatten(0, 1)
+        shot_points = inputs.source_points[rows, nearest]  # [B, K, 68, 2]
         driving_drawn = inputs.driving_landmark_images[:, None].expand(-1, K, -1, -1, -1).flatten(0, 1)
 
         # 1. Prior flow, solved at R / prior_downsample (the spline is smooth) and used at R/2.
         half = R // 2
-        prior = tps_grid(shot_points, driving_points, R, out_size=R // self.prior_downsample)
-        prior = resize_grid(prior, half)  # [BK, r, r, 2]
+        prior = tps_grid(shot_points, inputs.driving_points, R, out_size=R // self.prior_downsample)  # [B, K, r, r, 2]
+        prior = resize_grid(prior.flatten(0, 1), half)  # [BK, r, r, 2]
         # Per-pixel fusion weights over the K shots: a nearest-landmarks prior (+ learned logits).
         if self.fusion_prior == "local":
-            distance = _local_distance(
-                inputs.source_points[rows, nearest], inputs.driving_points, R, half, self.fusion_sigma
-            )
+            distance = _local_distance(shot_points, inputs.driving_points, R, half, self.fusion_sigma)
         else:
             distance = distance[:, :, None, None, None].expand(-1, -1, 1, half, half)
         logits = -distance / self.fusion_temperature
@@ -156,11 +157,13 @@ class WarpGenerator(nn.Module):
 
         # 3. Warp the shots' features (R/4) and pixels (R), fuse, decode through AdaIN.
         quarter = R // 4
-        if inputs.source_frames.stride(0) == 0:  # one person's shots behind every frame (generation): encode each once
-            encoded = self.encoder(inputs.source_frames[0])[None].expand(B, -1, -1, -1, -1)
+        if inputs.source_features is not None:  # encoded before, once for all frames (Avatar)
+            encoded = inputs.source_features[rows, nearest].flatten(0, 1)
+        elif inputs.source_frames.stride(0) == 0:  # one person's shots behind every frame: encode each once
+            encoded = self.encode(inputs.source_frames[0])[None].expand(B, -1, -1, -1, -1)
             encoded = encoded[rows, nearest].flatten(0, 1)
         else:
-            encoded = self.encoder(shots)
+            encoded = self.encode(shots)
         features = warp(encoded, resize_grid(grid, quarter)).unflatten(0, (B, K))
         h = (features * _resize5(weights, quarter)).sum(1)
         offset = 0
