@@ -1,6 +1,6 @@
 """Benchmark fitting and animation. Prints one JSON object.
 
-    python bench/bench_animate.py [--configs cpu paper] [--steps 100] [--device cpu|cuda]
+    python bench/bench_animate.py [--configs cpu paper] [--steps 100] [--shots 1 8 32] [--device cpu|cuda]
 
 Networks are freshly initialised (speed does not depend on the weights) and saved as a model
 file, then used exactly as `talkinghead fit` / `animate` use a trained one. Faces are the real ones
@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 MEDIA = ROOT / ".cache" / "test-media"
 
 
-def run_one(name: str, steps: int, device: str) -> dict:
+def run_one(name: str, steps: int, shot_counts: list[int], device: str) -> dict:
     import numpy as np
     from skimage import data
 
@@ -40,7 +40,7 @@ def run_one(name: str, steps: int, device: str) -> dict:
     tmp = Path(tempfile.mkdtemp())
     model = save_model(tmp / "model.safetensors", build_model(config, num_videos=1), half=False)
     result = {"config": name, "resolution": config.model.resolution, "fine_tune_steps": steps}
-    for shots in (1, 8, 32):
+    for shots in shot_counts:
         # T = 1: a photo; T = 8, 32: frames sampled from a video, as `fit VIDEO --shots T` does.
         inputs = [data.astronaut()] if shots == 1 else [MEDIA / "carphone.mp4"]
         start = time.perf_counter()
@@ -78,15 +78,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--configs", nargs="+", default=["cpu", "paper"])
     parser.add_argument("--steps", type=int, default=100, help="fine-tuning steps (default: 100)")
+    parser.add_argument("--shots", type=int, nargs="+", default=[1, 8, 32], help="values of T (default: 1 8 32)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(run_one(args.one, args.steps, args.device)))
+        print(json.dumps(run_one(args.one, args.steps, args.shots, args.device)))
         return
     import torch
 
-    results = run_each(__file__, args.configs, "--steps", str(args.steps), "--device", args.device)
+    shots = ["--shots", *map(str, args.shots)]
+    results = run_each(__file__, args.configs, "--steps", str(args.steps), *shots, "--device", args.device)
     print(
         json.dumps(
             {
