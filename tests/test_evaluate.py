@@ -61,6 +61,7 @@ def test_tiny_evaluation_end_to_end_and_resume(tiny_model, tiny_data, tmp_path, 
     assert methods["ff"]["2"]["faces"] == methods["ft"]["2"]["faces"] == 0.0
     for entry in [e for per_T in methods.values() for e in per_T.values()] + list(summary["cross"].values()):
         assert 0.0 <= entry["faces_min"] <= entry["faces"] <= 1.0
+    assert all(e["faces_per_portrait"] == {options.cross[0]: e["faces_min"]} for e in summary["cross"].values())
     assert "face found" in table
     # The warp baseline moves a real frame: closer to the real targets than the still nearest shot.
     assert methods["warp"]["2"]["lpips"] <= methods["nearest"]["2"]["lpips"] + 0.02

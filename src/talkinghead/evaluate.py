@@ -336,7 +336,7 @@ def cross_identity(
     for mode in ("ff", "ft", "warp"):
         if mode not in options.methods:
             continue
-        features, similarities, errors, faces = [], [], [], []
+        features, similarities, errors, faces, per_portrait = [], [], [], [], {}
         for portrait in tqdm(options.cross, unit="portrait", desc=f"cross-identity {mode}", disable=not progress):
             if mode == "warp":  # the portrait's crop and landmarks are all it needs
                 found, avatar = FaceCropper(evaluator.size)([portrait], shots=1), None
@@ -365,12 +365,14 @@ def cross_identity(
                 portrait_errors.append(landmark_nme(frames, driving))
             errors += portrait_errors
             faces.append(float(np.isfinite(np.concatenate(portrait_errors)).mean()))
+            per_portrait[str(portrait)] = faces[-1]  # as given on the command line
         results[mode] = {
             "fid": frechet_distance(real, np.concatenate(features)),
             "csim_to_source": _mean(np.array(similarities)),
             "landmark_nme": _mean(np.concatenate(errors)),
             "faces": float(np.mean(faces)),
             "faces_min": min(faces),  # the portrait whose frames had a face least often
+            "faces_per_portrait": per_portrait,
             "portraits": len(options.cross),
         }
     return results
