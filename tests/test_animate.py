@@ -14,7 +14,7 @@ import pytest
 from conftest import media, write_video
 from PIL import Image
 
-from talkinghead.animate import ahead, default_motion_path, render
+from talkinghead.animate import default_motion_path, render
 from talkinghead.avatar import Avatar, FitError
 from talkinghead.cli import main
 from talkinghead.fitting import FitOptions
@@ -151,30 +151,6 @@ def test_relative_keeps_the_source_face_shape_absolute_does_not(avatar, driving)
     driver_motion = np.ptp(absolute[:, 48:68].mean(1), axis=0).max() / inter_ocular(absolute).mean()
     source_motion = np.ptp(relative[:, 48:68].mean(1), axis=0).max() / inter_ocular(relative).mean()
     assert source_motion == pytest.approx(driver_motion, rel=0.2)
-
-
-def test_frames_made_ahead_in_order_errors_raised_and_an_early_stop_ends_the_worker():
-    import threading
-
-    assert list(ahead(iter(range(50)), depth=3)) == list(range(50))
-
-    def failing():
-        yield 1
-        raise RuntimeError("generator broke")
-
-    with pytest.raises(RuntimeError, match="generator broke"):
-        list(ahead(failing()))
-    made = []
-
-    def endless():
-        while True:
-            made.append(len(made))
-            yield made[-1]
-
-    frames = ahead(endless(), depth=2)
-    assert [next(frames) for _ in range(3)] == [0, 1, 2]
-    frames.close()  # the consumer stops: the worker stops too, a few items ahead at most
-    assert len(made) <= 3 + 2 + 2 and not any(t.name == "talkinghead-generate" for t in threading.enumerate())
 
 
 def test_layouts(avatar, driving):

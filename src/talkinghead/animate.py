@@ -108,48 +108,6 @@ def render(
             yield np.concatenate(columns, axis=1)
 
 
-def ahead(items: Iterator[np.ndarray], depth: int = 8) -> Iterator[np.ndarray]:
-    """`items`, made by a worker thread up to `depth` ahead of the consumer: generation (which
-    releases the GIL in PyTorch and onnxruntime) runs while the consumer encodes. An exception in
-    the worker is raised here; a consumer that stops early stops the worker at its next item."""
-    import queue
-    import threading
-
-    done = object()
-    buffer: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def put(item) -> bool:
-        """Wait for room, unless the consumer has gone; False when it has."""
-        while not stop.is_set():
-            try:
-                buffer.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def work() -> None:
-        try:
-            for item in items:
-                if not put(item):
-                    return
-            put(done)
-        except BaseException as error:  # noqa: B036 - handed to the consumer, which raises it
-            put(error)
-
-    worker = threading.Thread(target=work, name="talkinghead-generate", daemon=True)
-    worker.start()
-    try:
-        while (item := buffer.get()) is not done:
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        worker.join()
-
-
 def load_driving(path: str | Path, *, progress: bool = False) -> Motion:
     """A motion template (.npz) or a video, tracked with prepare's tracker."""
     path = Path(path)
@@ -182,10 +140,10 @@ def animate_file(
     video = driving if driving.suffix != ".npz" else None
     mode = choose_mode(avatar, motion) if mode == "auto" else mode
     start = time.perf_counter()
-    frames = ahead(render(
+    frames = render(
         avatar, motion, layout=layout, mode=mode, reference=reference, smooth=smooth, driving_video=video,
         runtime=runtime,
-    ))  # fmt: skip
+    )  # fmt: skip
     first = next(frames)
     with atomic_path(out) as tmp:
         with VideoWriter(tmp, motion.fps, first.shape[1], first.shape[0], audio_from=video) as writer:
