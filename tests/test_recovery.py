@@ -43,9 +43,12 @@ def long_job(tmp_path_factory, tiny_model, astronaut) -> tuple[Path, Path]:
 def _start_animate(avatar: Path, driving: Path, out: Path) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": SRC, "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "talkinghead", "animate", "--avatar", str(avatar), "--driving", str(driving)]
+    # The child starts with the default Ctrl-C disposition whatever this test process inherited
+    # or was left with (an ignored SIGINT is inherited, and Python then installs no handler).
     return subprocess.Popen(
-        [*command, "--out", str(out), "--quiet"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+        [*command, "--out", str(out), "--quiet"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )  # fmt: skip
 
 
 def _temporaries(folder: Path) -> list[Path]:
@@ -88,7 +91,7 @@ def test_ctrl_c_exits_130_with_one_line_and_no_output(long_job, tmp_path):
     _wait_for_temporary(process, tmp_path)
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
-    assert process.returncode == 130
+    assert process.returncode == 130, (process.returncode, stderr, signal.getsignal(signal.SIGINT))
     assert stderr.strip().splitlines() == ["talkinghead animate: interrupted"]
     assert not out.exists() and _temporaries(tmp_path) == []
 
