@@ -55,14 +55,26 @@ def _temporaries(folder: Path) -> list[Path]:
     return sorted(folder.glob(".*.tmp"))
 
 
+def _written(folder: Path) -> bool:
+    """Whether a temporary in `folder` holds bytes (one may vanish while we look)."""
+    for path in _temporaries(folder):
+        try:
+            if path.stat().st_size > 0:
+                return True
+        except FileNotFoundError:
+            pass
+    return False
+
+
 def _wait_for_temporary(process: subprocess.Popen, folder: Path, timeout: float = 120) -> None:
-    """Until the output is being written (its temporary exists), so the signal lands mid-write."""
+    """Until the output is being written (its temporary holds bytes), so the signal lands mid-write.
+    Not a fixed delay after the file appears: on a loaded machine the encoder had written nothing
+    0.3 s later (the suite failed on an empty temporary)."""
     deadline = time.monotonic() + timeout
-    while not _temporaries(folder):
+    while not _written(folder):
         assert process.poll() is None, process.communicate()
         assert time.monotonic() < deadline, "animate never started writing"
         time.sleep(0.02)
-    time.sleep(0.3)
 
 
 @pytest.mark.slow
