@@ -56,7 +56,7 @@ class FramePath(nn.Module):
         B = driving_landmark_image.shape[0]
         inputs = GeneratorInputs(
             driving_landmark_image,
-            self.shots.expand(B, -1, -1, -1, -1),  # stride 0: the warp generator encodes the shots once
+            self.shots.expand(B, -1, -1, -1, -1),
             self.shot_landmark_images.expand(B, -1, -1, -1, -1),
             self.shot_points.expand(B, -1, -1, -1),
             driving_points,

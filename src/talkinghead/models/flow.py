@@ -40,7 +40,7 @@ def _tps_kernel(distance_squared: torch.Tensor) -> torch.Tensor:
     return distance_squared * torch.log(distance_squared.clamp_min(1e-12))
 
 
-def _squared_distances(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+def squared_distances(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """`[B, n, 2] x [B, m, 2] -> [B, n, m]` squared distances (no square root to undo)."""
     return ((a * a).sum(-1)[:, :, None] + (b * b).sum(-1)[:, None] - 2 * a @ b.transpose(1, 2)).clamp_min(0)
 
@@ -80,7 +80,7 @@ def tps_grid(
     N = drv.shape[1]
     # Solve [K + lambda I, P; P^T, 0] [w; a] = [src; 0] for the map driving -> source, for all K
     # sources at once: columns (k, x/y) of the right-hand side.
-    kernel = _tps_kernel(_squared_distances(drv, drv)) + regularization * torch.eye(N, device=device)
+    kernel = _tps_kernel(squared_distances(drv, drv)) + regularization * torch.eye(N, device=device)
     P = torch.cat([torch.ones(B, N, 1, device=device), drv], 2)  # [B, N, 3]
     top = torch.cat([kernel, P], 2)
     bottom = torch.cat([P.transpose(1, 2), torch.zeros(B, 3, 3, device=device)], 2)
@@ -91,7 +91,7 @@ def tps_grid(
     axis = (torch.arange(out, device=device, dtype=dtype) + 0.5) * (2.0 / out) - 1.0
     y, x = torch.meshgrid(axis, axis, indexing="ij")
     pixels = torch.stack([x, y], -1).reshape(1, -1, 2).expand(B, -1, -1)  # [B, HW, 2]
-    U = _tps_kernel(_squared_distances(pixels, drv))  # [B, HW, N]
+    U = _tps_kernel(squared_distances(pixels, drv))  # [B, HW, N]
     Pp = torch.cat([torch.ones(B, out * out, 1, device=device), pixels], 2)
     grid = (U @ params[:, :N] + Pp @ params[:, N:]).reshape(B, out, out, K, 2).permute(0, 3, 1, 2, 4)
     return grid if many else grid[:, 0]

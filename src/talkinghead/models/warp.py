@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .blocks import AdaINResBlock, conv
-from .flow import resize_grid, tps_grid, warp
+from .flow import resize_grid, squared_distances, tps_grid, warp
 from .inputs import GeneratorInputs
 
 
@@ -157,11 +157,8 @@ class WarpGenerator(nn.Module):
 
         # 3. Warp the shots' features (R/4) and pixels (R), fuse, decode through AdaIN.
         quarter = R // 4
-        if inputs.source_features is not None:  # encoded before, once for all frames (Avatar)
+        if inputs.source_features is not None:  # encoded before, once for all frames (Avatar, ONNX)
             encoded = inputs.source_features[rows, nearest].flatten(0, 1)
-        elif inputs.source_frames.stride(0) == 0:  # one person's shots behind every frame: encode each once
-            encoded = self.encode(inputs.source_frames[0])[None].expand(B, -1, -1, -1, -1)
-            encoded = encoded[rows, nearest].flatten(0, 1)
         else:
             encoded = self.encode(shots)
         features = warp(encoded, resize_grid(grid, quarter)).unflatten(0, (B, K))
@@ -217,7 +214,7 @@ def _local_distance(
     y, x = torch.meshgrid(axis, axis, indexing="ij")
     pixels = torch.stack([x, y], -1).reshape(1, -1, 2).expand(B, -1, -1)  # [B, out^2, 2]
     scale = 2 * (sigma * _eye_distance(driving_points)) ** 2  # [B]
-    near = torch.softmax(-torch.cdist(pixels, driving_points).square() / scale[:, None, None], dim=-1)
+    near = torch.softmax(-squared_distances(pixels, driving_points) / scale[:, None, None], dim=-1)
     return (near @ error.transpose(1, 2)).transpose(1, 2).reshape(B, K, 1, out, out)
 
 
