@@ -119,6 +119,39 @@ def test_local_fusion_takes_each_region_from_the_shot_closest_there():
     assert at(eye_centre)[1] < at(eye_centre)[0]
 
 
+def test_agreement_keeps_a_disagreeing_shot_out_where_it_disagrees():
+    """`fusion_agreement`: two shots equally close by landmarks that agree on the left half and not
+    on the right. Without it the right half is their average (a ghost); with it, the nearest's."""
+    from talkinghead.models.warp import WarpGenerator
+
+    torch.manual_seed(0)
+    R = 64
+    inputs = _inputs(R, 1, 2)
+    points = inputs.driving_points[:, None].repeat(1, 2, 1, 1)
+    points[:, 1] += 0.25  # shot 0 the nearest, shot 1 almost as near: the prior weighs them evenly
+    frames = inputs.source_frames[:, :1].repeat(1, 2, 1, 1, 1) * 0.5
+    frames[:, 1, :, :, R // 2 :] = -frames[:, 1, :, :, R // 2 :] + 0.5  # shot 1 differs on the right
+    inputs = GeneratorInputs(
+        driving_landmark_images=inputs.driving_landmark_images,
+        source_frames=frames,
+        source_landmark_images=inputs.source_landmark_images,
+        source_points=points,
+        driving_points=inputs.driving_points,
+    )
+    settings = dict(resolution=R, base_channels=8, max_channels=16, embedding_dim=8, bottleneck_blocks=0)
+    settings.update(dense_motion=False, fuse_shots=2, fusion_temperature=10.0, blend_bias=30.0)
+    psi = torch.zeros(1, WarpGenerator(**settings).num_adain_params)
+    with torch.no_grad():
+        plain = WarpGenerator(**settings).eval()(inputs, psi)[0]
+        gated = WarpGenerator(**settings, fusion_agreement=0.01).eval()(inputs, psi)[0]
+    nearest, rows = frames[0, 0], slice(8, -8)  # away from the border anchors
+    left, right = slice(8, R // 2 - 8), slice(R // 2 + 8, -8)
+    error = lambda out, side: (out[:, rows, side] - nearest[:, rows, side]).abs().mean()  # noqa: E731
+    assert error(plain, left) < 0.02 and error(gated, left) < 0.02  # they agree: either way the same
+    assert error(plain, right) > 0.1  # the average of two different pictures
+    assert error(gated, right) < 0.02  # the nearest shot's
+
+
 def test_without_dense_motion_it_is_the_untrained_refinement():
     """`dense_motion=False` drops the network: the same frames as an untrained one (zero residual
     flow, the same occlusion logit for every shot, zero fusion logits), for less work."""

@@ -46,6 +46,11 @@ class ModelConfig:
     # is closest while the eyes come from another.
     fusion_prior: str = "global"
     fusion_sigma: float = 0.3
+    # Fusion gated by agreement (0: off): a shot's weight at a pixel also falls with the squared
+    # difference between its warped pixels and the nearest shot's there (mean over RGB in [-1, 1],
+    # blurred over 5 x 5 at R/2), as `exp(-difference / fusion_agreement)`. Shots average only
+    # where they agree with the nearest one, so misaligned warps add no ghosting.
+    fusion_agreement: float = 0.0
     # The landmark spline is solved on an R / prior_downsample grid and interpolated (4: the
     # first models; 2: the `warp` baseline's grid, which is 3 FID sharper).
     prior_downsample: int = 4
@@ -183,6 +188,7 @@ _RANGES: dict[str, tuple[float | None, float | None]] = {
     "model.fuse_shots": (1, 64),
     "model.fusion_temperature": (1e-4, 10),
     "model.fusion_sigma": (1e-3, 10),
+    "model.fusion_agreement": (0, 10),
     "model.prior_downsample": (1, 16),
     **{f"loss.{k}": (0, None) for k in ("vgg", "face", "adversarial", "feature_matching", "embedding_match", "l1")},
     "train.shots": (1, 1000),

@@ -64,6 +64,7 @@ def _warp(config: ModelConfig) -> WarpGenerator:
         fusion_temperature=config.fusion_temperature,
         fusion_prior=config.fusion_prior,
         fusion_sigma=config.fusion_sigma,
+        fusion_agreement=config.fusion_agreement,
         prior_downsample=config.prior_downsample,
         blend_bias=config.blend_bias,
         residual_flow=config.residual_flow,

@@ -11,7 +11,8 @@ For each of the K shots (tensors at the model's resolution R):
 
 Of the K shots, the `fuse_shots` whose landmarks are closest to the driving ones are warped
 (so the cost per frame does not grow with K) and fused per pixel with softmax weights: the learned
-logits plus a prior that favours the closest shot. More shots cover more poses and mouth shapes. The fused features go through AdaIN residual blocks driven by psi = P e-hat
+logits plus a prior that favours the closest shot and, with `fusion_agreement`, a term that
+keeps a shot out where its warped pixels disagree with the closest shot's (no ghosting). More shots cover more poses and mouth shapes. The fused features go through AdaIN residual blocks driven by psi = P e-hat
 (the paper's conditioning: what must be invented comes from the person's embedding) and up to R,
 where the decoder outputs a frame and a blend mask: the result is `mask * fused warped image +
 (1 - mask) * synthesised frame`. At initialisation the mask favours the warped image, so an
@@ -84,6 +85,7 @@ class WarpGenerator(nn.Module):
         fusion_temperature: float = 0.05,
         fusion_prior: str = "global",
         fusion_sigma: float = 0.3,
+        fusion_agreement: float = 0.0,
         prior_downsample: int = 4,
         blend_bias: float = 2.0,
     ):
@@ -91,6 +93,7 @@ class WarpGenerator(nn.Module):
         self.resolution, self.residual_flow, self.occlusion = resolution, residual_flow, occlusion
         self.fuse_shots, self.fusion_temperature, self.blend_bias = fuse_shots, fusion_temperature, blend_bias
         self.fusion_prior, self.fusion_sigma, self.prior_downsample = fusion_prior, fusion_sigma, prior_downsample
+        self.fusion_agreement = fusion_agreement
         widths = [min(base_channels * 2**i, max_channels) for i in range(3)]  # at R, R/2, R/4
         # Without it (`dense_motion=False`): the spline flow and the fusion prior alone, no learned
         # motion (the ablation found the learned refinements earned nothing; it is 45% of the cost).
@@ -153,6 +156,9 @@ class WarpGenerator(nn.Module):
                 logits = logits + F.logsigmoid(occlusion).unflatten(0, (B, K))
         else:
             grid = prior
+        warped = warp(shots, resize_grid(grid, R)).unflatten(0, (B, K))  # [B, K, 3, R, R]
+        if self.fusion_agreement > 0 and K > 1:
+            logits = logits - _disagreement(warped, half).detach() / self.fusion_agreement
         weights = torch.softmax(logits, dim=1)  # [B, K, 1, r, r]
 
         # 3. Warp the shots' features (R/4) and pixels (R), fuse, decode through AdaIN.
@@ -168,7 +174,7 @@ class WarpGenerator(nn.Module):
             h = block(h, adain_params[:, offset : offset + block.num_params])
             offset += block.num_params
         out = self.head(F.relu(h))
-        warped = (warp(shots, resize_grid(grid, R)).unflatten(0, (B, K)) * _resize5(weights, R)).sum(1)
+        warped = (warped * _resize5(weights, R)).sum(1)
         # The blend starts at sigmoid(blend_bias) warped image (2: 88%).
         mask = torch.sigmoid(out[:, 3:4] + self.blend_bias)
         return mask * warped + (1 - mask) * torch.tanh(out[:, :3])
@@ -180,6 +186,15 @@ def _resize5(x: torch.Tensor, size: int) -> torch.Tensor:
         return x
     flat = F.interpolate(x.flatten(0, 1), size=(size, size), mode="bilinear", align_corners=False)
     return flat.unflatten(0, x.shape[:2])
+
+
+def _disagreement(warped: torch.Tensor, size: int) -> torch.Tensor:
+    """`[B, K, 1, size, size]`: squared difference of each warped shot from the nearest one (index
+    0), mean over RGB, at `size` and blurred over 5 x 5 pixels. `warped`: `[B, K, 3, R, R]`."""
+    small = _resize5(warped, size)
+    difference = ((small - small[:, :1]) ** 2).mean(2).flatten(0, 1)[:, None]  # [BK, 1, s, s]
+    difference = F.avg_pool2d(difference, 5, stride=1, padding=2, count_include_pad=False)
+    return difference.unflatten(0, warped.shape[:2])
 
 
 def _landmark_errors(source_points: torch.Tensor, driving_points: torch.Tensor) -> torch.Tensor:
