@@ -106,6 +106,22 @@ def test_fine_tuning_rate_decay(tiny_model, avatar):
     assert not np.allclose(psi[True, 3], psi[False, 3])
 
 
+def test_fine_tuning_psi_only_keeps_the_generator_weights(tiny_model, avatar):
+    # train.finetune_psi_only: psi' moves, G's weights stay the meta-learned ones; by default both move.
+    import torch
+
+    from talkinghead.checkpoint import load_model
+
+    model = load_model(tiny_model)
+    meta = {k: v.clone() for k, v in model.generator.named_parameters()}
+    for psi_only in (True, False):
+        tuned = Avatar.from_shots(model, avatar.shots, avatar.shot_landmarks, FitOptions(steps=2, psi_only=psi_only))
+        assert not np.allclose(tuned.psi.numpy(), avatar.psi.numpy(), atol=1e-6)
+        same = [torch.equal(v, meta[k]) for k, v in tuned.generator.named_parameters()]
+        assert all(same) if psi_only else not all(same)
+    assert not model.config.train.finetune_psi_only  # the paper's default
+
+
 def test_animate_real_clip_with_audio(avatar, driving, tmp_path):
     result = cli(
         "animate",

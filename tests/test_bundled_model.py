@@ -1,7 +1,8 @@
 """The bundled model's seeded output slice (as diffusers tests its pipelines): a few pixel values
 of a feed-forward frame of scikit-image's astronaut. A refactor must leave them as they are; a new
 bundled model or a deliberate change of what the generator is given updates them, and says so
-(last: cpu-warp-lean, the warp-guided generator, replaced the paper's generator on 2026-12-01)."""
+(last: cpu-warp-lean, the warp-guided generator, replaced the paper's generator on 2026-12-01;
+its 2026-12-02 settings — agreement-gated fusion, blend bias 4 — leave this slice as it was)."""
 
 from __future__ import annotations
 

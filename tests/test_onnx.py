@@ -20,14 +20,17 @@ from talkinghead.runtime import OnnxFramePath, export_onnx, sample_inputs  # noq
 @pytest.fixture(scope="module")
 def warp_model(tmp_path_factory, tiny_model) -> Path:
     """The tiny config with the warp generator (random weights, but trained embedder and D), 3 shots
-    fused by the per-pixel prior of the cpu-warp preset."""
+    fused by the per-pixel prior and the agreement gate of the cpu-warp-lean preset."""
     import torch
 
     torch.manual_seed(0)
     model = build_model(
         load_config(
             "tiny",
-            ["model.generator=warp", "model.fuse_shots=3", "model.fusion_prior=local", "model.prior_downsample=2"],
+            [
+                "model.generator=warp", "model.fuse_shots=3", "model.fusion_prior=local", "model.prior_downsample=2",
+                "model.fusion_agreement=0.01",
+            ],  # fmt: skip
         ),
         num_videos=1,
     )

@@ -117,6 +117,11 @@ class TrainConfig:
     # Let both fine-tuning rates fall linearly to 0 over the fine-tuning steps, so that the avatar
     # is not the last iterate of a GAN still taking full-size steps (docs/training-log.md).
     finetune_lr_decay: bool = False
+    # What fine-tuning moves on the generator side: False, as the paper, G's weights and psi'; True,
+    # psi' alone (G's weights stay the meta-learned ones; D and w' are fine-tuned either way). On 8
+    # shots the warp generator's blend and synthesis learn those frames and make new poses worse;
+    # with psi' alone it cannot overfit them (docs/training-log.md, 2026-12-02).
+    finetune_psi_only: bool = False
     steps: int = 100_000
     seed: int = 0
     workers: int = 2  # DataLoader worker processes per training process
@@ -316,10 +321,12 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
 }
 # The bundled model's: cpu-warp without the dense-motion network (docs/training-log.md, 2026-12-01
-# third entry: its refinements earned nothing yet and it is 45% of the generator's work).
+# third entry: its refinements earned nothing yet and it is 45% of the generator's work), with
+# the fusion gated by agreement with the nearest shot and fine-tuning of psi' alone (2026-12-02).
 PRESETS["cpu-warp-lean"] = {
     **PRESETS["cpu-warp"],
-    "model": {**PRESETS["cpu-warp"]["model"], "dense_motion": False},
+    "model": {**PRESETS["cpu-warp"]["model"], "dense_motion": False, "fusion_agreement": 0.01},
+    "train": {**PRESETS["cpu-warp"]["train"], "finetune_psi_only": True},
 }
 
 

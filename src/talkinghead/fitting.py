@@ -3,8 +3,8 @@
 Fitting computes e-hat (the mean embedding of the T shots), initialises the person-specific AdaIN
 parameters psi' = P e-hat and the discriminator's vector w' = w0 + e-hat, then fine-tunes G (with
 psi') and D on the shots with the meta-learning losses less the embedding match, through the
-same adversarial step as meta-learning (gan.py). `steps=0` skips fine-tuning: the feed-forward
-(FF) avatar. The model passed in is never modified.
+same adversarial step as meta-learning (gan.py); `train.finetune_psi_only` keeps G's weights
+and moves psi' alone. `steps=0` skips fine-tuning: the feed-forward (FF) avatar. The model passed in is never modified.
 """
 
 from __future__ import annotations
@@ -26,14 +26,15 @@ from .models import GeneratorInputs, Model
 
 @dataclass(frozen=True)
 class FitOptions:
-    """How to fine-tune. `lr_scale` and `lr_decay` default (None) to what the model file stores
-    (`train.finetune_lr_scale`, `train.finetune_lr_decay`)."""
+    """How to fine-tune. `lr_scale`, `lr_decay` and `psi_only` default (None) to what the model
+    file stores (`train.finetune_lr_scale`, `train.finetune_lr_decay`, `train.finetune_psi_only`)."""
 
     steps: int = 0  # fine-tuning steps; 0 with epochs 0: feed-forward
     epochs: float = 0  # instead of steps: passes over the shots (`finetune_steps`)
     batch_size: int = 2
     lr_scale: float | None = None  # times the model's meta-learning rates
     lr_decay: bool | None = None  # both rates fall linearly to 0 over the steps
+    psi_only: bool | None = None  # the generator side moves psi' only, not G's weights
     seed: int = 0
     guard: bool = True  # go back to the last good state when fine-tuning diverges (gan.DivergenceGuard)
 
@@ -125,7 +126,8 @@ def fit_shots(
 def _finetune(
     config, generator, discriminator, psi, embedding, frames, drawn, inputs, options, steps, *, progress, callback
 ):
-    """Paper §3.3: fine-tune G (with psi') and D (with w' = w0 + e-hat) on the T shots, in place."""
+    """Paper §3.3: fine-tune G (with psi') and D (with w' = w0 + e-hat) on the T shots, in place;
+    with `psi_only`, psi' and D (G's weights stay as meta-learned)."""
     from tqdm import tqdm
 
     from .gan import DivergenceGuard, ParameterModule, adversarial_step
@@ -138,7 +140,10 @@ def _finetune(
     person = torch.nn.Parameter(embedding.clone())
     loss_fn = GeneratorLoss(replace(config.loss, embedding_match=0.0)).to(frames.device)
     scale = t.finetune_lr_scale if options.lr_scale is None else options.lr_scale
-    opt_g = torch.optim.Adam([*generator.parameters(), psi], lr=scale * t.lr_generator, betas=tuple(t.betas))
+    psi_only = t.finetune_psi_only if options.psi_only is None else options.psi_only
+    generator.requires_grad_(not psi_only)
+    tuned = [psi] if psi_only else [*generator.parameters(), psi]
+    opt_g = torch.optim.Adam(tuned, lr=scale * t.lr_generator, betas=tuple(t.betas))
     opt_d = torch.optim.Adam([*discriminator.parameters(), person], lr=scale * t.lr_discriminator, betas=tuple(t.betas))
     # With decay, step s (from 1) runs at (steps - s + 1) / steps of the full rates: the last
     # step is small, not 0.
