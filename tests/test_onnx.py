@@ -28,7 +28,10 @@ def warp_model(tmp_path_factory, tiny_model) -> Path:
         load_config(
             "tiny",
             [
-                "model.generator=warp", "model.fuse_shots=3", "model.fusion_prior=local", "model.prior_downsample=2",
+                "model.generator=warp",
+                "model.fuse_shots=3",
+                "model.fusion_prior=local",
+                "model.prior_downsample=2",
                 "model.fusion_agreement=0.01",
             ],  # fmt: skip
         ),
