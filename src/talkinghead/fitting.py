@@ -4,7 +4,8 @@ Fitting computes e-hat (the mean embedding of the T shots), initialises the pers
 parameters psi' = P e-hat and the discriminator's vector w' = w0 + e-hat, then fine-tunes G (with
 psi') and D on the shots with the meta-learning losses less the embedding match, through the
 same adversarial step as meta-learning (gan.py); `train.finetune_psi_only` keeps G's weights
-and moves psi' alone. `steps=0` skips fine-tuning: the feed-forward (FF) avatar. The model passed in is never modified.
+and moves psi' alone. `steps=0` skips fine-tuning: the feed-forward (FF) avatar. The model
+passed in is never modified.
 """
 
 from __future__ import annotations
