@@ -41,6 +41,18 @@ def test_crop_transform_round_trip_and_agrees_with_the_pixels():
     np.testing.assert_allclose(from_unit(to_unit(points, 37), 37), points, atol=1e-4)
 
 
+def test_a_crop_past_the_frame_repeats_the_edge_pixels():
+    """No black band where the box leaves the frame: the warp would pull it across a turned face."""
+    frame = np.zeros((100, 80, 3), np.uint8)
+    frame[:, :, 0] = np.arange(80, dtype=np.uint8)[None] * 3  # red grows to the right
+    frame[:, :, 1] = 150
+    crop = crop_image(frame, np.array([-20, 50, 120]), 120)  # 20 px past the left, 70 past the bottom
+    assert (crop[..., 1] == 150).all()
+    np.testing.assert_array_equal(crop[:, :21, 0], 0)  # the frame's first column, repeated
+    np.testing.assert_array_equal(crop[:, 99:, 0], 237)  # its last column
+    np.testing.assert_array_equal(crop[60, 20:100, 0], frame[0, :, 0])  # inside: the frame itself
+
+
 @pytest.mark.slow
 def test_training_fitting_and_evaluation_at_another_size_draw_the_same_landmarks(carphone, tmp_path):
     """64 px data, a 32 px model: the landmark images drawn in training and in evaluation agree."""

@@ -90,16 +90,16 @@ def crop_image(rgb: np.ndarray, box: np.ndarray, size: int) -> np.ndarray:
     """Cut the square `box` (x0, y0, side; integers) out of `rgb` and resize it to `size`."""
     x0, y0, side = (int(v) for v in box)
     height, width = rgb.shape[:2]
-    # Copy the part inside the frame into a black canvas, then resize once.
     ix0, iy0 = max(x0, 0), max(y0, 0)
     ix1, iy1 = min(x0 + side, width), min(y0 + side, height)
     if ix0 >= ix1 or iy0 >= iy1:
         return np.zeros((size, size, 3), np.uint8)
     region = rgb[iy0:iy1, ix0:ix1]
     if (ix0, iy0, ix1, iy1) != (x0, y0, x0 + side, y0 + side):
-        canvas = np.zeros((side, side, 3), np.uint8)
-        canvas[iy0 - y0 : iy1 - y0, ix0 - x0 : ix1 - x0] = region
-        region = canvas
+        # Where the box leaves the frame, repeat the frame's edge pixels. A black band there (as
+        # before) is pulled across the face by the warp when the head turns.
+        pads = (iy0 - y0, y0 + side - iy1, ix0 - x0, x0 + side - ix1)  # top, bottom, left, right
+        region = cv2.copyMakeBorder(np.ascontiguousarray(region), *pads, cv2.BORDER_REPLICATE)
     interpolation = cv2.INTER_AREA if side > size else cv2.INTER_CUBIC
     return cv2.resize(region, (size, size), interpolation=interpolation)
 
