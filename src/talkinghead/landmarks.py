@@ -92,6 +92,23 @@ class DlibLandmarker:
             for r, s in zip(rects, scores)
         ]
 
+    def detect_cnn(self, rgb: np.ndarray) -> list[Detection]:
+        """Faces in a `[H, W, 3] uint8` image by dlib's CNN (MMOD) detector, from the same wheel:
+        it finds turned, squinting and low-contrast faces the HOG detector misses, and nothing on
+        blank, saturated or noise frames, at about 0.35 s for a 256 px image on two cores (the
+        HOG one: 10 ms), so it is a second opinion, not the default."""
+        import dlib
+
+        cnn = getattr(_loaded, "dlib_cnn", None)
+        if cnn is None:
+            path = os.fspath(face_models_dir() / "mmod_human_face_detector.dat")
+            cnn = _loaded.dlib_cnn = dlib.cnn_face_detection_model_v1(path)
+        return [
+            Detection(np.array([r.left(), r.top(), r.right() + 1, r.bottom() + 1], np.float32), float(d.confidence))
+            for d in cnn(np.ascontiguousarray(rgb), 0)
+            for r in [d.rect]
+        ]
+
     def landmarks(self, gray: np.ndarray, box: np.ndarray) -> np.ndarray:
         x0, y0, x1, y1 = (int(round(float(v))) for v in box)
         shape = self._predictor(gray, self._rectangle(x0, y0, x1 - 1, y1 - 1))

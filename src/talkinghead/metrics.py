@@ -126,6 +126,26 @@ def _enlarged(image: np.ndarray) -> tuple[np.ndarray, float]:
     return cv2.resize(image, size, interpolation=cv2.INTER_CUBIC), factor
 
 
+def _face_points(image: np.ndarray, tracker) -> np.ndarray | None:
+    """`[68, 2]` landmarks of the main face of a `[H, W, 3] uint8` frame judged on its own (no help
+    from the previous frame), or None. The tracker's HOG detector first; where it finds nothing,
+    dlib's CNN detector (`detect_cnn`), then the same 68-point predictor: a face turned
+    three-quarters with its eyes shut is still a face, and the HOG detector misses many of them.
+    Blank, saturated or noise frames stay face-less."""
+    import cv2
+
+    tracker.reset()
+    points = tracker(image)
+    if points is not None:
+        return points
+    detections = tracker.landmarker.detect_cnn(image)
+    if not detections:
+        return None
+    best = max(detections, key=lambda d: d.score)
+    gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+    return tracker.landmarker.landmarks(gray, best.box)
+
+
 class CSIM:
     """Identity similarity: cosine of dlib face-recognition embeddings (128-d ResNet, LFW 99.38%)."""
 
@@ -144,8 +164,7 @@ class CSIM:
     def embed(self, image: np.ndarray) -> np.ndarray | None:
         """`[H, W, 3] uint8` -> unit 128-d embedding of its main face, or None without a face."""
         image, _ = _enlarged(image)
-        self._tracker.reset()
-        points = self._tracker(image)
+        points = _face_points(image, self._tracker)
         if points is None:
             return None
         low, high = points.min(0), points.max(0)
@@ -168,9 +187,8 @@ def landmark_nme(images: np.ndarray, landmarks: np.ndarray, tracker=None) -> np.
     tracker = tracker or FaceTracker(DlibLandmarker(), min_face=16)
     out = np.full(len(images), np.nan)
     for i, (image, target) in enumerate(zip(images, landmarks)):
-        tracker.reset()  # frames are judged one by one: no help from the previous frame
         enlarged, factor = _enlarged(image)
-        found = tracker(enlarged)
+        found = _face_points(enlarged, tracker)
         if found is not None:
             found = found / factor
             iod = np.linalg.norm(target[36] - target[45])
