@@ -95,8 +95,8 @@ class DlibLandmarker:
     def detect_cnn(self, rgb: np.ndarray) -> list[Detection]:
         """Faces in a `[H, W, 3] uint8` image by dlib's CNN (MMOD) detector, from the same wheel:
         it finds turned, squinting and low-contrast faces the HOG detector misses, and nothing on
-        blank, saturated or noise frames, at about 0.35 s for a 256 px image on two cores (the
-        HOG one: 10 ms), so it is a second opinion, not the default."""
+        blank, saturated or noise frames; about 0.35 s for a 256 px image on two cores, so it is
+        a second opinion (metrics.py), not the tracker's detector."""
         import dlib
 
         cnn = getattr(_loaded, "dlib_cnn", None)
