@@ -96,8 +96,8 @@ def crop_image(rgb: np.ndarray, box: np.ndarray, size: int) -> np.ndarray:
         return np.zeros((size, size, 3), np.uint8)
     region = rgb[iy0:iy1, ix0:ix1]
     if (ix0, iy0, ix1, iy1) != (x0, y0, x0 + side, y0 + side):
-        # Where the box leaves the frame, repeat the frame's edge pixels. A black band there (as
-        # before) is pulled across the face by the warp when the head turns.
+        # Where the box leaves the frame, repeat the frame's edge pixels: a black band there would
+        # be pulled across the face by the warp when the head turns.
         pads = (iy0 - y0, y0 + side - iy1, ix0 - x0, x0 + side - ix1)  # top, bottom, left, right
         region = cv2.copyMakeBorder(np.ascontiguousarray(region), *pads, cv2.BORDER_REPLICATE)
     interpolation = cv2.INTER_AREA if side > size else cv2.INTER_CUBIC

@@ -50,6 +50,9 @@ class Landmarker(Protocol):
     def landmarks(self, gray: np.ndarray, box: np.ndarray) -> np.ndarray:
         """`[68, 2] float32` landmarks of the face in `box` (x0, y0, x1, y1)."""
 
+    # Optional: `detect_cnn(rgb) -> list[Detection]`, a slower second detector that the metrics
+    # ask where `detect` finds nothing (DlibLandmarker has one; a landmarker without it gets none).
+
 
 def face_models_dir() -> Path:
     """Folder of the dlib model files shipped by the `face_recognition_models` wheel.
@@ -87,10 +90,7 @@ class DlibLandmarker:
 
     def detect(self, gray: np.ndarray, upsample: int = 0) -> list[Detection]:
         rects, scores, _ = self._detector.run(gray, upsample, 0.0)
-        return [
-            Detection(np.array([r.left(), r.top(), r.right() + 1, r.bottom() + 1], np.float32), float(s))
-            for r, s in zip(rects, scores)
-        ]
+        return [Detection(_box(r), float(s)) for r, s in zip(rects, scores)]
 
     def detect_cnn(self, rgb: np.ndarray) -> list[Detection]:
         """Faces in a `[H, W, 3] uint8` image by dlib's CNN (MMOD) detector, from the same wheel:
@@ -103,16 +103,17 @@ class DlibLandmarker:
         if cnn is None:
             path = os.fspath(face_models_dir() / "mmod_human_face_detector.dat")
             cnn = _loaded.dlib_cnn = dlib.cnn_face_detection_model_v1(path)
-        return [
-            Detection(np.array([r.left(), r.top(), r.right() + 1, r.bottom() + 1], np.float32), float(d.confidence))
-            for d in cnn(np.ascontiguousarray(rgb), 0)
-            for r in [d.rect]
-        ]
+        return [Detection(_box(d.rect), float(d.confidence)) for d in cnn(np.ascontiguousarray(rgb), 0)]
 
     def landmarks(self, gray: np.ndarray, box: np.ndarray) -> np.ndarray:
         x0, y0, x1, y1 = (int(round(float(v))) for v in box)
         shape = self._predictor(gray, self._rectangle(x0, y0, x1 - 1, y1 - 1))
         return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)
+
+
+def _box(rect) -> np.ndarray:
+    """A dlib rectangle (inclusive corners) as `[4] float32` x0, y0, x1, y1 (exclusive)."""
+    return np.array([rect.left(), rect.top(), rect.right() + 1, rect.bottom() + 1], np.float32)
 
 
 LANDMARKERS: dict[str, Callable[[], Landmarker]] = {"dlib": DlibLandmarker}

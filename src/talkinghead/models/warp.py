@@ -16,8 +16,9 @@ keeps a shot out where its warped pixels disagree with the closest shot's (no gh
 shots cover more poses and mouth shapes. The fused features go through AdaIN residual blocks
 driven by psi = P e-hat (the paper's conditioning: what must be invented comes from the person's
 embedding) and up to R, where the decoder outputs a frame and a blend mask: the result is
-`mask * fused warped image + (1 - mask) * synthesised frame`. At initialisation the mask favours the warped image, so an
-untrained model starts at the training-free warp baseline rather than at noise.
+`mask * fused warped image + (1 - mask) * synthesised frame`. At initialisation the mask favours
+the warped image, so an untrained model starts at the training-free warp baseline rather than at
+noise.
 """
 
 from __future__ import annotations
