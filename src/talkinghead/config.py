@@ -54,6 +54,10 @@ class ModelConfig:
     # The landmark spline is solved on an R / prior_downsample grid and interpolated (4: the
     # first models; 2: the `warp` baseline's grid, which is 3 FID sharper).
     prior_downsample: int = 4
+    # Added to the spline kernel's diagonal (grid units): 1e-3 puts every landmark exactly where
+    # the driving one is (the `warp` baseline); larger trades that for a smoother flow, which
+    # moves less with dlib's landmark noise (docs/training-log.md, 2026-12-02 third entry).
+    prior_regularization: float = 1e-3
     residual_flow: bool = True
     occlusion: bool = True
     # Logit added to the warp generator's blend mask: 2 starts at 88% warped pixels, 4 at 98%
@@ -195,6 +199,7 @@ _RANGES: dict[str, tuple[float | None, float | None]] = {
     "model.fusion_sigma": (1e-3, 10),
     "model.fusion_agreement": (0, 10),
     "model.prior_downsample": (1, 16),
+    "model.prior_regularization": (1e-6, 10),
     **{f"loss.{k}": (0, None) for k in ("vgg", "face", "adversarial", "feature_matching", "embedding_match", "l1")},
     "train.shots": (1, 1000),
     "train.batch_size": (1, 4096),
@@ -322,10 +327,16 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 # The bundled model's: cpu-warp without the dense-motion network (docs/training-log.md, 2026-12-01
 # third entry: its refinements earned nothing yet and it is 45% of the generator's work), with
-# the fusion gated by agreement with the nearest shot and fine-tuning of psi' alone (2026-12-02).
+# the fusion gated by agreement with the nearest shot and fine-tuning of psi' alone (2026-12-02),
+# and a smoother prior spline (2026-12-02, third entry).
 PRESETS["cpu-warp-lean"] = {
     **PRESETS["cpu-warp"],
-    "model": {**PRESETS["cpu-warp"]["model"], "dense_motion": False, "fusion_agreement": 0.01},
+    "model": {
+        **PRESETS["cpu-warp"]["model"],
+        "dense_motion": False,
+        "fusion_agreement": 0.01,
+        "prior_regularization": 0.01,
+    },
     "train": {**PRESETS["cpu-warp"]["train"], "finetune_psi_only": True},
 }
 

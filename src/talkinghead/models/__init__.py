@@ -66,6 +66,7 @@ def _warp(config: ModelConfig) -> WarpGenerator:
         fusion_sigma=config.fusion_sigma,
         fusion_agreement=config.fusion_agreement,
         prior_downsample=config.prior_downsample,
+        prior_regularization=config.prior_regularization,
         blend_bias=config.blend_bias,
         residual_flow=config.residual_flow,
         occlusion=config.occlusion,

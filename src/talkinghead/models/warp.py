@@ -3,7 +3,7 @@
 For each of the K shots (tensors at the model's resolution R):
 
 1. prior flow: a thin-plate spline from the driving landmarks to the shot's, with fixed border
-   points (flow.py), as a `grid_sample` grid `[B*K, R, R, 2]`;
+   points (flow.py; `prior_regularization` smooths it), as a `grid_sample` grid `[B*K, R, R, 2]`;
 2. dense motion (`DenseMotion`): from the driving landmark image, the shot's landmark image and
    the prior-warped shot, at R/2, a residual flow (zero at initialisation), an occlusion mask
    (visible at initialisation) and a fusion logit (`dense_motion=False` leaves this network out);
@@ -89,13 +89,14 @@ class WarpGenerator(nn.Module):
         fusion_sigma: float = 0.3,
         fusion_agreement: float = 0.0,
         prior_downsample: int = 4,
+        prior_regularization: float = 1e-3,
         blend_bias: float = 2.0,
     ):
         super().__init__()
         self.resolution, self.residual_flow, self.occlusion = resolution, residual_flow, occlusion
         self.fuse_shots, self.fusion_temperature, self.blend_bias = fuse_shots, fusion_temperature, blend_bias
         self.fusion_prior, self.fusion_sigma, self.prior_downsample = fusion_prior, fusion_sigma, prior_downsample
-        self.fusion_agreement = fusion_agreement
+        self.fusion_agreement, self.prior_regularization = fusion_agreement, prior_regularization
         widths = [min(base_channels * 2**i, max_channels) for i in range(3)]  # at R, R/2, R/4
         # Without it (`dense_motion=False`): the spline flow and the fusion prior alone, no learned
         # motion (the ablation found the learned refinements earned nothing; it is 45% of the cost).
@@ -138,7 +139,10 @@ class WarpGenerator(nn.Module):
 
         # 1. Prior flow, solved at R / prior_downsample (the spline is smooth) and used at R/2.
         half = R // 2
-        prior = tps_grid(shot_points, inputs.driving_points, R, out_size=R // self.prior_downsample)  # [B, K, r, r, 2]
+        prior = tps_grid(
+            shot_points, inputs.driving_points, R, out_size=R // self.prior_downsample,
+            regularization=self.prior_regularization,
+        )  # fmt: skip  # [B, K, r, r, 2]
         prior = resize_grid(prior.flatten(0, 1), half)  # [BK, r, r, 2]
         # Per-pixel fusion weights over the K shots: a nearest-landmarks prior (+ learned logits).
         if self.fusion_prior == "local":
