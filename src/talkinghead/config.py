@@ -54,7 +54,7 @@ class ModelConfig:
     # The landmark spline is solved on an R / prior_downsample grid and interpolated (4: the
     # first models; 2: the `warp` baseline's grid, which is 3 FID sharper).
     prior_downsample: int = 4
-    # Added to the spline kernel's diagonal (grid units): 1e-3 puts every landmark exactly where
+    # Added to the spline kernel's diagonal (grid units): 1e-3 puts every landmark (to 0.1 px) where
     # the driving one is (the `warp` baseline); larger trades that for a smoother flow, which
     # moves less with dlib's landmark noise (docs/training-log.md, 2026-12-02 third entry).
     prior_regularization: float = 1e-3
