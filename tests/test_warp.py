@@ -191,6 +191,34 @@ def test_without_dense_motion_it_is_the_untrained_refinement():
         torch.testing.assert_close(lean.eval()(inputs, psi), full.eval()(inputs, psi), atol=1e-5, rtol=0)
 
 
+def test_decoder_landmarks_start_as_the_model_without_them_and_then_read_the_driving_image():
+    """`decoder_landmarks` adds zero-initialised inputs: a file without them loads and makes the
+    same frames; once trained (weights non-zero), the frame depends on the driving landmark image
+    itself, not only on the points the spline moves by, and the inputs learn from the loss."""
+    from talkinghead.models.warp import WarpGenerator
+
+    torch.manual_seed(0)
+    settings = dict(resolution=64, base_channels=8, max_channels=16, embedding_dim=8, bottleneck_blocks=1)
+    settings.update(fuse_shots=2, dense_motion=False, blend_bias=0.0)
+    plain, reading = WarpGenerator(**settings), WarpGenerator(**settings, decoder_landmarks=True)
+    missing = reading.load_state_dict(plain.state_dict(), strict=False)
+    assert all(k.startswith("landmark_inputs.") for k in missing.missing_keys) and not missing.unexpected_keys
+    inputs, psi = _inputs(64, 2, 3), torch.randn(2, plain.num_adain_params) * 0.1
+    plain.eval(), reading.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(reading(inputs, psi), plain(inputs, psi))
+    fake = reading(inputs, psi)
+    fake.square().mean().backward()
+    assert all(layer.weight.grad.abs().sum() > 0 for layer in reading.landmark_inputs)
+    with torch.no_grad():
+        for layer in reading.landmark_inputs:
+            layer.weight.normal_(0, 0.1)
+        other = GeneratorInputs(**{**vars(inputs)})
+        other.driving_landmark_images = -inputs.driving_landmark_images
+        assert (reading(other, psi) - reading(inputs, psi)).abs().mean() > 1e-3
+        torch.testing.assert_close(plain(other, psi), plain(inputs, psi))  # without: the image is not read
+
+
 def test_sampling_by_gather_is_grid_sample():
     """The ONNX exports' sampler: bilinear with border padding, as `grid_sample` (also off the image)."""
     import torch.nn.functional as F

@@ -63,6 +63,11 @@ class ModelConfig:
     # Logit added to the warp generator's blend mask: 2 starts at 88% warped pixels, 4 at 98%
     # (the synthesised part is then added only where training finds it helps).
     blend_bias: float = 2.0
+    # The warp generator's decoder also reads the driving landmark image (at R/4 and R/2, through
+    # convolutions that start at zero, so a model starts as it was without them): where the
+    # driver's mouth opens wider than any shot's, the warp can only stretch lips, and the decoder
+    # must know where that is to synthesise the inside. Off in older files.
+    decoder_landmarks: bool = False
 
     def __post_init__(self) -> None:
         self.attention_resolutions = tuple(int(r) for r in self.attention_resolutions)

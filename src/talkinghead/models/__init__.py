@@ -68,6 +68,7 @@ def _warp(config: ModelConfig) -> WarpGenerator:
         prior_downsample=config.prior_downsample,
         prior_regularization=config.prior_regularization,
         blend_bias=config.blend_bias,
+        decoder_landmarks=config.decoder_landmarks,
         residual_flow=config.residual_flow,
         occlusion=config.occlusion,
     )

@@ -91,6 +91,7 @@ class WarpGenerator(nn.Module):
         prior_downsample: int = 4,
         prior_regularization: float = 1e-3,
         blend_bias: float = 2.0,
+        decoder_landmarks: bool = False,
     ):
         super().__init__()
         self.resolution, self.residual_flow, self.occlusion = resolution, residual_flow, occlusion
@@ -113,6 +114,13 @@ class WarpGenerator(nn.Module):
             [AdaINResBlock(widths[2], widths[1], upsample=True), AdaINResBlock(widths[1], widths[0], upsample=True)]
         )
         self.head = conv(widths[0], 4)  # RGB and the blend mask's logit
+        # The driving landmark image into the decoder, added before the R/4 blocks and the last
+        # up-sampling block; zero-initialised (plain convolutions: spectral norm cannot start at 0).
+        self.landmark_inputs = None
+        if decoder_landmarks:
+            self.landmark_inputs = nn.ModuleList(nn.Conv2d(3, width, 3, padding=1) for width in (widths[2], widths[1]))
+            for layer in self.landmark_inputs:
+                nn.init.zeros_(layer.weight), nn.init.zeros_(layer.bias)
         adain = [*self.body, *self.up]
         self.num_adain_params = sum(b.num_params for b in adain)
         self.projection = nn.Parameter(torch.randn(self.num_adain_params, embedding_dim) * 0.01)
@@ -175,8 +183,13 @@ class WarpGenerator(nn.Module):
             encoded = self.encode(shots)
         features = warp(encoded, resize_grid(grid, quarter)).unflatten(0, (B, K))
         h = (features * _resize5(weights, quarter)).sum(1)
+        blocks = [*self.body, *self.up]
+        # With `decoder_landmarks`: the driving landmark image into the first and the last block.
+        taps = dict(zip((0, len(blocks) - 1), self.landmark_inputs)) if self.landmark_inputs is not None else {}
         offset = 0
-        for block in [*self.body, *self.up]:
+        for index, block in enumerate(blocks):
+            if index in taps:
+                h = h + taps[index](F.interpolate(inputs.driving_landmark_images, size=h.shape[-2:], mode="area"))
             h = block(h, adain_params[:, offset : offset + block.num_params])
             offset += block.num_params
         out = self.head(F.relu(h))
