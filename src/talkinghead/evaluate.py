@@ -158,7 +158,7 @@ class Evaluator:
     def clip(self, data, clip: int) -> tuple[dict, dict[str, dict[str, np.ndarray]], np.ndarray | None]:
         """Mean metrics `[method][T]`; Inception features `[method or "real"][T]`; the comparison image."""
         from .images import to_tensor
-        from .metrics import landmark_nme, psnr, ssim
+        from .metrics import cosine, face_points, landmark_nme, psnr, ssim
 
         meta = data.meta(clip)
         result: dict = {"clip": clip, "identity": meta["identity"], "source": meta["source"], "methods": {}}
@@ -171,16 +171,20 @@ class Evaluator:
             shots, shot_lm, targets, target_lm = split
             real = to_tensor(targets)
             features.setdefault("real", {})[str(T)] = self.fid.inception_features(real)
+            identities = [self.csim.embed(t) for t in targets]  # the real targets', once for every method
             row = [shots[: min(T, 4)].transpose(1, 0, 2, 3).reshape(self.size, -1, 3), targets[0]]
             for method in self.options.methods:
                 fake_frames = self.generate(method, shots, shot_lm, target_lm)
                 fake = to_tensor(fake_frames)
+                found = [face_points(f, self.csim.tracker) for f in fake_frames]  # one detection for both
                 values = {
                     "ssim": ssim(real, fake).numpy(),
                     "psnr": psnr(real, fake).numpy(),
                     "lpips": self.lpips(real, fake).numpy(),
-                    "csim": np.array([self.csim(a, b) for a, b in zip(targets, fake_frames)]),
-                    "landmark_nme": landmark_nme(fake_frames, target_lm),
+                    "csim": np.array(
+                        [cosine(e, self.csim.embed_face(f, p)) for e, f, p in zip(identities, fake_frames, found)]
+                    ),
+                    "landmark_nme": landmark_nme(fake_frames, target_lm, found=found),
                 }
                 values["faces"] = np.isfinite(values["landmark_nme"]).astype(np.float64)  # NaN: no face found
                 result["methods"].setdefault(method, {})[str(T)] = {k: _mean(v) for k, v in values.items()} | {
@@ -328,7 +332,7 @@ def cross_identity(
     from .avatar import Avatar
     from .cropper import FaceCropper
     from .images import to_tensor
-    from .metrics import frechet_distance, landmark_nme
+    from .metrics import cosine, face_points, frechet_distance, landmark_nme
     from .motion import Motion
 
     real = np.concatenate([_load_features(out, c)["real"][str(options.shots[0])] for c in clips])
@@ -347,6 +351,7 @@ def cross_identity(
                 )
                 shot, points = avatar.shots[0], avatar.shot_landmarks[0]
             source = cv2.resize(shot, (128, 128), interpolation=cv2.INTER_CUBIC)
+            identity = evaluator.csim.embed(source)
             portrait_errors = []
             for clip in clips:
                 crop = data.meta(clip)["crop_size"]
@@ -360,9 +365,14 @@ def cross_identity(
                 else:
                     frames = np.stack(list(avatar.generate(driving)))
                 features.append(evaluator.fid.inception_features(to_tensor(frames)))
+                found = [face_points(f, evaluator.csim.tracker) for f in frames]  # one detection for both
+                scale = 128 / frames.shape[2]
                 big = [cv2.resize(f, (128, 128), interpolation=cv2.INTER_CUBIC) for f in frames]
-                similarities += [evaluator.csim(source, f) for f in big]
-                portrait_errors.append(landmark_nme(frames, driving))
+                similarities += [
+                    cosine(identity, evaluator.csim.embed_face(f, None if p is None else p * scale))
+                    for f, p in zip(big, found)
+                ]
+                portrait_errors.append(landmark_nme(frames, driving, found=found))
             errors += portrait_errors
             faces.append(float(np.isfinite(np.concatenate(portrait_errors)).mean()))
             per_portrait[str(portrait)] = faces[-1]  # as given on the command line

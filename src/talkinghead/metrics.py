@@ -147,6 +147,20 @@ def _face_points(image: np.ndarray, tracker) -> np.ndarray | None:
     return tracker.landmarker.landmarks(gray, best.box)
 
 
+def face_points(image: np.ndarray, tracker) -> np.ndarray | None:
+    """`[68, 2]` landmarks of the main face of a `[H, W, 3] uint8` frame in its own pixels, found as
+    `_face_points` finds them on the frame enlarged to `_DETECT_SIZE`, or None. One detection that
+    CSIM (`CSIM.embed_face`) and the landmark error (`landmark_nme(found=...)`) can share."""
+    enlarged, factor = _enlarged(image)
+    found = _face_points(enlarged, tracker)
+    return None if found is None else found / factor
+
+
+def cosine(a: np.ndarray | None, b: np.ndarray | None) -> float:
+    """Cosine of two unit embeddings; NaN where either face was not found (None)."""
+    return float("nan") if a is None or b is None else float(a @ b)
+
+
 class CSIM:
     """Identity similarity: cosine of dlib face-recognition embeddings (128-d ResNet, LFW 99.38%)."""
 
@@ -160,38 +174,41 @@ class CSIM:
         self._net = dlib.face_recognition_model_v1(os.fspath(folder / "dlib_face_recognition_resnet_model_v1.dat"))
         self._predictor = dlib.shape_predictor(os.fspath(folder / "shape_predictor_68_face_landmarks.dat"))
         self._rectangle = dlib.rectangle
-        self._tracker = FaceTracker(DlibLandmarker(), min_face=16)
+        self.tracker = FaceTracker(DlibLandmarker(), min_face=16)  # for `face_points`
 
     def embed(self, image: np.ndarray) -> np.ndarray | None:
         """`[H, W, 3] uint8` -> unit 128-d embedding of its main face, or None without a face."""
-        image, _ = _enlarged(image)
-        points = _face_points(image, self._tracker)
+        return self.embed_face(image, face_points(image, self.tracker))
+
+    def embed_face(self, image: np.ndarray, points: np.ndarray | None) -> np.ndarray | None:
+        """`embed` with the face already found: `points` `[68, 2]` from `face_points(image)`, in
+        `image`'s pixels (None: no face, so no embedding)."""
         if points is None:
             return None
-        low, high = points.min(0), points.max(0)
+        image, factor = _enlarged(image)
+        low, high = points.min(0) * factor, points.max(0) * factor
         rect = self._rectangle(int(low[0]), int(low[1]), int(high[0]), int(high[1]))
         shape = self._predictor(image, rect)
         vector = np.array(self._net.compute_face_descriptor(image, shape))
         return vector / np.linalg.norm(vector)
 
     def __call__(self, a: np.ndarray, b: np.ndarray) -> float:
-        ea, eb = self.embed(a), self.embed(b)
-        return float("nan") if ea is None or eb is None else float(ea @ eb)
+        return cosine(self.embed(a), self.embed(b))
 
 
-def landmark_nme(images: np.ndarray, landmarks: np.ndarray, tracker=None) -> np.ndarray:
+def landmark_nme(images: np.ndarray, landmarks: np.ndarray, tracker=None, *, found=None) -> np.ndarray:
     """Mean landmark error of `[N, H, W, 3] uint8` frames against `[N, 68, 2]` target landmarks
-    (same pixels), normalised by the targets' outer-eye-corner distance. NaN where no face."""
+    (same pixels), normalised by the targets' outer-eye-corner distance. NaN where no face.
+    `found`: each frame's `face_points` when already detected (None entries: no face)."""
     from .landmarks import DlibLandmarker
     from .tracking import FaceTracker
 
-    tracker = tracker or FaceTracker(DlibLandmarker(), min_face=16)
+    if found is None:
+        tracker = tracker or FaceTracker(DlibLandmarker(), min_face=16)
+        found = [face_points(image, tracker) for image in images]
     out = np.full(len(images), np.nan)
-    for i, (image, target) in enumerate(zip(images, landmarks)):
-        enlarged, factor = _enlarged(image)
-        found = _face_points(enlarged, tracker)
-        if found is not None:
-            found = found / factor
+    for i, (points, target) in enumerate(zip(found, landmarks)):
+        if points is not None:
             iod = np.linalg.norm(target[36] - target[45])
-            out[i] = np.linalg.norm(found - target, axis=1).mean() / iod
+            out[i] = np.linalg.norm(points - target, axis=1).mean() / iod
     return out
