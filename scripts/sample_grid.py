@@ -56,7 +56,7 @@ def main() -> None:
     clips = np.random.default_rng(args.seed).choice(len(data), size=min(args.rows, len(data)), replace=False)
     batch = torch.utils.data.default_collate([episodes[(0, int(c))] for c in clips])
     with torch.no_grad():
-        fake, _ = eg(*episode_inputs(batch))
+        fake = eg(*episode_inputs(batch))[0]
     grid = sample_grid(batch, fake, rows=len(clips))
     if args.no_real:  # keep the landmark and generated columns only
         size = config.model.resolution

@@ -207,7 +207,8 @@ def test_decoder_landmarks_start_as_the_model_without_them_and_then_read_the_dri
     plain.eval(), reading.eval()
     with torch.no_grad():
         torch.testing.assert_close(reading(inputs, psi), plain(inputs, psi))
-    fake = reading(inputs, psi)
+    fake, synthesised = reading(inputs, psi, synthesis=True)  # the frame and its synthesised part
+    assert synthesised.shape == fake.shape and (synthesised - fake).abs().mean() > 1e-3
     fake.square().mean().backward()
     assert all(layer.weight.grad.abs().sum() > 0 for layer in reading.landmark_inputs)
     with torch.no_grad():
@@ -283,7 +284,8 @@ def test_warp_model_meta_learns_fits_and_animates(tiny_data, tiny_model, tmp_pat
     from talkinghead.fitting import FitOptions
     from talkinghead.train import train
 
-    config = load_config("tiny", [*TINY_WARP, "train.steps=2"])
+    # With the decoder reading the driving landmarks and the synthesis trained by its own L1 term.
+    config = load_config("tiny", [*TINY_WARP, "train.steps=2", "model.decoder_landmarks=true", "loss.synthesis=1"])
     # --init: a paper-generator model's embedder and discriminator start the run; its generator,
     # another design, does not.
     started = train(tiny_data, config, tmp_path / "init", progress=False, max_steps=0, init=tiny_model)
@@ -293,6 +295,7 @@ def test_warp_model_meta_learns_fits_and_animates(tiny_data, tiny_model, tmp_pat
 
     result = train(tiny_data, config, tmp_path / "run", progress=False)
     assert result.step == 2 and all(np.isfinite(v) for v in result.losses.values())
+    assert result.losses["loss/synthesis"] > 0
     model = export_model(list_checkpoints(tmp_path / "run" / "checkpoints")[-1], tmp_path / "warp.safetensors")
     avatar = Avatar.fit([astronaut, np.ascontiguousarray(astronaut[:, ::-1])], model=model, options=FitOptions(steps=2))
     assert avatar.config.model.generator == "warp" and avatar.steps == 2

@@ -97,6 +97,11 @@ class LossConfig:
     feature_matching: float = 10.0
     embedding_match: float = 80.0
     l1: float = 0.0  # plain pixel L1, not in the paper; useful for quick CPU runs
+    # Meta-learning with the warp generator only: pixel L1 between its synthesised frame (before
+    # the blend with the warped shots) and the target. The blend passes the frame's loss to the
+    # synthesis only where the mask lets it through (2 % at blend bias 4), so without this term it
+    # never learns enough to be let through (docs/training-log.md, 2026-12-02 fourth entry).
+    synthesis: float = 0.0
 
 
 @dataclass

@@ -103,14 +103,18 @@ class GeneratorLoss(nn.Module):
         embedding: torch.Tensor | None = None,
         video_vector: torch.Tensor | None = None,
         real_content: dict[str, list[torch.Tensor]] | None = None,
+        synthesis: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """`real_content`: the content networks' features of `real`, when computed once before."""
+        """`real_content`: the content networks' features of `real`, when computed once before;
+        `synthesis`: the warp generator's synthesised frame before its blend, `[B, 3, H, W]`."""
         c = self.config
         terms: dict[str, torch.Tensor] = {}
         if self.content is not None:
             terms.update(self.content(real, fake, real_content))
         if c.l1:
             terms["l1"] = c.l1 * F.l1_loss(fake, real)
+        if c.synthesis and synthesis is not None:
+            terms["synthesis"] = c.synthesis * F.l1_loss(synthesis, real)
         if c.adversarial:
             terms["adversarial"] = c.adversarial * generator_hinge_loss(fake_scores)
         if c.feature_matching:

@@ -54,22 +54,27 @@ class EmbedderGenerator(nn.Module):
 
     Takes an episode batch's tensors (DDP scatters plain tensors): shots `[B, K, 3, R, R]`, their
     landmark images (same shape) and points `[B, K, 68, 2]`, the target's landmark image
-    `[B, 3, R, R]` and points `[B, 68, 2]`. Returns the generated target and e-hat `[B, D]`.
+    `[B, 3, R, R]` and points `[B, 68, 2]`. Returns the generated target, e-hat `[B, D]` and, with
+    `synthesis` (the warp generator and `loss.synthesis`), its synthesised frame before the blend
+    (else None).
     """
 
-    def __init__(self, embedder: Embedder, generator: nn.Module):
+    def __init__(self, embedder: Embedder, generator: nn.Module, *, synthesis: bool = False):
         super().__init__()
-        self.embedder, self.generator = embedder, generator
+        self.embedder, self.generator, self.synthesis = embedder, generator, synthesis
 
     def forward(
         self, source_frames, source_landmark_images, source_points, driving_landmark_images, driving_points
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         embedding = self.embedder.embed_shots(source_frames, source_landmark_images)  # [B, D]
         inputs = GeneratorInputs(
             driving_landmark_images, source_frames, source_landmark_images, source_points, driving_points
         )
-        fake = self.generator(inputs, self.generator.adain_params(embedding))  # [B, 3, H, W]
-        return fake, embedding
+        psi = self.generator.adain_params(embedding)
+        if self.synthesis:
+            fake, synthesised = self.generator(inputs, psi, synthesis=True)
+            return fake, embedding, synthesised
+        return self.generator(inputs, psi), embedding, None  # fake [B, 3, H, W]
 
 
 def episode_inputs(batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
@@ -174,8 +179,14 @@ def train_step(batch: dict[str, torch.Tensor], state: "TrainState") -> StepOutpu
     real, landmarks, videos = batch["target_frame"], batch["target_landmark_images"], batch["video_index"]
     pairs = torch.cat([landmarks, landmarks]), torch.cat([videos, videos])
     d_raw, weight = state.d_raw, config.loss.embedding_match
+    made = {}  # the synthesised frame (loss.synthesis), kept by generate() for the loss
+
+    def generate():
+        fake, embedding, made["synthesis"] = state.eg_train(*episode_inputs(batch))
+        return fake, embedding
+
     return adversarial_step(
-        generate=lambda: state.eg_train(*episode_inputs(batch)),
+        generate=generate,
         real=real,
         discriminator=d_raw,
         score_frozen=lambda frames: d_raw(frames, *pairs),
@@ -184,7 +195,11 @@ def train_step(batch: dict[str, torch.Tensor], state: "TrainState") -> StepOutpu
         opt_g=state.opt_g,
         opt_d=state.opt_d,
         discriminator_steps=config.train.discriminator_steps,
-        loss_inputs=lambda embedding: {"embedding": embedding, "video_vector": d_raw.W(videos)},
+        loss_inputs=lambda embedding: {
+            "embedding": embedding,
+            "video_vector": d_raw.W(videos),
+            "synthesis": made["synthesis"],
+        },
         # The W_i half of L_MCH (the generator step moved e-hat toward W_i).
         discriminator_extra=(lambda e: weight * embedding_match_loss(e, d_raw.W(videos))) if weight else None,
         device=state.device,
@@ -366,7 +381,8 @@ def setup(
     if init is not None and state is None:
         _initialise_from(model, init, env)
     _start_run(run, config, data_dir, len(data), state, env)  # only now that everything checked out
-    eg = EmbedderGenerator(model.embedder, model.generator).to(device)
+    synthesis = config.loss.synthesis > 0 and config.model.generator == "warp"
+    eg = EmbedderGenerator(model.embedder, model.generator, synthesis=synthesis).to(device)
     discriminator = model.discriminator.to(device)
     gpu = device.type == "cuda"
     channels_last = t.channels_last and gpu

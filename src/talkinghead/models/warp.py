@@ -133,7 +133,11 @@ class WarpGenerator(nn.Module):
         """psi = P e: `[B, D] -> [B, num_adain_params]`."""
         return embedding @ self.projection.t()
 
-    def forward(self, inputs: GeneratorInputs, adain_params: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, inputs: GeneratorInputs, adain_params: torch.Tensor, *, synthesis: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """The frame `[B, 3, R, R]`; with `synthesis`, also the synthesised frame before the blend
+        (same shape; `loss.synthesis` trains it)."""
         R = self.resolution
         B = len(inputs)
         distance = _landmark_distance(inputs.source_points, inputs.driving_points)  # [B, K_all]
@@ -196,7 +200,9 @@ class WarpGenerator(nn.Module):
         warped = (warped * _resize5(weights, R)).sum(1)
         # The blend starts at sigmoid(blend_bias) warped image (2: 88%).
         mask = torch.sigmoid(out[:, 3:4] + self.blend_bias)
-        return mask * warped + (1 - mask) * torch.tanh(out[:, :3])
+        synthesised = torch.tanh(out[:, :3])
+        frame = mask * warped + (1 - mask) * synthesised
+        return (frame, synthesised) if synthesis else frame
 
 
 def _resize5(x: torch.Tensor, size: int) -> torch.Tensor:
