@@ -120,7 +120,8 @@ class WarpGenerator(nn.Module):
         if decoder_landmarks:
             self.landmark_inputs = nn.ModuleList(nn.Conv2d(3, width, 3, padding=1) for width in (widths[2], widths[1]))
             for layer in self.landmark_inputs:
-                nn.init.zeros_(layer.weight), nn.init.zeros_(layer.bias)
+                nn.init.zeros_(layer.weight)
+                nn.init.zeros_(layer.bias)
         adain = [*self.body, *self.up]
         self.num_adain_params = sum(b.num_params for b in adain)
         self.projection = nn.Parameter(torch.randn(self.num_adain_params, embedding_dim) * 0.01)
