@@ -52,6 +52,7 @@ def main() -> None:
     from talkinghead.data.dataset import FaceDataset
     from talkinghead.evaluate import _nearest_shots, load_split, warp_to
     from talkinghead.fitting import FitOptions
+    from talkinghead.images import to_uint8
     from talkinghead.metrics import LPIPS
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -69,14 +70,10 @@ def main() -> None:
             continue
         shots, shot_lm, targets, target_lm = split
         avatar = Avatar.from_shots(model, shots, shot_lm, FitOptions())
-        generator, masks = avatar._runtime_generator(), []
-
-        def keep_mask(module, inputs, out, masks=masks, bias=generator.blend_bias):
-            masks.append(torch.sigmoid(out[:, 3] + bias))  # the blend mask (warp.py), [B, S, S]
-
-        hook = generator.head.register_forward_hook(keep_mask)
-        made = np.stack(list(avatar.generate(target_lm)))
-        hook.remove()
+        inputs = avatar.generator_inputs(target_lm)
+        with torch.no_grad():
+            frames, _, mask = avatar.generator.eval()(inputs, avatar.psi.expand(len(inputs), -1), synthesis=True)
+        made = to_uint8(frames)
         nearest = _nearest_shots(shot_lm, target_lm)
         warped = warp_to(shots[nearest], shot_lm[nearest].astype(np.float32), target_lm.astype(np.float32))
         boxes = mouth_boxes(target_lm, size)
@@ -85,7 +82,7 @@ def main() -> None:
             fake = crops(frames, boxes)
             rows[f"lpips_{name}"] += lpips(real, fake).tolist()
             rows[f"l1_{name}"] += (real - fake).abs().mean((1, 2, 3)).tolist()
-        synthesised = 1 - torch.cat(masks)  # [N, S, S]
+        synthesised = 1 - mask[:, 0]  # [N, S, S]
         inside = torch.zeros_like(synthesised, dtype=torch.bool)
         for i, (x0, y0, x1, y1) in enumerate(boxes):
             inside[i, y0:y1, x0:x1] = True

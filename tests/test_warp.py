@@ -207,8 +207,9 @@ def test_decoder_landmarks_start_as_the_model_without_them_and_then_read_the_dri
     plain.eval(), reading.eval()
     with torch.no_grad():
         torch.testing.assert_close(reading(inputs, psi), plain(inputs, psi))
-    fake, synthesised = reading(inputs, psi, synthesis=True)  # the frame and its synthesised part
+    fake, synthesised, mask = reading(inputs, psi, synthesis=True)  # the frame, its synthesised part, the blend
     assert synthesised.shape == fake.shape and (synthesised - fake).abs().mean() > 1e-3
+    assert mask.shape == (2, 1, 64, 64) and 0 < mask.min() and mask.max() < 1
     fake.square().mean().backward()
     assert all(layer.weight.grad.abs().sum() > 0 for layer in reading.landmark_inputs)
     with torch.no_grad():
@@ -218,6 +219,42 @@ def test_decoder_landmarks_start_as_the_model_without_them_and_then_read_the_dri
         other.driving_landmark_images = -inputs.driving_landmark_images
         assert (reading(other, psi) - reading(inputs, psi)).abs().mean() > 1e-3
         torch.testing.assert_close(plain(other, psi), plain(inputs, psi))  # without: the image is not read
+
+
+def test_mouth_prior_synthesises_inside_a_mouth_the_shot_cannot_show(astronaut):
+    """`mouth_prior`: the blend goes to the synthesis inside the driving inner lips, in proportion to
+    how much of that opening the nearest shot lacks; nowhere when the shot's mouth is as open."""
+    from talkinghead.cropper import FaceCropper
+    from talkinghead.models.warp import INNER_LIPS, WarpGenerator, _mouth_opening
+
+    _, points, _, _ = FaceCropper(64).crop_image(astronaut)  # her real landmarks, mouth closed
+    closed = torch.from_numpy(points)[None]  # [1, 68, 2]
+    opened = closed.clone()
+    opened[:, [65, 66, 67], 1] += 3.0  # the lower inner lip 3 px down: an open mouth
+    opening = _mouth_opening(closed, opened, 64)
+    assert opening.sum() > 5 and opening.max() <= 1
+    ys, xs = torch.nonzero(opening[0, 0] > 0.5, as_tuple=True)
+    lips = opened[0, INNER_LIPS]
+    assert lips[:, 0].min() - 1 <= xs.min() and xs.max() <= lips[:, 0].max() + 1  # inside the lips
+    assert _mouth_opening(opened, opened, 64).sum() == 0  # the shot shows that mouth: nothing to make
+
+    torch.manual_seed(0)
+    settings = dict(resolution=64, base_channels=8, max_channels=16, embedding_dim=8, bottleneck_blocks=1)
+    settings.update(fuse_shots=1, dense_motion=False)
+    plain, prior = WarpGenerator(**settings), WarpGenerator(**settings, mouth_prior=1.0)
+    prior.load_state_dict(plain.state_dict())
+    inputs = GeneratorInputs(
+        driving_landmark_images=torch.zeros(1, 3, 64, 64),
+        source_frames=torch.rand(1, 1, 3, 64, 64) * 2 - 1,
+        source_landmark_images=torch.zeros(1, 1, 3, 64, 64),
+        source_points=closed[:, None],
+        driving_points=opened,
+    )
+    psi = torch.zeros(1, plain.num_adain_params)
+    with torch.no_grad():
+        _, _, before = plain.eval()(inputs, psi, synthesis=True)
+        _, _, after = prior.eval()(inputs, psi, synthesis=True)
+    torch.testing.assert_close(after, before * (1 - opening))
 
 
 def test_sampling_by_gather_is_grid_sample():

@@ -68,6 +68,10 @@ class ModelConfig:
     # driver's mouth opens wider than any shot's, the warp can only stretch lips, and the decoder
     # must know where that is to synthesise the inside. Off in older files.
     decoder_landmarks: bool = False
+    # In 0..1: inside the driving inner lips where they open wider than the nearest shot's, this
+    # share of the blend goes to the synthesis (times how much of the opening that shot cannot
+    # show): the warp stretches closed lips over an open mouth (0: off).
+    mouth_prior: float = 0.0
 
     def __post_init__(self) -> None:
         self.attention_resolutions = tuple(int(r) for r in self.attention_resolutions)

@@ -72,7 +72,7 @@ class EmbedderGenerator(nn.Module):
         )
         psi = self.generator.adain_params(embedding)
         if self.synthesis:
-            fake, synthesised = self.generator(inputs, psi, synthesis=True)
+            fake, synthesised, _ = self.generator(inputs, psi, synthesis=True)
             return fake, embedding, synthesised
         return self.generator(inputs, psi), embedding, None  # fake [B, 3, H, W]
 

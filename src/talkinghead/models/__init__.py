@@ -69,6 +69,7 @@ def _warp(config: ModelConfig) -> WarpGenerator:
         prior_regularization=config.prior_regularization,
         blend_bias=config.blend_bias,
         decoder_landmarks=config.decoder_landmarks,
+        mouth_prior=config.mouth_prior,
         residual_flow=config.residual_flow,
         occlusion=config.occlusion,
     )

@@ -92,12 +92,14 @@ class WarpGenerator(nn.Module):
         prior_regularization: float = 1e-3,
         blend_bias: float = 2.0,
         decoder_landmarks: bool = False,
+        mouth_prior: float = 0.0,
     ):
         super().__init__()
         self.resolution, self.residual_flow, self.occlusion = resolution, residual_flow, occlusion
         self.fuse_shots, self.fusion_temperature, self.blend_bias = fuse_shots, fusion_temperature, blend_bias
         self.fusion_prior, self.fusion_sigma, self.prior_downsample = fusion_prior, fusion_sigma, prior_downsample
         self.fusion_agreement, self.prior_regularization = fusion_agreement, prior_regularization
+        self.mouth_prior = mouth_prior
         widths = [min(base_channels * 2**i, max_channels) for i in range(3)]  # at R, R/2, R/4
         # Without it (`dense_motion=False`): the spline flow and the fusion prior alone, no learned
         # motion (the ablation found the learned refinements earned nothing; it is 45% of the cost).
@@ -136,9 +138,9 @@ class WarpGenerator(nn.Module):
 
     def forward(
         self, inputs: GeneratorInputs, adain_params: torch.Tensor, *, synthesis: bool = False
-    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The frame `[B, 3, R, R]`; with `synthesis`, also the synthesised frame before the blend
-        (same shape; `loss.synthesis` trains it)."""
+        (same shape; `loss.synthesis` trains it) and the blend mask `[B, 1, R, R]` (1: warped)."""
         R = self.resolution
         B = len(inputs)
         distance = _landmark_distance(inputs.source_points, inputs.driving_points)  # [B, K_all]
@@ -201,9 +203,47 @@ class WarpGenerator(nn.Module):
         warped = (warped * _resize5(weights, R)).sum(1)
         # The blend starts at sigmoid(blend_bias) warped image (2: 88%).
         mask = torch.sigmoid(out[:, 3:4] + self.blend_bias)
+        if self.mouth_prior:  # synthesise inside a mouth opened wider than the nearest shot's
+            mask = mask * (1 - self.mouth_prior * _mouth_opening(shot_points[:, 0], inputs.driving_points, R))
         synthesised = torch.tanh(out[:, :3])
         frame = mask * warped + (1 - mask) * synthesised
-        return (frame, synthesised) if synthesis else frame
+        return (frame, synthesised, mask) if synthesis else frame
+
+
+INNER_LIPS = list(range(60, 68))  # the 68-point scheme's inner lip contour, in order around it
+
+
+def _polygon_area(points: torch.Tensor) -> torch.Tensor:
+    """`[B]` area of `[B, n, 2]` closed polygons (shoelace)."""
+    x, y = points.unbind(-1)
+    return 0.5 * (x * y.roll(-1, 1) - x.roll(-1, 1) * y).sum(1).abs()
+
+
+def _inside(points: torch.Tensor, size: int) -> torch.Tensor:
+    """`[B, 1, size, size]` 1 where a pixel centre lies inside the `[B, n, 2]` polygon (pixels),
+    else 0 (crossing number)."""
+    axis = torch.arange(size, device=points.device, dtype=points.dtype)
+    py, px = (t.reshape(1, 1, -1) for t in torch.meshgrid(axis, axis, indexing="ij"))
+    x0, y0 = points[..., 0, None], points[..., 1, None]  # [B, n, 1]
+    x1, y1 = points.roll(-1, 1)[..., 0, None], points.roll(-1, 1)[..., 1, None]
+    crosses = ((y0 > py) != (y1 > py)) & (px < (x1 - x0) * (py - y0) / (y1 - y0 + 1e-9) + x0)
+    inside = crosses.sum(1) % 2  # [B, size^2]
+    return inside.reshape(-1, 1, size, size).to(points.dtype)
+
+
+def _mouth_opening(shot_points: torch.Tensor, driving_points: torch.Tensor, size: int) -> torch.Tensor:
+    """`[B, 1, size, size]`: inside the driving inner lips, the part of the opening that the shot's
+    mouth does not show, `1 - shot area / driving area` (areas in units of the outer-eye-corner
+    distance, clamped to [0, 1]); 0 elsewhere and where the driving mouth is closed. `shot_points`,
+    `driving_points`: `[B, 68, 2]` pixels."""
+    lips = driving_points[:, INNER_LIPS]
+    driving = _polygon_area(lips) / _eye_distance(driving_points) ** 2
+    shot = _polygon_area(shot_points[:, INNER_LIPS]) / _eye_distance(shot_points) ** 2
+    missing = (1 - shot / driving.clamp_min(1e-6)).clamp(0, 1) * (driving > 0.01)
+    inside = _inside(lips, size)
+    # Soften the edge over 3 px, so the synthesised inside meets the warped lips without a seam.
+    inside = F.avg_pool2d(inside, 3, stride=1, padding=1, count_include_pad=False)
+    return inside * missing[:, None, None, None]
 
 
 def _resize5(x: torch.Tensor, size: int) -> torch.Tensor:
