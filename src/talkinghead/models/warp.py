@@ -18,7 +18,10 @@ driven by psi = P e-hat (the paper's conditioning: what must be invented comes f
 embedding) and up to R, where the decoder outputs a frame and a blend mask: the result is
 `mask * fused warped image + (1 - mask) * synthesised frame`. At initialisation the mask favours
 the warped image, so an untrained model starts at the training-free warp baseline rather than at
-noise.
+noise. Options for the synthesis (off by default): `decoder_landmarks` lets the decoder read the
+driving landmark image; `mouth_prior` hands it the inside of a mouth opened wider than the
+nearest shot's (`loss.synthesis` trains it on its own; docs/training-log.md, 2026-12-02 fourth
+entry).
 """
 
 from __future__ import annotations
