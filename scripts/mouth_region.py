@@ -29,12 +29,6 @@ def mouth_boxes(landmarks: np.ndarray, size: int, pad: float = 0.3) -> np.ndarra
     return np.concatenate([low, high], 1).astype(int)
 
 
-def openness(landmarks: np.ndarray) -> np.ndarray:
-    """`[N]` inner-lip gap (mean of points 61-63 to 67-65) over the outer-eye-corner distance."""
-    gap = np.linalg.norm(landmarks[:, [61, 62, 63]] - landmarks[:, [67, 66, 65]], axis=-1).mean(1)
-    return gap / np.linalg.norm(landmarks[:, 36] - landmarks[:, 45], axis=-1)
-
-
 def crops(frames: np.ndarray, boxes: np.ndarray) -> torch.Tensor:
     """`[N, 3, 64, 64]` in [-1, 1]: each frame's box, resized."""
     from talkinghead.images import to_tensor
@@ -54,6 +48,7 @@ def main() -> None:
     from talkinghead.fitting import FitOptions
     from talkinghead.images import to_uint8
     from talkinghead.metrics import LPIPS
+    from talkinghead.motion import mouth_opening
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True)
@@ -88,7 +83,7 @@ def main() -> None:
             inside[i, y0:y1, x0:x1] = True
         rows["synth_in"] += [synthesised[i][inside[i]].mean().item() for i in range(len(boxes))]
         rows["synth_out"] += [synthesised[i][~inside[i]].mean().item() for i in range(len(boxes))]
-        rows["open"] += (openness(target_lm) > 0.1).tolist()
+        rows["open"] += (mouth_opening(target_lm) > 0.1).tolist()
     r = {k: np.asarray(v, np.float64) for k, v in rows.items()}
     opened = r["open"].astype(bool)
     summary = {"model": args.model, "shots": args.shots, "targets": len(opened), "open_targets": int(opened.sum())}

@@ -126,34 +126,27 @@ def _enlarged(image: np.ndarray) -> tuple[np.ndarray, float]:
     return cv2.resize(image, size, interpolation=cv2.INTER_CUBIC), factor
 
 
-def _face_points(image: np.ndarray, tracker) -> np.ndarray | None:
+def face_points(image: np.ndarray, tracker) -> np.ndarray | None:
     """`[68, 2]` landmarks of the main face of a `[H, W, 3] uint8` frame judged on its own (no help
-    from the previous frame), or None. The tracker's HOG detector first; where it finds nothing,
-    dlib's CNN detector (`detect_cnn`), then the same 68-point predictor: a face turned
-    three-quarters with its eyes shut is still a face, and the HOG detector misses many of them.
-    Blank, saturated or noise frames stay face-less."""
+    from the previous frame), in the frame's pixels, or None. Small frames are enlarged to
+    `_DETECT_SIZE` first. The tracker's HOG detector first; where it finds nothing, dlib's CNN
+    detector (`detect_cnn`), then the same 68-point predictor: a face turned three-quarters with
+    its eyes shut is still a face, and the HOG detector misses many of them. Blank, saturated or
+    noise frames stay face-less. One detection that CSIM (`CSIM.embed_face`) and the landmark
+    error (`landmark_nme(found=...)`) share."""
     import cv2
 
+    image, factor = _enlarged(image)
     tracker.reset()
     points = tracker(image)
-    if points is not None:
-        return points
-    second = getattr(tracker.landmarker, "detect_cnn", None)  # optional (landmarks.Landmarker)
-    detections = second(image) if second is not None else []
-    if not detections:
-        return None
-    best = max(detections, key=lambda d: d.score)
-    gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
-    return tracker.landmarker.landmarks(gray, best.box)
-
-
-def face_points(image: np.ndarray, tracker) -> np.ndarray | None:
-    """`[68, 2]` landmarks of the main face of a `[H, W, 3] uint8` frame in its own pixels, found as
-    `_face_points` finds them on the frame enlarged to `_DETECT_SIZE`, or None. One detection that
-    CSIM (`CSIM.embed_face`) and the landmark error (`landmark_nme(found=...)`) can share."""
-    enlarged, factor = _enlarged(image)
-    found = _face_points(enlarged, tracker)
-    return None if found is None else found / factor
+    if points is None:
+        second = getattr(tracker.landmarker, "detect_cnn", None)  # optional (landmarks.Landmarker)
+        detections = second(image) if second is not None else []
+        if not detections:
+            return None
+        best = max(detections, key=lambda d: d.score)
+        points = tracker.landmarker.landmarks(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY), best.box)
+    return points / factor
 
 
 def cosine(a: np.ndarray | None, b: np.ndarray | None) -> float:

@@ -40,6 +40,13 @@ def inter_ocular(landmarks: np.ndarray) -> np.ndarray:
     return np.linalg.norm(landmarks[..., 36, :] - landmarks[..., 45, :], axis=-1)
 
 
+def mouth_opening(landmarks: np.ndarray) -> np.ndarray:
+    """Inner-lip gap of `[..., 68, 2]` landmarks (mean of points 61-63 to 67-65) over the
+    outer-eye-corner distance: about 0 closed, 0.1 and more clearly open."""
+    gap = np.linalg.norm(landmarks[..., [61, 62, 63], :] - landmarks[..., [67, 66, 65], :], axis=-1).mean(-1)
+    return gap / inter_ocular(landmarks)
+
+
 @dataclass
 class Motion:
     landmarks: np.ndarray  # [N, 68, 2] float32, driver face-crop unit coordinates in [0, 1] (points.py)
@@ -164,7 +171,7 @@ class Motion:
         """The driver's most neutral frame: mouth closed, eyes open, facing the camera."""
         lm = self.landmarks
         iod = inter_ocular(lm)
-        mouth = np.linalg.norm(lm[:, [61, 62, 63]] - lm[:, [67, 66, 65]], axis=-1).mean(1) / iod
+        mouth = mouth_opening(lm)
         eyes = (np.linalg.norm(lm[:, [37, 38, 43, 44]] - lm[:, [41, 40, 47, 46]], axis=-1).mean(1)) / iod
         left, right = np.linalg.norm(lm[:, 30] - lm[:, 0], axis=-1), np.linalg.norm(lm[:, 30] - lm[:, 16], axis=-1)
         yaw = np.abs(left - right) / (left + right)
