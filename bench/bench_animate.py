@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import machine, run_each
+from common import load_spec, machine, run_each
 
 ROOT = Path(__file__).resolve().parents[1]
 MEDIA = ROOT / ".cache" / "test-media"
@@ -32,11 +32,10 @@ def run_one(name: str, steps: int, shot_counts: list[int], device: str) -> dict:
     from talkinghead.animate import animate_file
     from talkinghead.avatar import Avatar
     from talkinghead.checkpoint import save_model
-    from talkinghead.config import load_config
     from talkinghead.fitting import FitOptions
     from talkinghead.models import build_model
 
-    config = load_config(name)
+    config = load_spec(name)
     tmp = Path(tempfile.mkdtemp())
     model = save_model(tmp / "model.safetensors", build_model(config, num_videos=1), half=False)
     result = {"config": name, "resolution": config.model.resolution, "fine_tune_steps": steps}

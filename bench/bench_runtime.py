@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import machine, run_each
+from common import load_spec, machine, run_each
 
 
 def run_one(name: str, frames: int, threads: int) -> dict:
@@ -30,7 +30,6 @@ def run_one(name: str, frames: int, threads: int) -> dict:
     from talkinghead.animate import default_motion_path
     from talkinghead.avatar import Avatar
     from talkinghead.checkpoint import save_model
-    from talkinghead.config import load_config
     from talkinghead.drawing import draw_batch
     from talkinghead.images import to_tensor, to_uint8
     from talkinghead.models import build_model
@@ -39,7 +38,7 @@ def run_one(name: str, frames: int, threads: int) -> dict:
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    config = load_config(name)
+    config = load_spec(name)
     tmp = Path(tempfile.mkdtemp())
     model = save_model(tmp / "model.safetensors", build_model(config, num_videos=1), half=False)
     avatar = Avatar.fit([data.astronaut()], model=model)

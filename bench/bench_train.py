@@ -5,7 +5,8 @@
 Each config runs in its own process (so peak memory is its own) on synthetic episodes of its
 resolution, through the training loop's own `train_step` with the full loss (VGG16 + FaceNet
 content, hinge, feature matching, embedding match). The first step is
-warm-up and not timed. On CUDA, AMP (bf16) and channels-last follow the config.
+warm-up and not timed. AMP (bf16 autocast: on GPUs, and on CPUs with native bf16) and, on
+CUDA, channels-last follow the config; `--configs NAME+train.amp=false` compares without it.
 """
 
 from __future__ import annotations
@@ -17,18 +18,17 @@ import sys
 import time
 from types import SimpleNamespace
 
-from common import machine, run_each
+from common import load_spec, machine, run_each
 
 
 def run_one(name: str, steps: int, device_name: str) -> dict:
     import torch
 
-    from talkinghead.config import load_config
     from talkinghead.losses import GeneratorLoss
     from talkinghead.models import build_model
     from talkinghead.train import EmbedderGenerator, train_step
 
-    config = load_config(name)
+    config = load_spec(name)
     t, R = config.train, config.model.resolution
     device = torch.device(device_name)
     model = build_model(config, num_videos=1000)

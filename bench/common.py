@@ -34,6 +34,15 @@ def reference_gflops() -> float:
     return 2 * x.numel() * 64 * 9 / best / 1e9
 
 
+def load_spec(spec: str):
+    """The config a benchmark's `--configs` entry names: `NAME[+key=value...]`, a preset with `--set`
+    overrides, so that one run can compare variants (`cpu-warp-lean+train.amp=false`)."""
+    from talkinghead.config import load_config
+
+    name, *overrides = spec.split("+")
+    return load_config(name, overrides)
+
+
 def run_each(script: str, configs: list[str], *args: str) -> list[dict]:
     """Run `script --one CONFIG ARGS...` per config; each prints its result as JSON last."""
     results = []

@@ -96,6 +96,29 @@ def test_video_vectors_start_at_the_embedders_vectors(tiny_data, tmp_path):
     assert off.discriminator.W.weight.abs().max() < 0.2  # the N(0, 0.02) initialisation
 
 
+def test_trainable_moves_only_the_named_part_on_top_of_a_model_file(tiny_data, tmp_path):
+    """`train.trainable`: a dense-motion network added (`--init`) to a warp model trained without
+    one trains; every other weight of E and G stays as the file has it."""
+    plain = load_config("tiny", ["model.generator=warp", "model.dense_motion=false", "train.steps=1"])
+    train(tiny_data, plain, tmp_path / "base", progress=False)
+    start = list_checkpoints(tmp_path / "base" / "checkpoints")[-1]
+    settings = [
+        "model.generator=warp",
+        "model.motion_channels=8",
+        "train.steps=2",
+        'train.trainable=["generator.motion"]',
+    ]
+    trained = train(tiny_data, load_config("tiny", settings), tmp_path / "motion", progress=False, init=start)
+    file, mine = load_model(start), trained.embedder_generator
+    for part in ("embedder", "generator"):
+        weights = dict(getattr(mine, part).named_parameters())
+        for name, tensor in getattr(file, part).named_parameters():
+            assert torch.equal(weights[name], tensor), name
+    assert mine.generator.motion.head.weight.abs().sum() > 0  # zero-initialised, now moved
+    with pytest.raises(TrainError, match="train.trainable"):
+        train(tiny_data, load_config("tiny", ['train.trainable=["nothing"]']), tmp_path / "none", progress=False)
+
+
 DDP_SCRIPT = """
 import sys, torch, torch.distributed as dist
 from talkinghead.config import load_config

@@ -55,6 +55,31 @@ def test_a_regularised_spline_moves_less_with_landmark_noise(astronaut):
     assert build_model(config, num_videos=1).generator.prior_regularization == 0.03
 
 
+def test_the_spline_keeps_float32_under_bf16_autocast(astronaut):
+    """Mixed precision (`train.amp`: bf16 autocast on GPUs and on CPUs with native bf16) must not
+    reach the landmark geometry: on the astronaut's real landmarks moved 4 px, the spline's grid
+    and the fusion's local distances under CPU bf16 autocast equal float32's, and the bilinear
+    warp of the photo stays within bf16 rounding of the float32 warp (bf16 grid points, 8 bits, are
+    up to half a pixel off at 128 px)."""
+    from talkinghead.cropper import FaceCropper
+    from talkinghead.models.warp import _local_distance
+
+    crop, points, _, _ = FaceCropper(128).crop_image(astronaut)
+    source = torch.from_numpy(points)[None]
+    moved = source + torch.tensor([4.0, -2.0])
+    image = torch.from_numpy(crop).permute(2, 0, 1)[None].float() / 127.5 - 1
+    grid = tps_grid(source, moved, 128)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = tps_grid(source, moved, 128)
+        distance = _local_distance(source[:, None], moved, 128, 64, 0.2)
+        features = torch.nn.functional.conv2d(image, torch.eye(3)[:, :, None, None])  # bf16, as a conv's output
+        warped = warp(features, grid)
+    assert mixed.dtype == torch.float32 and distance.dtype == torch.float32
+    torch.testing.assert_close(mixed, grid, atol=1e-6, rtol=0)
+    torch.testing.assert_close(distance, _local_distance(source[:, None], moved, 128, 64, 0.2), atol=1e-6, rtol=0)
+    assert (warped.float() - warp(image, grid)).abs().max() < 0.02  # bf16 rounding of the pixels only
+
+
 def test_warp_baseline_follows_a_moved_face(astronaut):
     from talkinghead.cropper import FaceCropper
     from talkinghead.evaluate import warp_to

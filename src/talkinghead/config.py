@@ -140,10 +140,15 @@ class TrainConfig:
     # shots the warp generator's blend and synthesis learn those frames and make new poses worse;
     # with psi' alone it cannot overfit them (docs/training-log.md, 2026-12-02).
     finetune_psi_only: bool = False
+    # Parameter-name prefixes of E and G that meta-learning moves (empty: all of them), so that a
+    # stage can train one part on top of a trained model and keep the rest as loaded: e.g.
+    # ["generator.motion"] for a dense-motion network added to the bundled file with `--init`.
+    # D always trains.
+    trainable: tuple[str, ...] = ()
     steps: int = 100_000
     seed: int = 0
     workers: int = 2  # DataLoader worker processes per training process
-    amp: bool = True  # bf16/fp16 autocast on GPU (ignored on CPU)
+    amp: bool = True  # bf16 autocast on GPUs and on CPUs with native bf16 (gan.autocast; elsewhere off)
     channels_last: bool = True  # on GPU
     compile: bool = False  # torch.compile the networks (GPU)
     log_every: int = 50  # TensorBoard scalars
@@ -264,6 +269,8 @@ def _checked(key: str, kind, value):
             fail("a list")
         if args[-1] is not Ellipsis and len(value) != len(args):
             fail(f"a list of {len(args)} numbers")
+        if args[0] is str:
+            return tuple(v if isinstance(v, str) else fail("a list of strings") for v in value)
         return tuple(number(v, args[0] is int) for v in value)
     return value
 

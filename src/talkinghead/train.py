@@ -378,6 +378,7 @@ def setup(
     config, state = _prepare_run(run, config, data_dir, len(data), resume, env)
     torch.manual_seed(t.seed)  # identical initial weights on every rank
     model = build_model(config, num_videos=len(data))
+    _freeze(model, t.trainable)
     if init is not None and state is None:
         _initialise_from(model, init, env)
     _start_run(run, config, data_dir, len(data), state, env)  # only now that everything checked out
@@ -391,7 +392,7 @@ def setup(
             eg.to(memory_format=torch.channels_last),
             discriminator.to(memory_format=torch.channels_last),
         )
-    opt_g = torch.optim.Adam(eg.parameters(), lr=t.lr_generator, betas=tuple(t.betas))
+    opt_g = torch.optim.Adam([p for p in eg.parameters() if p.requires_grad], lr=t.lr_generator, betas=tuple(t.betas))
     opt_d = torch.optim.Adam(discriminator.parameters(), lr=t.lr_discriminator, betas=tuple(t.betas))
     step = 0
     if state is not None:
@@ -482,6 +483,24 @@ def _train(data_dir, config, run, env, device, resume, progress, max_steps, init
         print(f"talkinghead train: stopped at step {s.step}; checkpoint saved, --resume continues", file=sys.stderr)
     ema = s.ema.module if s.ema is not None else None
     return TrainResult(s.step, logged, s.eg_module, s.d_raw, ema, stop["signal"])
+
+
+def _freeze(model, trainable: tuple[str, ...]) -> None:
+    """Hold every parameter of E and G whose name (`embedder.…`, `generator.…`) starts with none of
+    `trainable` (empty: none held)."""
+    if not trainable:
+        return
+    named = [
+        (f"{part}.{name}", p)
+        for part in ("embedder", "generator")
+        for name, p in getattr(model, part).named_parameters()
+    ]
+    for name, parameter in named:
+        parameter.requires_grad_(name.startswith(trainable))
+    if not any(p.requires_grad for _, p in named):
+        raise TrainError(
+            f"train.trainable {list(trainable)}: no parameter of the embedder or generator starts with these"
+        )
 
 
 def _initialise_from(model, path, env: Distributed) -> None:

@@ -190,7 +190,7 @@ def face_input(images: torch.Tensor) -> torch.Tensor:
     """Face crops `[B, 3, S, S]` in [-1, 1] -> FaceNet's input: central face region, 160 px, prewhitened."""
     size = images.shape[-1]
     margin = round(size * (1 - FACE_REGION) / 2)
-    faces = images[..., margin : size - margin, margin : size - margin]
+    faces = images[..., margin : size - margin, margin : size - margin].float()  # no bf16 resize on CPUs
     faces = F.interpolate(faces, size=(160, 160), mode="bilinear", align_corners=False, antialias=True)
     return prewhiten(faces)
 

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .blocks import AdaINResBlock, conv
-from .flow import resize_grid, squared_distances, tps_grid, warp
+from .flow import float32, resize_grid, squared_distances, tps_grid, warp
 from .inputs import GeneratorInputs
 
 
@@ -285,6 +285,7 @@ def _landmark_distance(source_points: torch.Tensor, driving_points: torch.Tensor
     return _landmark_errors(source_points, driving_points).mean(-1)
 
 
+@float32
 def _local_distance(
     source_points: torch.Tensor, driving_points: torch.Tensor, size: int, out: int, sigma: float
 ) -> torch.Tensor:
