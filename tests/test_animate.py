@@ -122,6 +122,31 @@ def test_fine_tuning_psi_only_keeps_the_generator_weights(tiny_model, avatar):
     assert not model.config.train.finetune_psi_only  # the paper's default
 
 
+def test_fine_tuning_in_bf16_autocast(tiny_model, avatar, monkeypatch):
+    """`train.amp` on a CPU with native bf16 (forced here, so that any CPU takes the bf16 path):
+    fine-tuning the paper's generator runs every loss (FaceNet's resize included) under bf16
+    autocast and moves psi' as float32 fine-tuning does; without native bf16 nothing is autocast."""
+    import torch
+
+    from talkinghead import gan
+    from talkinghead.checkpoint import load_model
+
+    model = load_model(tiny_model)
+    cpu = torch.device("cpu")
+    tuned = {}
+    for native in (True, False):
+        monkeypatch.setattr(gan, "cpu_has_bf16", lambda native=native: native)
+        assert isinstance(gan.autocast(cpu, True), torch.autocast) == native
+        assert not isinstance(gan.autocast(cpu, False), torch.autocast)
+        options = FitOptions(steps=2, psi_only=False)
+        tuned[native] = Avatar.from_shots(model, avatar.shots, avatar.shot_landmarks, options).psi
+    assert tuned[True].dtype == torch.float32 and torch.isfinite(tuned[True]).all()
+    steps = [(tuned[native] - avatar.psi).flatten() for native in (True, False)]
+    assert (
+        torch.nn.functional.cosine_similarity(*steps, dim=0) > 0.8
+    )  # the same update but for bf16 rounding (0.94 seen)
+
+
 def test_animate_real_clip_with_audio(avatar, driving, tmp_path):
     result = cli(
         "animate",
