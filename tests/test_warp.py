@@ -59,8 +59,8 @@ def test_the_spline_keeps_float32_under_bf16_autocast(astronaut):
     """Mixed precision (`train.amp`: bf16 autocast on GPUs and on CPUs with native bf16) must not
     reach the landmark geometry: on the astronaut's real landmarks moved 4 px, the spline's grid
     and the fusion's local distances under CPU bf16 autocast equal float32's, and the bilinear
-    warp of the photo stays within bf16 rounding of the float32 warp (bf16 grid points, 8 bits, are
-    up to half a pixel off at 128 px)."""
+    warp of bf16 features stays within bf16 rounding of the float32 warp (with the geometry in
+    bf16 the grid was up to 2 px off)."""
     from talkinghead.cropper import FaceCropper
     from talkinghead.models.warp import _local_distance
 
