@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Callable
@@ -46,6 +47,7 @@ class MovingAverage:
         torch._foreach_copy_(self._buffers, list(module.buffers()))
 
 
+@functools.cache
 def cpu_has_bf16() -> bool:
     """Whether this CPU runs bf16 arithmetic natively (AVX512-BF16 or AMX), so that oneDNN's bf16
     convolutions are faster than float32 ones; without them bf16 is emulated and slower."""

@@ -37,9 +37,10 @@ def border_anchors(size: int, per_side: int = 5) -> torch.Tensor:
 
 
 def float32(fn):
-    """Run `fn` with autocast off and its tensor arguments in float32: landmark geometry (distances,
-    the spline and its grid) needs float32's 24 bits of precision; under bf16 autocast (8 bits) the
-    spline's grid was up to 2 px off at 128 px (tests/test_warp.py)."""
+    """Under autocast, run `fn` with it off and its tensor arguments in float32: landmark geometry
+    (distances, the spline, its grid, the positions `warp` samples at) needs float32's 24 bits of
+    precision; under bf16 autocast (8 bits) the spline's grid was up to 2 px off at 128 px
+    (tests/test_warp.py). Without autocast, `fn` as it is."""
 
     @functools.wraps(fn)
     def wrapped(*args, **kwargs):
@@ -59,7 +60,6 @@ def _tps_kernel(distance_squared: torch.Tensor) -> torch.Tensor:
     return distance_squared * torch.log(distance_squared.clamp_min(1e-12))
 
 
-@float32
 def squared_distances(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """`[B, n, 2] x [B, m, 2] -> [B, n, m]` squared distances (no square root to undo)."""
     return ((a * a).sum(-1)[:, :, None] + (b * b).sum(-1)[:, None] - 2 * a @ b.transpose(1, 2)).clamp_min(0)
@@ -185,13 +185,12 @@ def solve_by_elimination(system: torch.Tensor, rhs: torch.Tensor) -> torch.Tenso
     return a[:, :, n:]
 
 
+@float32
 def warp(image: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
     """Sample `[B, C, H, W]` at a `[B, h, w, 2]` grid (bilinear, border padding).
 
     In an ONNX export: `sample_by_gather`, the same sampling (within float rounding) as four
     Gathers, which onnxruntime runs about twice as fast as its GridSample kernel on a CPU."""
-    if image.dtype in (torch.float16, torch.bfloat16):  # autocast: sample at float32 positions
-        return warp(image.float(), grid.float())
     grid = grid.to(image.dtype)
     if torch.onnx.is_in_onnx_export():
         return sample_by_gather(image, grid)
