@@ -96,8 +96,11 @@ def page(app):
 def _upload_and_run(page, url: str, image: Path) -> None:
     page.goto(url)
     page.locator("#portraits input[type=file]").set_input_files(str(image))
+    # The uploaded file's row (its cell's aria-label is the file name). Not get_by_text: once the
+    # upload is done the name is split into stem and extension spans, so a text match only caught
+    # the transient progress line and missed it when the upload was fast (CI failed on that).
     # Generous: on a busy 2-core machine the upload alone once took over 30 s.
-    page.locator("#portraits").get_by_text(image.name).first.wait_for(timeout=120_000)
+    page.locator("#portraits").get_by_label(image.name, exact=True).wait_for(timeout=120_000)
     page.locator("#animate").click()
 
 
