@@ -156,7 +156,9 @@ class DivergenceGuard:
 
     A step's loss measures the weights *before* that step's update. So a snapshot taken after
     step s becomes the good state only once step s + 1's check passes, and the final update,
-    which no step checks, is compared with the good state by `settle` after the loop.
+    which no step checks, is compared with the good state by `settle` after the loop. A collapse
+    that none of these see (frames that lost the face without saturating or spiking a loss) is
+    left to `keep_faces`, which compares the end with the state before any update.
     """
 
     def __init__(
@@ -175,6 +177,7 @@ class DivergenceGuard:
         self.history: list[float] = []
         self.restored: list[tuple[int, int]] = []  # (step that diverged, step restored)
         self.good_step, self.good = 0, self._state()  # before any update: good by definition
+        self.initial = self.good  # `keep_faces` may go back here
         self.pending: tuple[int, tuple] | None = None  # a snapshot waiting for the next check
 
     def _state(self) -> tuple[dict, list]:
@@ -237,6 +240,22 @@ class DivergenceGuard:
             return False
         self.restored.append((step, self.good_step))
         return True
+
+    def keep_faces(self, step: int, faces: Callable[[], tuple[int, int]]) -> bool:
+        """After `settle`: `faces()` -> (frames with a face found, frames) of the final state; where
+        some lack one, the state before any update is counted too, and when it shows more faces
+        it is kept instead (the losses cannot tell a face from a face-shaped smear; a face
+        detector can). True when it went back."""
+        found, total = faces()
+        if found == total:
+            return False
+        final = self._state()
+        self._restore(self.initial)
+        if faces()[0] > found:
+            self.restored.append((step, 0))
+            return True
+        self._restore(final)
+        return False
 
 
 class ParameterModule(nn.Module):
