@@ -95,3 +95,17 @@ def test_fine_tuning_by_epochs_gives_every_t_the_same_passes(tiny_model, tiny_da
     # Batch 2: one shot per step at T = 1, two at T = 4, so 3 passes take 3 and 6 steps.
     steps = {(m, t): e["steps"] for m, per_T in summary["methods"].items() for t, e in per_T.items()}
     assert steps == {("ft", "1"): 3, ("ft", "4"): 6, ("static", "1"): 0, ("static", "4"): 0}
+
+
+def test_the_table_says_where_fine_tunings_guard_stepped_in(tiny_model, tiny_data, tmp_path, monkeypatch):
+    from talkinghead.gan import DivergenceGuard
+
+    # Every step looks diverged, so the guard goes back each time and the avatar says so.
+    monkeypatch.setattr(DivergenceGuard, "diverged", lambda self, out: "forced")
+    options = EvalOptions(shots=(1,), targets=2, steps=2, max_clips=1, methods=("ft", "static"))
+    summary = evaluate(tiny_model, tiny_data, tmp_path / "eval", options, progress=False)
+    assert summary["methods"]["ft"]["1"]["guarded"] == 1 and summary["methods"]["static"]["1"]["guarded"] == 0
+    notes = summary["per_clip"][0]["methods"]["ft"]["1"]["notes"]
+    assert len(notes) == 1 and "diverged 2 time(s)" in notes[0]
+    table = (tmp_path / "eval" / "table.md").read_text()
+    assert "guard went back to an earlier state" in table and "meta-learned, fine-tuned, T = 1: 1" in table

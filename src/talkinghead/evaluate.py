@@ -140,20 +140,23 @@ class Evaluator:
         """Fine-tuning (`ft`) or training (`scratch`) steps at T = `shots`."""
         return self.fit_options(method).total_steps(shots)
 
-    def generate(self, method: str, shots: np.ndarray, shot_lm: np.ndarray, target_lm: np.ndarray) -> np.ndarray:
-        """`[targets, S, S, 3] uint8` frames made by one method."""
+    def generate(
+        self, method: str, shots: np.ndarray, shot_lm: np.ndarray, target_lm: np.ndarray
+    ) -> tuple[np.ndarray, list[str]]:
+        """`[targets, S, S, 3] uint8` frames made by one method, and the fitting's notes (what the
+        divergence guard did)."""
         from .avatar import Avatar
 
         if method == "static":
-            return np.repeat(shots[:1], len(target_lm), axis=0)
+            return np.repeat(shots[:1], len(target_lm), axis=0), []
         if method == "nearest":
-            return shots[_nearest_shots(shot_lm, target_lm)]
+            return shots[_nearest_shots(shot_lm, target_lm)], []
         if method == "warp":
             nearest = _nearest_shots(shot_lm, target_lm)
-            return warp_to(shots[nearest], shot_lm[nearest].astype(np.float32), target_lm.astype(np.float32))
+            return warp_to(shots[nearest], shot_lm[nearest].astype(np.float32), target_lm.astype(np.float32)), []
         model = self._scratch_model(self.options.seed) if method == "scratch" else self.model
         avatar = Avatar.from_shots(model, shots, shot_lm, self.fit_options(method), progress=self.progress)
-        return np.stack(list(avatar.generate(target_lm)))
+        return np.stack(list(avatar.generate(target_lm))), avatar.notes
 
     def clip(self, data, clip: int) -> tuple[dict, dict[str, dict[str, np.ndarray]], np.ndarray | None]:
         """Mean metrics `[method][T]`; Inception features `[method or "real"][T]`; the comparison image."""
@@ -174,7 +177,7 @@ class Evaluator:
             identities = [self.csim.embed(t) for t in targets]  # the real targets', once for every method
             row = [shots[: min(T, 4)].transpose(1, 0, 2, 3).reshape(self.size, -1, 3), targets[0]]
             for method in self.options.methods:
-                fake_frames = self.generate(method, shots, shot_lm, target_lm)
+                fake_frames, notes = self.generate(method, shots, shot_lm, target_lm)
                 fake = to_tensor(fake_frames)
                 found = [face_points(f, self.csim.tracker) for f in fake_frames]  # one detection for both
                 values = {
@@ -190,6 +193,7 @@ class Evaluator:
                 result["methods"].setdefault(method, {})[str(T)] = {k: _mean(v) for k, v in values.items()} | {
                     "targets": len(targets),
                     "steps": self.steps(method, T),
+                    "notes": notes,
                 }
                 features.setdefault(method, {})[str(T)] = self.fid.inception_features(fake)
                 row.append(fake_frames[0])
@@ -425,6 +429,7 @@ def _summarise(out: Path, clips: list[int], options: EvalOptions) -> dict:
             enough = real and fake and len(np.concatenate(real)) > 1
             entry["fid"] = frechet_distance(np.concatenate(real), np.concatenate(fake)) if enough else None
             entry["clips"], entry["steps"] = len(rows), rows[0].get("steps")
+            entry["guarded"] = sum(bool(r.get("notes")) for r in rows)  # clips where fitting's guard stepped in
             summary["methods"].setdefault(method, {})[T] = entry
     summary["per_clip"] = per_clip
     return summary
@@ -453,10 +458,22 @@ def table(summary: dict, options: EvalOptions) -> str:
             lines.append(
                 f"| {names[method]} | {T} | {cell(e['fid'], '{:.1f}')} | {cell(e['ssim'])} | {cell(e['csim'])} | {cell(e['lpips'])} | {cell(e['landmark_nme'])} | {_faces(e)} |"
             )
+    guarded = [
+        f"{names[method]}, T = {T}: {e['guarded']}"
+        for method in options.methods
+        for T in options.shots
+        if (e := _entry(summary, method, T)) and e.get("guarded")
+    ]
     text = (
         "\n".join(lines)
         + f"\n\n{summary['clips']} clips; landmark error = mean landmark distance / outer-eye-corner distance.\n"
     )
+    if guarded:
+        text += (
+            "\nClips where fine-tuning's guard went back to an earlier state (their notes in clips/*.json): "
+            + "; ".join(guarded)
+            + ".\n"
+        )
     if summary.get("cross"):
         text += "\nCross-identity (portraits driven by the clips, relative retargeting):\n\n"
         text += (
