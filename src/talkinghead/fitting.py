@@ -186,7 +186,6 @@ def _finetune(
             callback(step, generator, psi)
     if guard is None:
         return psi, []
-    guard.settle(steps, partial(_reconstruction_error, generator, inputs, psi, frames))
     notes = []
     if guard.restored:
         first, times = guard.restored[0][0], len(guard.restored)
@@ -194,11 +193,9 @@ def _finetune(
             f"fine-tuning diverged {times} time(s), first at step {first}; each time it went back to its "
             "last good state (and on at half the rates)"
         )
-    if guard.keep_faces(steps, partial(_faces_found, generator, inputs, psi)):
-        notes.append(
-            "fine-tuning lost the face in shots it re-made where the feed-forward avatar shows one; "
-            "the avatar is the feed-forward one"
-        )
+    settled = guard.settle(steps, partial(_reconstruction_error, generator, inputs, psi, frames))
+    if settled:
+        notes.append(f"after fine-tuning, {settled}")
     return psi, notes
 
 
@@ -210,20 +207,6 @@ def _reconstruction_error(generator, inputs: GeneratorInputs, psi: torch.Tensor,
     error = (generator.eval()(inputs, psi.expand(len(inputs), -1)) - frames).abs().mean().item()
     generator.train(training)
     return error
-
-
-@torch.no_grad()
-def _faces_found(generator, inputs: GeneratorInputs, psi: torch.Tensor) -> tuple[int, int]:
-    """(shots re-made from the others in which a face is found, T): the face check of the
-    evaluation's "face found" (`metrics.face_points`: dlib's HOG detector, then its CNN one)."""
-    from .images import to_uint8
-    from .metrics import face_check_tracker, face_points
-
-    training = generator.training
-    frames = to_uint8(generator.eval()(inputs, psi.expand(len(inputs), -1)))
-    generator.train(training)
-    tracker = face_check_tracker()
-    return sum(face_points(frame, tracker) is not None for frame in frames), len(frames)
 
 
 def _score(discriminator, conditioning, frames: torch.Tensor):

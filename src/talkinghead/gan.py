@@ -156,9 +156,9 @@ class DivergenceGuard:
 
     A step's loss measures the weights *before* that step's update. So a snapshot taken after
     step s becomes the good state only once step s + 1's check passes, and the final update,
-    which no step checks, is compared with the good state by `settle` after the loop. A collapse
-    that none of these see (frames that lost the face without saturating or spiking a loss) is
-    left to `keep_faces`, which compares the end with the state before any update.
+    which no step checks, is compared with the good state by `settle` after the loop. `settle`
+    also catches a run that drifted off without a single spike (each snapshot a little worse than
+    the one before): it compares with the state before any update as well.
     """
 
     def __init__(
@@ -171,13 +171,15 @@ class DivergenceGuard:
         spike: float = 4.0,
         saturation: float = 0.97,
         warmup: int = 5,
+        drift: float = 1.5,
     ):
         self.modules, self.optimizers, self.schedulers = modules, optimizers, schedulers or []
         self.every, self.spike, self.saturation, self.warmup = every, spike, saturation, warmup
+        self.drift = drift
         self.history: list[float] = []
         self.restored: list[tuple[int, int]] = []  # (step that diverged, step restored)
         self.good_step, self.good = 0, self._state()  # before any update: good by definition
-        self.initial = self.good  # `keep_faces` may go back here
+        self.initial = self.good
         self.pending: tuple[int, tuple] | None = None  # a snapshot waiting for the next check
 
     def _state(self) -> tuple[dict, list]:
@@ -227,35 +229,33 @@ class DivergenceGuard:
         for opt, saved in zip(self.optimizers, optimizer_states):
             opt.load_state_dict(saved)
 
-    def settle(self, step: int, error) -> bool:
-        """After the last step: `error()` (lower is better, e.g. the frames' L1 to the real ones)
-        of the final state against the good one; a non-finite error, or one above twice the good
-        state's + 0.05, keeps the good state. True when it did."""
-        final_error = float(error())
-        final = self._state()
+    def settle(self, step: int, error: Callable[[], float]) -> str:
+        """After the last step, `error()` (lower is better: the re-made shots' L1 to the real ones)
+        decides between the final state, the last good one and the one before any update.
+
+        The final state stays unless its error is not finite, above twice the good state's + 0.05
+        (a last update that blew up), or above `drift` times the starting state's + 0.02 (a run
+        that made the very frames it trains on worse, one small step at a time); then the good
+        state, if it passes the last test, else the starting one. Returns why it went back, or ""."""
+        final_error, final = float(error()), self._state()
         self._restore(self.good)
         good_error = float(error())
-        if math.isfinite(final_error) and final_error <= 2 * good_error + 0.05:
-            self._restore(final)
-            return False
-        self.restored.append((step, self.good_step))
-        return True
-
-    def keep_faces(self, step: int, faces: Callable[[], tuple[int, int]]) -> bool:
-        """After `settle`: `faces()` -> (frames with a face found, frames) of the final state; where
-        some lack one, the state before any update is counted too, and when it shows more faces
-        it is kept instead (the losses cannot tell a face from a face-shaped smear; a face
-        detector can). True when it went back."""
-        found, total = faces()
-        if found == total:
-            return False
-        final = self._state()
         self._restore(self.initial)
-        if faces()[0] > found:
-            self.restored.append((step, 0))
-            return True
-        self._restore(final)
-        return False
+        start_error = float(error())
+
+        def kept(value: float) -> bool:
+            return math.isfinite(value) and value <= self.drift * start_error + 0.02
+
+        if kept(final_error) and final_error <= 2 * good_error + 0.05:
+            self._restore(final)
+            return ""
+        why = f"its re-made shots' error went to {final_error:.3f} (from {start_error:.3f} before fine-tuning)"
+        if self.good_step and kept(good_error):
+            self._restore(self.good)
+            self.restored.append((step, self.good_step))
+            return f"{why}; it went back to step {self.good_step}"
+        self.restored.append((step, 0))
+        return f"{why}; it went back to the feed-forward state"
 
 
 class ParameterModule(nn.Module):

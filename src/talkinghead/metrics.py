@@ -14,7 +14,6 @@ metrics return `[B]` tensors; NaN marks an image where a face-based metric found
 
 from __future__ import annotations
 
-import functools
 import os
 
 import numpy as np
@@ -127,16 +126,6 @@ def _enlarged(image: np.ndarray) -> tuple[np.ndarray, float]:
     return cv2.resize(image, size, interpolation=cv2.INTER_CUBIC), factor
 
 
-@functools.cache
-def face_check_tracker():
-    """The tracker `face_points` judges frames with (CSIM, the landmark error, fine-tuning's face
-    check), loaded once a process."""
-    from .landmarks import DlibLandmarker
-    from .tracking import FaceTracker
-
-    return FaceTracker(DlibLandmarker(), min_face=16)
-
-
 def face_points(image: np.ndarray, tracker) -> np.ndarray | None:
     """`[68, 2]` landmarks of the main face of a `[H, W, 3] uint8` frame judged on its own (no help
     from the previous frame), in the frame's pixels, or None. Small frames are enlarged to
@@ -171,13 +160,14 @@ class CSIM:
     def __init__(self) -> None:
         import dlib
 
-        from .landmarks import face_models_dir
+        from .landmarks import DlibLandmarker, face_models_dir
+        from .tracking import FaceTracker
 
         folder = face_models_dir()
         self._net = dlib.face_recognition_model_v1(os.fspath(folder / "dlib_face_recognition_resnet_model_v1.dat"))
         self._predictor = dlib.shape_predictor(os.fspath(folder / "shape_predictor_68_face_landmarks.dat"))
         self._rectangle = dlib.rectangle
-        self.tracker = face_check_tracker()  # for `face_points`
+        self.tracker = FaceTracker(DlibLandmarker(), min_face=16)  # for `face_points`
 
     def embed(self, image: np.ndarray) -> np.ndarray | None:
         """`[H, W, 3] uint8` -> unit 128-d embedding of its main face, or None without a face."""
@@ -203,8 +193,11 @@ def landmark_nme(images: np.ndarray, landmarks: np.ndarray, tracker=None, *, fou
     """Mean landmark error of `[N, H, W, 3] uint8` frames against `[N, 68, 2]` target landmarks
     (same pixels), normalised by the targets' outer-eye-corner distance. NaN where no face.
     `found`: each frame's `face_points` when already detected (None entries: no face)."""
+    from .landmarks import DlibLandmarker
+    from .tracking import FaceTracker
+
     if found is None:
-        tracker = tracker or face_check_tracker()
+        tracker = tracker or FaceTracker(DlibLandmarker(), min_face=16)
         found = [face_points(image, tracker) for image in images]
     out = np.full(len(images), np.nan)
     for i, (points, target) in enumerate(zip(found, landmarks)):
