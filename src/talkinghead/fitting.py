@@ -11,6 +11,7 @@ passed in is never modified.
 from __future__ import annotations
 
 import copy
+import functools
 import math
 from dataclasses import dataclass, replace
 from functools import partial
@@ -193,20 +194,74 @@ def _finetune(
             f"fine-tuning diverged {times} time(s), first at step {first}; each time it went back to its "
             "last good state (and on at half the rates)"
         )
-    settled = guard.settle(steps, partial(_reconstruction_error, generator, inputs, psi, frames))
+    held_out, mirrored = mirrored_shots(frames, inputs.driving_points, drawn, config.model.landmark_thickness)
+    settled = guard.settle(steps, partial(_errors, generator, psi, inputs, frames, held_out, mirrored, _lpips()))
     if settled:
         notes.append(f"after fine-tuning, {settled}")
     return psi, notes
 
 
+def mirrored_shots(
+    frames: torch.Tensor, points: torch.Tensor, drawn: torch.Tensor, thickness: int = 0
+) -> tuple[GeneratorInputs, torch.Tensor]:
+    """Poses that fine-tuning never trains on, with a known answer: each shot mirrored. Returns
+    generator inputs that make the T mirrored shots from the T shots as they are, and the
+    mirrored frames. `frames`, `drawn`: `[T, 3, S, S]` shots and their landmark images; `points`:
+    `[T, 68, 2]` pixels."""
+    from .data.augment import MIRROR
+
+    T, size = len(frames), frames.shape[-1]
+    flipped = points[:, torch.from_numpy(MIRROR).to(points.device)].clone()
+    flipped[..., 0] = size - 1 - flipped[..., 0]
+    flipped_drawn = to_tensor(draw_batch(flipped.cpu().numpy(), size, thickness=thickness or None))
+    inputs = GeneratorInputs(
+        driving_landmark_images=flipped_drawn.to(frames.device, frames.dtype),
+        source_frames=frames[None].expand(T, -1, -1, -1, -1),
+        source_landmark_images=drawn[None].expand(T, -1, -1, -1, -1),
+        source_points=points[None].expand(T, -1, -1, -1),
+        driving_points=flipped,
+    )
+    return inputs, frames.flip(-1)
+
+
 @torch.no_grad()
-def _reconstruction_error(generator, inputs: GeneratorInputs, psi: torch.Tensor, frames: torch.Tensor) -> float:
-    """Mean |G(shots) - shots| over all T shots (each re-made from the others), in [-1, 1] units
-    (in eval mode: spectral norm's power iteration must not move between the two calls)."""
-    training = generator.training
-    error = (generator.eval()(inputs, psi.expand(len(inputs), -1)) - frames).abs().mean().item()
+def _errors(
+    generator,
+    psi: torch.Tensor,
+    inputs: GeneratorInputs,
+    frames: torch.Tensor,
+    held_out: GeneratorInputs,
+    mirrored: torch.Tensor,
+    lpips,
+    chunk: int = 8,
+) -> dict[str, float]:
+    """What the guard's `settle` compares (lower is better): the mean L1 of the T shots, each
+    re-made from the others (the frames fine-tuning trains on), and the mean LPIPS of the T
+    mirrored shots (`mirrored_shots`: new poses, where a run that learnt the shots by heart and
+    lost the face elsewhere shows). In eval mode: spectral norm's power iteration must not move
+    between calls."""  # fmt: skip
+    training, lpips = generator.training, lpips.to(frames.device)
+    generator.eval()
+    remade = generator(inputs, psi.expand(len(inputs), -1)).float()
+    distances = []
+    for start in range(0, len(held_out), chunk):
+        part = held_out.select(slice(start, start + chunk))
+        moved = generator(part, psi.expand(len(part), -1)).float()
+        distances.append(lpips(mirrored[start : start + chunk], moved))
     generator.train(training)
-    return error
+    return {
+        "the re-made shots' L1": (remade - frames).abs().mean().item(),
+        "the mirrored shots' LPIPS": torch.cat(distances).mean().item(),
+    }
+
+
+@functools.cache
+def _lpips():
+    """LPIPS (VGG16), loaded once a process, for the guard's `_errors` (on the CPU; `_errors`
+    moves it to the frames' device)."""
+    from .metrics import LPIPS
+
+    return LPIPS()
 
 
 def _score(discriminator, conditioning, frames: torch.Tensor):

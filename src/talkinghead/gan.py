@@ -171,7 +171,7 @@ class DivergenceGuard:
         spike: float = 4.0,
         saturation: float = 0.97,
         warmup: int = 5,
-        drift: float = 1.5,
+        drift: float = 1.3,
     ):
         self.modules, self.optimizers, self.schedulers = modules, optimizers, schedulers or []
         self.every, self.spike, self.saturation, self.warmup = every, spike, saturation, warmup
@@ -229,33 +229,43 @@ class DivergenceGuard:
         for opt, saved in zip(self.optimizers, optimizer_states):
             opt.load_state_dict(saved)
 
-    def settle(self, step: int, error: Callable[[], float]) -> str:
-        """After the last step, `error()` (lower is better: the re-made shots' L1 to the real ones)
-        decides between the final state, the last good one and the one before any update.
+    def settle(self, step: int, errors: Callable[[], dict[str, float]]) -> str:
+        """After the last step, `errors()` (named measures, lower is better; the first is the
+        re-made shots' L1 to the real ones) decides between the final state, the last good one
+        and the one before any update.
 
-        The final state stays unless its error is not finite, above twice the good state's + 0.05
-        (a last update that blew up), or above `drift` times the starting state's + 0.02 (a run
-        that made the very frames it trains on worse, one small step at a time); then the good
-        state, if it passes the last test, else the starting one. Returns why it went back, or ""."""
-        final_error, final = float(error()), self._state()
+        The final state stays unless its first error is above twice the good state's + 0.05 (a
+        last update that blew up), or any error is not finite or above `drift` times the starting
+        state's + 0.02 (a run that drifted off one small step at a time); then the good state, if
+        it passes the last test, else the starting one. Returns why it went back, or ""."""
+        final_errors, final = errors(), self._state()
         self._restore(self.good)
-        good_error = float(error())
+        good_errors = errors()
         self._restore(self.initial)
-        start_error = float(error())
+        start_errors = errors()
 
-        def kept(value: float) -> bool:
-            return math.isfinite(value) and value <= self.drift * start_error + 0.02
+        def drifted(values: dict[str, float]) -> list[str]:
+            return [
+                f"{name} went to {value:.3f} (from {start_errors[name]:.3f} before fine-tuning)"
+                for name, value in values.items()
+                if not (math.isfinite(value) and value <= self.drift * start_errors[name] + 0.02)
+            ]
 
-        if kept(final_error) and final_error <= 2 * good_error + 0.05:
+        why = drifted(final_errors)
+        first = next(iter(final_errors))
+        if not why and not final_errors[first] <= 2 * good_errors[first] + 0.05:  # the last update blew up
+            why = [
+                f"{first} went to {final_errors[first]:.3f} (from {good_errors[first]:.3f} at step {self.good_step})"
+            ]
+        if not why:
             self._restore(final)
             return ""
-        why = f"its re-made shots' error went to {final_error:.3f} (from {start_error:.3f} before fine-tuning)"
-        if self.good_step and kept(good_error):
+        if self.good_step and not drifted(good_errors):
             self._restore(self.good)
             self.restored.append((step, self.good_step))
-            return f"{why}; it went back to step {self.good_step}"
+            return f"{'; '.join(why)}; it went back to step {self.good_step}"
         self.restored.append((step, 0))
-        return f"{why}; it went back to the feed-forward state"
+        return f"{'; '.join(why)}; it went back to the feed-forward state"
 
 
 class ParameterModule(nn.Module):
