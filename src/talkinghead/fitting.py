@@ -202,12 +202,12 @@ def _finetune(
 
 
 def mirrored_shots(
-    frames: torch.Tensor, points: torch.Tensor, drawn: torch.Tensor, thickness: int = 0
+    frames: torch.Tensor, points: torch.Tensor, drawn: torch.Tensor, thickness: int | None = None
 ) -> tuple[GeneratorInputs, torch.Tensor]:
     """Poses that fine-tuning never trains on, with a known answer: each shot mirrored. Returns
     generator inputs that make the T mirrored shots from the T shots as they are, and the
     mirrored frames. `frames`, `drawn`: `[T, 3, S, S]` shots and their landmark images; `points`:
-    `[T, 68, 2]` pixels."""
+    `[T, 68, 2]` pixels; `thickness`: the model's landmark line width (None: drawing's default)."""
     from .data.augment import MIRROR
 
     T, size = len(frames), frames.shape[-1]
@@ -239,7 +239,7 @@ def _errors(
     re-made from the others (the frames fine-tuning trains on), and the mean LPIPS of the T
     mirrored shots (`mirrored_shots`: new poses, where a run that learnt the shots by heart and
     lost the face elsewhere shows). In eval mode: spectral norm's power iteration must not move
-    between calls."""  # fmt: skip
+    between calls."""
     training, lpips = generator.training, lpips.to(frames.device)
     generator.eval()
     remade = generator(inputs, psi.expand(len(inputs), -1)).float()
