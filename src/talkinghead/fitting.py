@@ -208,11 +208,10 @@ def mirrored_shots(
     generator inputs that make the T mirrored shots from the T shots as they are, and the
     mirrored frames. `frames`, `drawn`: `[T, 3, S, S]` shots and their landmark images; `points`:
     `[T, 68, 2]` pixels; `thickness`: the model's landmark line width (None: drawing's default)."""
-    from .data.augment import MIRROR
+    from .data.augment import mirror_landmarks
 
     T, size = len(frames), frames.shape[-1]
-    flipped = points[:, torch.from_numpy(MIRROR).to(points.device)].clone()
-    flipped[..., 0] = size - 1 - flipped[..., 0]
+    flipped = mirror_landmarks(points, size)
     flipped_drawn = to_tensor(draw_batch(flipped.cpu().numpy(), size, thickness=thickness or None))
     inputs = GeneratorInputs(
         driving_landmark_images=flipped_drawn.to(frames.device, frames.dtype),

@@ -242,7 +242,7 @@ class DivergenceGuard:
         self._restore(self.good)
         good_errors = errors()
         self._restore(self.initial)
-        start_errors = errors()
+        start_errors = errors() if self.good_step else good_errors  # no snapshot yet: the same state
 
         def drifted(values: dict[str, float]) -> list[str]:
             return [

@@ -28,6 +28,14 @@ MIRROR = np.array(
 )
 
 
+def mirror_landmarks(landmarks, size: int):
+    """`[N, 68, 2]` landmarks (numpy or torch; a new array) of the `size`-pixel frames mirrored
+    left-right: x -> size - 1 - x, and each point swapped with its `MIRROR` partner."""
+    mirrored = landmarks[:, MIRROR]  # advanced indexing: a copy
+    mirrored[..., 0] = size - 1 - mirrored[..., 0]
+    return mirrored
+
+
 @dataclass(frozen=True)
 class Augment:
     flip: float = 0.5  # probability of mirroring an episode
@@ -47,8 +55,7 @@ class Augment:
         size = frames.shape[1]
         if rng.random() < self.flip:
             frames = np.ascontiguousarray(frames[:, :, ::-1])
-            landmarks = landmarks[:, MIRROR]
-            landmarks[..., 0] = size - 1 - landmarks[..., 0]
+            landmarks = mirror_landmarks(landmarks, size)
         if self.scale:
             centre = (size - 1) / 2
             for i in range(len(frames)):
