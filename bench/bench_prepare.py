@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from talkinghead.data import FaceDataset
-from talkinghead.prepare import PrepareOptions, prepare
+from talkinghead.data.prepare import PrepareOptions, prepare
 
 DEFAULT_INPUT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "videos"
 

@@ -27,21 +27,21 @@ def run_one(name: str, frames: int, threads: int) -> dict:
     from skimage import data
     from torch.utils.flop_counter import FlopCounterMode
 
-    from talkinghead.animate import default_motion_path
-    from talkinghead.avatar import Avatar
     from talkinghead.checkpoint import save_model
-    from talkinghead.drawing import draw_batch
-    from talkinghead.images import to_tensor, to_uint8
-    from talkinghead.models import build_model
-    from talkinghead.motion import Motion
-    from talkinghead.runtime import FramePath, OnnxFramePath, export_onnx
+    from talkinghead.face.drawing import draw_batch
+    from talkinghead.inference.animate import default_motion_path
+    from talkinghead.inference.fitting import fit_avatar
+    from talkinghead.inference.motion import Motion
+    from talkinghead.inference.onnx import FramePath, OnnxFramePath, export_onnx
+    from talkinghead.media.images import to_tensor, to_uint8
+    from talkinghead.model import build_model
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     config = load_spec(name)
     tmp = Path(tempfile.mkdtemp())
     model = save_model(tmp / "model.safetensors", build_model(config, num_videos=1), half=False)
-    avatar = Avatar.fit([data.astronaut()], model=model)
+    avatar = fit_avatar([data.astronaut()], model=model)
     motion = Motion.load(default_motion_path())
     landmarks = motion.retarget(avatar.shot_landmarks[0], avatar.size)
     landmarks = np.concatenate([landmarks] * (frames // len(landmarks) + 1))[:frames]

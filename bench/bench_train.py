@@ -24,9 +24,10 @@ from common import load_spec, machine, run_each
 def run_one(name: str, steps: int, device_name: str) -> dict:
     import torch
 
-    from talkinghead.losses import GeneratorLoss
-    from talkinghead.models import build_model
-    from talkinghead.train import EmbedderGenerator, train_step
+    from talkinghead.model import build_model
+    from talkinghead.training.gan import Adversary
+    from talkinghead.training.losses import GeneratorLoss
+    from talkinghead.training.train import EmbedderGenerator, train_step
 
     config = load_spec(name)
     t, R = config.train, config.model.resolution
@@ -56,9 +57,8 @@ def run_one(name: str, steps: int, device_name: str) -> dict:
         "video_index": videos,
     }
     # What train_step reads of the loop's TrainState (one process, no DDP, no compile).
-    state = SimpleNamespace(
-        config=config, eg_train=eg, d_raw=d, discriminator=d, loss_fn=loss_fn, opt_g=opt_g, opt_d=opt_d, device=device
-    )
+    adversary = Adversary(d, loss_fn, opt_g, opt_d, discriminator_steps=t.discriminator_steps, amp=t.amp)
+    state = SimpleNamespace(eg_train=eg, adversary=adversary)
     times = []
     for _ in range(steps + 1):
         if device.type == "cuda":

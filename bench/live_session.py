@@ -21,7 +21,7 @@ SRC = str(Path(__file__).resolve().parents[1] / "src")
 
 def fake_camera(video: Path, out: Path, scale: int = 2, frames: int = 120) -> Path:
     """A real clip as a YUV4MPEG2 file, which Chromium plays (looping) as its camera."""
-    from talkinghead.media import VideoReader
+    from talkinghead.media.video import VideoReader
 
     with VideoReader(video) as reader:
         fps = reader.info.fps

@@ -17,13 +17,13 @@ from pathlib import Path
 
 import numpy as np
 
-from talkinghead.avatar import Avatar, default_model_path
-from talkinghead.checkpoint import load_model
+from talkinghead.checkpoint import default_model_path, load_model
 from talkinghead.data import FaceDataset
-from talkinghead.evaluate import load_split
-from talkinghead.fitting import FitOptions
-from talkinghead.images import to_tensor
-from talkinghead.metrics import CSIM, LPIPS, ssim
+from talkinghead.evaluation.evaluate import load_split
+from talkinghead.evaluation.metrics import CSIM, LPIPS, ssim
+from talkinghead.inference.avatar import Avatar
+from talkinghead.inference.fitting import FitOptions, fit_shots
+from talkinghead.media.images import to_tensor
 
 
 def sweep(model, split, scale: float, steps: int, marks: set[int], metrics) -> dict[int, dict]:
@@ -45,7 +45,7 @@ def sweep(model, split, scale: float, steps: int, marks: set[int], metrics) -> d
             "csim": float(np.mean([csim(a, b) for a, b in zip(targets, frames)])),
         }
 
-    Avatar.from_shots(model, shots, shot_lm, FitOptions(steps=steps, lr_scale=scale), callback=measure)
+    fit_shots(model, shots, shot_lm, FitOptions(steps=steps, lr_scale=scale), callback=measure)
     return rows
 
 

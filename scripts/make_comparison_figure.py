@@ -18,13 +18,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from talkinghead.avatar import Avatar
 from talkinghead.checkpoint import load_model
 from talkinghead.data import FaceDataset
-from talkinghead.drawing import draw_batch
-from talkinghead.fitting import FitOptions
-from talkinghead.motion import Motion
-from talkinghead.points import to_unit
+from talkinghead.face.drawing import draw_batch
+from talkinghead.face.points import to_unit
+from talkinghead.inference.fitting import FitOptions, fit_avatar
+from talkinghead.inference.motion import Motion
 
 
 def _portrait(name: str) -> np.ndarray | str:
@@ -57,7 +56,7 @@ def main() -> None:
     data = FaceDataset(args.data)
     blocks = []
     for portrait in args.portraits:
-        avatars = [Avatar.fit([_portrait(portrait)], model=m, options=FitOptions(steps=args.steps)) for m in models]
+        avatars = [fit_avatar([_portrait(portrait)], model=m, options=FitOptions(steps=args.steps)) for m in models]
         for clip in args.clips:
             landmarks = data.landmarks(clip)
             motion = Motion(to_unit(landmarks, data.meta(clip)["crop_size"]), 25.0, np.ones(len(landmarks), bool))

@@ -12,8 +12,8 @@ import numpy as np
 from PIL import Image
 
 from talkinghead.data import FaceDataset
-from talkinghead.drawing import draw_landmarks
-from talkinghead.prepare import PrepareOptions, prepare
+from talkinghead.data.prepare import PrepareOptions, prepare
+from talkinghead.face.drawing import draw_landmarks
 
 OUT = Path(__file__).resolve().parents[1] / "docs" / "images" / "prepare-example.png"
 

@@ -13,10 +13,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from talkinghead.animate import default_motion_path, render
-from talkinghead.avatar import Avatar
-from talkinghead.fitting import FitOptions
-from talkinghead.motion import Motion
+from talkinghead.inference.animate import default_motion_path, render
+from talkinghead.inference.fitting import FitOptions, fit_avatar
+from talkinghead.inference.motion import Motion
 
 OUT = Path(__file__).resolve().parents[1] / "docs" / "images" / "animation.gif"
 STEPS = 0  # feed-forward, as in the README's first command
@@ -25,7 +24,7 @@ STEPS = 0  # feed-forward, as in the README's first command
 def main() -> None:
     from skimage import data
 
-    avatar = Avatar.fit([data.astronaut()], options=FitOptions(steps=STEPS))
+    avatar = fit_avatar([data.astronaut()], options=FitOptions(steps=STEPS))
     motion = Motion.load(default_motion_path())
     step = 3  # 10 frames/s is plenty for a GIF and keeps it under 1 MB
     frames = list(render(avatar, motion, layout="side"))[::step]

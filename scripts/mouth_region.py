@@ -31,7 +31,7 @@ def mouth_boxes(landmarks: np.ndarray, size: int, pad: float = 0.3) -> np.ndarra
 
 def crops(frames: np.ndarray, boxes: np.ndarray) -> torch.Tensor:
     """`[N, 3, 64, 64]` in [-1, 1]: each frame's box, resized."""
-    from talkinghead.images import to_tensor
+    from talkinghead.media.images import to_tensor
 
     out = []
     for frame, (x0, y0, x1, y1) in zip(frames, boxes):
@@ -41,14 +41,13 @@ def crops(frames: np.ndarray, boxes: np.ndarray) -> torch.Tensor:
 
 
 def main() -> None:
-    from talkinghead.avatar import Avatar
     from talkinghead.checkpoint import load_model
     from talkinghead.data.dataset import FaceDataset
-    from talkinghead.evaluate import _nearest_shots, load_split, warp_to
-    from talkinghead.fitting import FitOptions
-    from talkinghead.images import to_uint8
-    from talkinghead.metrics import LPIPS
-    from talkinghead.motion import mouth_opening
+    from talkinghead.evaluation.evaluate import _nearest_shots, load_split, warp_to
+    from talkinghead.evaluation.metrics import LPIPS
+    from talkinghead.inference.fitting import FitOptions, fit_shots
+    from talkinghead.inference.motion import mouth_opening
+    from talkinghead.media.images import to_uint8
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True)
@@ -64,10 +63,11 @@ def main() -> None:
         if split is None:
             continue
         shots, shot_lm, targets, target_lm = split
-        avatar = Avatar.from_shots(model, shots, shot_lm, FitOptions())
+        avatar = fit_shots(model, shots, shot_lm, FitOptions())
         inputs = avatar.generator_inputs(target_lm)
         with torch.no_grad():
-            frames, _, mask = avatar.generator.eval()(inputs, avatar.psi.expand(len(inputs), -1), synthesis=True)
+            output = avatar.generator.eval()(inputs, avatar.psi.expand(len(inputs), -1))
+        frames, mask = output.frame, output.blend_mask
         made = to_uint8(frames)
         nearest = _nearest_shots(shot_lm, target_lm)
         warped = warp_to(shots[nearest], shot_lm[nearest].astype(np.float32), target_lm.astype(np.float32))

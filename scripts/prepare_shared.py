@@ -11,8 +11,8 @@ import argparse
 import time
 from pathlib import Path
 
+from talkinghead.data.prepare import PrepareOptions, format_summary, prepare
 from talkinghead.data.splits import shared_split
-from talkinghead.prepare import PrepareOptions, format_summary, prepare
 
 
 def main() -> None:

@@ -20,8 +20,8 @@ from talkinghead.checkpoint import inference_weights, load_checkpoint
 from talkinghead.config import Config
 from talkinghead.data import FaceDataset
 from talkinghead.data.episodes import EpisodeDataset
-from talkinghead.models import build_model
-from talkinghead.train import EmbedderGenerator, episode_inputs, sample_grid
+from talkinghead.model import build_model
+from talkinghead.training.train import EmbedderGenerator, episode_inputs, sample_grid
 
 
 def main() -> None:
@@ -56,7 +56,7 @@ def main() -> None:
     clips = np.random.default_rng(args.seed).choice(len(data), size=min(args.rows, len(data)), replace=False)
     batch = torch.utils.data.default_collate([episodes[(0, int(c))] for c in clips])
     with torch.no_grad():
-        fake = eg(*episode_inputs(batch))[0]
+        fake = eg(*episode_inputs(batch))[0].frame
     grid = sample_grid(batch, fake, rows=len(clips))
     if args.no_real:  # keep the landmark and generated columns only
         size = config.model.resolution

@@ -108,7 +108,7 @@ def carphone() -> Path:
 
 @pytest.fixture(scope="session")
 def landmarker():
-    from talkinghead.landmarks import DlibLandmarker
+    from talkinghead.face.landmarks import DlibLandmarker
 
     return DlibLandmarker()
 
@@ -118,7 +118,7 @@ def tiny_data(tmp_path_factory, carphone, astronaut) -> Path:
     """Four real clips: carphone under three names and the astronaut photo, 32 px crops."""
     import shutil
 
-    from talkinghead.prepare import PrepareOptions, prepare
+    from talkinghead.data.prepare import PrepareOptions, prepare
 
     root = tmp_path_factory.mktemp("tiny-data")
     for name in ("anna", "ben", "carl"):
@@ -134,7 +134,7 @@ def tiny_model(tiny_data, tmp_path_factory) -> Path:
     """A tiny model trained for two steps with `talkinghead train` and exported."""
     from talkinghead.checkpoint import export_model, list_checkpoints
     from talkinghead.config import load_config
-    from talkinghead.train import train
+    from talkinghead.training.train import train
 
     run = tmp_path_factory.mktemp("tiny-run")
     train(tiny_data, load_config("tiny", ["train.steps=2"]), run, progress=False)

@@ -14,12 +14,13 @@ import pytest
 from conftest import media, write_video
 from PIL import Image
 
-from talkinghead.animate import default_motion_path, render
-from talkinghead.avatar import Avatar, FitError
 from talkinghead.cli import main
-from talkinghead.fitting import FitOptions
-from talkinghead.media import VideoReader
-from talkinghead.motion import Motion, inter_ocular
+from talkinghead.inference.animate import default_motion_path, render
+from talkinghead.inference.avatar import Avatar
+from talkinghead.inference.cropper import FitError
+from talkinghead.inference.fitting import FitOptions, fit_avatar, fit_shots
+from talkinghead.inference.motion import Motion, inter_ocular
+from talkinghead.media.video import VideoReader
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 
@@ -41,13 +42,13 @@ def driving(tmp_path_factory, carphone) -> Path:
 
 @pytest.fixture(scope="module")
 def avatar(tiny_model, portrait) -> Avatar:
-    return Avatar.fit([portrait], model=tiny_model)
+    return fit_avatar([portrait], model=tiny_model)
 
 
 def test_feed_forward_and_fine_tuned_avatars(tiny_model, portrait, avatar, tmp_path):
     assert avatar.steps == 0 and avatar.shots.shape == (1, 32, 32, 3)
     assert avatar.portrait.shape == (512, 512, 3) and avatar.psi.shape[0] == 1
-    tuned = Avatar.fit([portrait], model=tiny_model, options=FitOptions(steps=3))
+    tuned = fit_avatar([portrait], model=tiny_model, options=FitOptions(steps=3))
     assert tuned.steps == 3
     # Fine-tuning changed the person-specific parameters and the generator itself.
     assert not np.allclose(tuned.psi.numpy(), avatar.psi.numpy())
@@ -63,13 +64,13 @@ def test_feed_forward_and_fine_tuned_avatars(tiny_model, portrait, avatar, tmp_p
 
 def test_fine_tuning_length_in_epochs(tiny_model, avatar):
     from talkinghead.checkpoint import load_model
-    from talkinghead.fitting import finetune_steps
+    from talkinghead.inference.fitting import finetune_steps
 
     # Passes over the shots at batch 2: T = 1 takes one shot a step, larger T two.
     assert [finetune_steps(50, t) for t in (1, 8, 32)] == [50, 200, 800]
     assert finetune_steps(0, 8) == 0 and finetune_steps(0.1, 1) == 1
     model = load_model(tiny_model)
-    tuned = Avatar.from_shots(model, avatar.shots, avatar.shot_landmarks, FitOptions(epochs=2))
+    tuned = fit_shots(model, avatar.shots, avatar.shot_landmarks, FitOptions(epochs=2))
     assert tuned.steps == 2 and not np.allclose(tuned.psi.numpy(), avatar.psi.numpy())
     with pytest.raises(ValueError, match="not both"):
         FitOptions(steps=2, epochs=2)
@@ -83,7 +84,7 @@ def test_fine_tuning_learning_rate_scale(tiny_model, avatar):
     model = load_model(tiny_model)
     psi = {}
     for scale in (0.0, 1.0, None):
-        tuned = Avatar.from_shots(model, avatar.shots, avatar.shot_landmarks, FitOptions(steps=2, lr_scale=scale))
+        tuned = fit_shots(model, avatar.shots, avatar.shot_landmarks, FitOptions(steps=2, lr_scale=scale))
         psi[scale] = tuned.psi.numpy()
     assert np.allclose(psi[0.0], avatar.psi.numpy(), atol=1e-6)
     assert not np.allclose(psi[1.0], avatar.psi.numpy(), atol=1e-6)
@@ -100,7 +101,7 @@ def test_fine_tuning_rate_decay(tiny_model, avatar):
     for decay in (False, True):
         for steps in (1, 3):
             options = FitOptions(steps=steps, lr_decay=decay)
-            tuned = Avatar.from_shots(model, avatar.shots, avatar.shot_landmarks, options)
+            tuned = fit_shots(model, avatar.shots, avatar.shot_landmarks, options)
             psi[decay, steps] = tuned.psi.numpy()
     np.testing.assert_array_equal(psi[True, 1], psi[False, 1])
     assert not np.allclose(psi[True, 3], psi[False, 3])
@@ -115,7 +116,7 @@ def test_fine_tuning_psi_only_keeps_the_generator_weights(tiny_model, avatar):
     model = load_model(tiny_model)
     meta = {k: v.clone() for k, v in model.generator.named_parameters()}
     for psi_only in (True, False):
-        tuned = Avatar.from_shots(model, avatar.shots, avatar.shot_landmarks, FitOptions(steps=2, psi_only=psi_only))
+        tuned = fit_shots(model, avatar.shots, avatar.shot_landmarks, FitOptions(steps=2, psi_only=psi_only))
         assert not np.allclose(tuned.psi.numpy(), avatar.psi.numpy(), atol=1e-6)
         same = [torch.equal(v, meta[k]) for k, v in tuned.generator.named_parameters()]
         assert all(same) if psi_only else not all(same)
@@ -128,8 +129,8 @@ def test_fine_tuning_in_bf16_autocast(tiny_model, avatar, monkeypatch):
     autocast and moves psi' as float32 fine-tuning does; without native bf16 nothing is autocast."""
     import torch
 
-    from talkinghead import gan
     from talkinghead.checkpoint import load_model
+    from talkinghead.training import gan
 
     model = load_model(tiny_model)
     cpu = torch.device("cpu")
@@ -139,7 +140,7 @@ def test_fine_tuning_in_bf16_autocast(tiny_model, avatar, monkeypatch):
         assert isinstance(gan.autocast(cpu, True), torch.autocast) == native
         assert not isinstance(gan.autocast(cpu, False), torch.autocast)
         options = FitOptions(steps=2, psi_only=False)
-        tuned[native] = Avatar.from_shots(model, avatar.shots, avatar.shot_landmarks, options).psi
+        tuned[native] = fit_shots(model, avatar.shots, avatar.shot_landmarks, options).psi
     assert tuned[True].dtype == torch.float32 and torch.isfinite(tuned[True]).all()
     steps = [(tuned[native] - avatar.psi).flatten() for native in (True, False)]
     agreement = torch.nn.functional.cosine_similarity(*steps, dim=0)
@@ -227,8 +228,8 @@ def test_bad_inputs(tiny_model, avatar, driving, tmp_path, astronaut, capsys):
     blank = tmp_path / "wall.png"
     Image.fromarray(np.full((256, 256, 3), 128, np.uint8)).save(blank)
     with pytest.raises(FitError, match="wall.png: no face found"):
-        Avatar.fit([blank], model=tiny_model)
-    several = Avatar.fit([media("einstein.jpg")], model=tiny_model)
+        fit_avatar([blank], model=tiny_model)
+    several = fit_avatar([media("einstein.jpg")], model=tiny_model)
     assert any("2 faces" in note for note in several.notes)
 
     # Bad command lines are in test_bad_input.py; here, what a good run reports. In process (the
@@ -275,19 +276,19 @@ def test_readme_main_job_with_the_bundled_model_and_motion(portrait, tmp_path):
         video = container.streams.video[0]
         assert sum(1 for _ in container.decode(video)) == len(motion)
         assert float(video.average_rate) == pytest.approx(motion.fps)
-    from talkinghead.avatar import default_model_path
+    from talkinghead.checkpoint import default_model_path
 
     assert default_model_path().stat().st_size < 50 * 2**20
 
 
 def test_auto_mode_is_absolute_only_for_the_same_person(tiny_model, avatar, driving, carphone):
-    from talkinghead.animate import choose_mode
+    from talkinghead.inference.animate import choose_mode
 
     motion = Motion.from_video(driving)
     assert choose_mode(avatar, motion) == "relative"  # the astronaut driven by the man in the car
     with VideoReader(carphone) as reader:
         frame = next(rgb for n, _, rgb in reader if n == 60)
-    himself = Avatar.fit([frame], model=tiny_model)
+    himself = fit_avatar([frame], model=tiny_model)
     assert choose_mode(himself, motion) == "absolute"  # self-reenactment
     template = Motion.load(default_motion_path())
     assert template.face_sample is None and choose_mode(himself, template) == "relative"
@@ -304,7 +305,7 @@ def test_fitting_leaves_the_model_untouched_and_avatars_move(tiny_model, avatar)
         for name, net in vars(model).items()
         if name != "config"
     }
-    tuned = Avatar.from_shots(model, avatar.shots, avatar.shot_landmarks, FitOptions(steps=2), device="cpu")
+    tuned = fit_shots(model, avatar.shots, avatar.shot_landmarks, FitOptions(steps=2), device="cpu")
     for name, state in before.items():
         after = getattr(model, name).state_dict()
         assert all(torch.equal(state[k], after[k]) for k in state), name
@@ -326,15 +327,14 @@ def test_divergence_guard_keeps_the_bundled_warp_model_whole(astronaut):
 
     import torch
 
-    from talkinghead.avatar import default_model_path
-    from talkinghead.checkpoint import load_model
-    from talkinghead.gan import DivergenceGuard, ParameterModule
+    from talkinghead.checkpoint import default_model_path, load_model
+    from talkinghead.training.gan import DivergenceGuard, ParameterModule
 
     model = load_model(default_model_path())
-    ff = Avatar.fit([astronaut], model=model)
+    ff = fit_avatar([astronaut], model=model)
     # Its generator's weights too (psi_only=False): the whole fine-tuning, not the file's psi' alone.
     options = FitOptions(steps=8, lr_scale=1e4, psi_only=False)
-    guarded = Avatar.from_shots(model, ff.shots, ff.shot_landmarks, options)
+    guarded = fit_shots(model, ff.shots, ff.shot_landmarks, options)
     assert guarded.notes and "diverged" in guarded.notes[0]
     frames = np.stack(list(guarded.generate(guarded.shot_landmarks))).astype(float)
     assert np.abs(frames - np.stack(list(ff.generate(ff.shot_landmarks)))).mean() < 5
@@ -358,8 +358,8 @@ def test_the_guard_goes_back_when_fine_tuning_drifts_off_without_a_spike(astrona
 
     import torch
 
-    from talkinghead.gan import DivergenceGuard, ParameterModule
-    from talkinghead.images import to_tensor
+    from talkinghead.media.images import to_tensor
+    from talkinghead.training.gan import DivergenceGuard, ParameterModule
 
     real = to_tensor(np.asarray(Image.fromarray(astronaut).resize((64, 64))))
     healthy = SimpleNamespace(loss_generator=torch.tensor(1.0), loss_discriminator=torch.tensor(1.0), fake=real)
@@ -405,13 +405,13 @@ def test_mirrored_shots_match_the_detector_on_mirrored_faces(astronaut):
     where dlib finds them on the mirrored frame (the iBUG scheme's left-right pairs swapped)."""
     import torch
 
-    from talkinghead.cropper import FaceCropper
-    from talkinghead.drawing import draw_batch
-    from talkinghead.fitting import mirrored_shots
-    from talkinghead.images import to_tensor, to_uint8
-    from talkinghead.landmarks import DlibLandmarker
-    from talkinghead.metrics import face_points
-    from talkinghead.tracking import FaceTracker
+    from talkinghead.evaluation.metrics import face_points
+    from talkinghead.face.drawing import draw_batch
+    from talkinghead.face.landmarks import DlibLandmarker
+    from talkinghead.face.tracking import FaceTracker
+    from talkinghead.inference.cropper import FaceCropper
+    from talkinghead.inference.fitting import mirrored_shots
+    from talkinghead.media.images import to_tensor, to_uint8
 
     found = FaceCropper(128)([astronaut], shots=1)
     frames = to_tensor(found.crops)
@@ -432,12 +432,12 @@ def test_divergence_guard_restores_the_last_good_state(tiny_model, avatar):
     model = load_model(tiny_model)
     # A learning rate 10,000 times too high blows fine-tuning up within a few steps...
     wild = FitOptions(steps=8, lr_scale=1e4, guard=False)
-    blown = Avatar.from_shots(model, avatar.shots, avatar.shot_landmarks, wild)
+    blown = fit_shots(model, avatar.shots, avatar.shot_landmarks, wild)
     frames = np.stack(list(blown.generate(blown.shot_landmarks))).astype(float)
     ff = np.stack(list(avatar.generate(avatar.shot_landmarks))).astype(float)
     assert not torch.isfinite(blown.psi).all() or np.abs(frames - ff).mean() > 20
     # ...and the guard catches it: it goes back to the last good state and says so.
-    guarded = Avatar.from_shots(model, avatar.shots, avatar.shot_landmarks, FitOptions(steps=8, lr_scale=1e4))
+    guarded = fit_shots(model, avatar.shots, avatar.shot_landmarks, FitOptions(steps=8, lr_scale=1e4))
     assert guarded.notes and "diverged" in guarded.notes[0]
     assert torch.isfinite(guarded.psi).all()
     frames = np.stack(list(guarded.generate(guarded.shot_landmarks))).astype(float)

@@ -8,7 +8,7 @@ import torch
 from talkinghead.data import FaceDataset
 from talkinghead.data.augment import MIRROR, Augment
 from talkinghead.data.episodes import EpisodeDataset
-from talkinghead.tracking import FaceTracker
+from talkinghead.face.tracking import FaceTracker
 
 
 def nme(predicted: np.ndarray, truth: np.ndarray) -> float:

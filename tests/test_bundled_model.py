@@ -9,12 +9,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from talkinghead.avatar import Avatar
+from talkinghead.inference.fitting import fit_avatar
 
 
 def test_bundled_model_feed_forward_slice(astronaut):
     torch.manual_seed(0)
-    avatar = Avatar.fit([astronaut])
+    avatar = fit_avatar([astronaut])
     frame = next(avatar.generate(avatar.shot_landmarks[:1]))
     assert frame.shape == (128, 128, 3)
     # Red channel, rows and columns 60-63 (the face's middle). atol 1: uint8 rounding of float
@@ -33,7 +33,7 @@ def test_bundled_model_fuses_only_shots_that_agree(astronaut):
     to a different picture, so the gated frame is the nearest shot's alone; without the gate the
     fusion mixes the mirror image in."""
     torch.manual_seed(0)
-    avatar = Avatar.fit([astronaut, np.ascontiguousarray(astronaut[:, ::-1])], shots=2)
+    avatar = fit_avatar([astronaut, np.ascontiguousarray(astronaut[:, ::-1])], shots=2)
     driving = (0.6 * avatar.shot_landmarks[0] + 0.4 * avatar.shot_landmarks[1])[None].astype(np.float32)
     bundled, frames = avatar.config, {}
     for name, settings in [
@@ -44,6 +44,6 @@ def test_bundled_model_fuses_only_shots_that_agree(astronaut):
         avatar.config = bundled.override(settings)
         avatar.to("cpu")  # drops the generator built from the previous config
         frames[name] = next(avatar.generate(driving)).astype(np.float32)
-    assert bundled.model.fusion_agreement > 0
+    assert bundled.model.settings.fusion_agreement > 0
     assert np.abs(frames["gated"] - frames["nearest"]).mean() < 1.0  # of 255
     assert np.abs(frames["ungated"] - frames["nearest"]).mean() > 5.0

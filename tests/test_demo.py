@@ -168,7 +168,7 @@ def _video_size(client, result) -> tuple[int, int]:
 def short_driver(tmp_path_factory) -> Path:
     from conftest import media, write_video
 
-    from talkinghead.media import VideoReader
+    from talkinghead.media.video import VideoReader
 
     with VideoReader(media("carphone.mp4")) as reader:
         frames = [rgb for _, _, rgb in reader][:10]

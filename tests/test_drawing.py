@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from conftest import media, read_pts
 
-from talkinghead.drawing import PARTS, draw_landmarks
+from talkinghead.face.drawing import PARTS, draw_landmarks
 
 
 def _einstein_in_crop(size: int = 256) -> np.ndarray:

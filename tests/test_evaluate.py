@@ -8,7 +8,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from talkinghead.evaluate import EvalOptions, _nearest_shots, evaluate, split_clip
+from talkinghead.evaluation.evaluate import EvalOptions, _nearest_shots, evaluate, split_clip
 
 
 def test_split_is_disjoint_and_later():
@@ -98,7 +98,7 @@ def test_fine_tuning_by_epochs_gives_every_t_the_same_passes(tiny_model, tiny_da
 
 
 def test_the_table_says_where_fine_tunings_guard_stepped_in(tiny_model, tiny_data, tmp_path, monkeypatch):
-    from talkinghead.gan import DivergenceGuard
+    from talkinghead.training.gan import DivergenceGuard
 
     # Every step looks diverged, so the guard goes back each time and the avatar says so.
     monkeypatch.setattr(DivergenceGuard, "diverged", lambda self, out: "forced")

@@ -10,11 +10,11 @@ import pytest
 import torch
 from conftest import media
 
+from talkinghead.face.tracking import FaceTracker
 from talkinghead.features import weights
 from talkinghead.features.facenet import opencv_reference, prewhiten
 from talkinghead.features.vgg import LPIPS_TAPS, NAMES, numpy_reference
-from talkinghead.media import VideoReader, load_image
-from talkinghead.tracking import FaceTracker
+from talkinghead.media.video import VideoReader, load_image
 
 
 def _face(image: np.ndarray, landmarker) -> torch.Tensor:

@@ -29,10 +29,10 @@ pytestmark = [pytest.mark.slow, pytest.mark.skipif(_requirements() is not None, 
 def test_camera_frames_drive_the_avatar_in_the_page(tiny_model, astronaut, carphone, tmp_path):
     from live_session import fake_camera, live_server, open_page
 
-    from talkinghead.avatar import Avatar
+    from talkinghead.inference.fitting import fit_avatar
 
     Image.fromarray(astronaut).save(tmp_path / "face.png")
-    avatar = Avatar.fit([tmp_path / "face.png"], model=tiny_model).save(tmp_path / "face.avatar")
+    avatar = fit_avatar([tmp_path / "face.png"], model=tiny_model).save(tmp_path / "face.avatar")
     camera = fake_camera(carphone, tmp_path / "camera.y4m")
     with live_server(avatar) as url, open_page(url, camera, CHROMIUM) as page:
         page.wait_for_function("() => window.liveStats.frames >= 20", timeout=120_000)
@@ -64,10 +64,10 @@ def test_live_refuses_bad_input(capsys, tmp_path):
 def test_a_video_file_can_stand_in_for_the_camera(tiny_model, astronaut, carphone, tmp_path):
     from live_session import fake_camera, live_server, open_page
 
-    from talkinghead.avatar import Avatar
+    from talkinghead.inference.fitting import fit_avatar
 
     Image.fromarray(astronaut).save(tmp_path / "face.png")
-    avatar = Avatar.fit([tmp_path / "face.png"], model=tiny_model).save(tmp_path / "face.avatar")
+    avatar = fit_avatar([tmp_path / "face.png"], model=tiny_model).save(tmp_path / "face.avatar")
     camera = fake_camera(carphone, tmp_path / "unused.y4m", frames=2)  # the page needs none here
     with live_server(avatar, source=carphone) as url, open_page(url, camera, CHROMIUM) as page:
         page.wait_for_function("() => window.liveStats.frames >= 20", timeout=120_000)
@@ -79,13 +79,14 @@ def test_a_camera_on_the_server_can_drive_it(tiny_model, astronaut, carphone, tm
     """`--source 0` / `/dev/videoN`: OpenCV's capture, read newest-first. No camera here, so the
     capture is pointed at a video file (the same `VideoCapture` path a device takes) and a missing
     device must give one line."""
-    from talkinghead.avatar import Avatar
+    from talkinghead.apps.live import Camera, LiveSession, _frames, is_device
     from talkinghead.cli import main
-    from talkinghead.live import Camera, LiveSession, _frames, is_device
+    from talkinghead.inference.avatar import Avatar
+    from talkinghead.inference.fitting import fit_avatar
 
     assert is_device("0") and is_device("/dev/video2") and not is_device(str(carphone))
     Image.fromarray(astronaut).save(tmp_path / "face.png")
-    Avatar.fit([tmp_path / "face.png"], model=tiny_model).save(tmp_path / "face.avatar")
+    fit_avatar([tmp_path / "face.png"], model=tiny_model).save(tmp_path / "face.avatar")
     assert main(["live", "--avatar", str(tmp_path / "face.avatar"), "--source", "/dev/video97"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["talkinghead live: --source /dev/video97: no camera there (or it is busy or not readable)"]

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from talkinghead.config import LossConfig
-from talkinghead.losses import (
+from talkinghead.training.losses import (
     ContentLoss,
     GeneratorLoss,
     discriminator_hinge_loss,

@@ -7,9 +7,9 @@ import pytest
 import torch
 from conftest import media, read_pts
 
-from talkinghead.images import to_tensor, to_uint8
-from talkinghead.media import VideoReader, load_image
-from talkinghead.metrics import CSIM, FID, LPIPS, landmark_nme, psnr, ssim
+from talkinghead.evaluation.metrics import CSIM, FID, LPIPS, landmark_nme, psnr, ssim
+from talkinghead.media.images import to_tensor, to_uint8
+from talkinghead.media.video import VideoReader, load_image
 
 
 @pytest.fixture(scope="module")
@@ -88,9 +88,9 @@ def test_a_face_the_hog_detector_misses_is_still_found_and_blank_frames_are_not(
     (measured 0.094). Blank, saturated and noise frames stay face-less."""
     import cv2
 
-    from talkinghead.landmarks import DlibLandmarker
-    from talkinghead.metrics import _enlarged
-    from talkinghead.tracking import FaceTracker
+    from talkinghead.evaluation.metrics import _enlarged
+    from talkinghead.face.landmarks import DlibLandmarker
+    from talkinghead.face.tracking import FaceTracker
 
     image = cv2.GaussianBlur(load_image(media("takeo.ppm")), (0, 0), 6)
     truth = read_pts(media("takeo.pts"))
@@ -106,7 +106,7 @@ def test_a_face_the_hog_detector_misses_is_still_found_and_blank_frames_are_not(
 def test_low_rank_frechet_distance_matches_the_matrix_square_root():
     from scipy import linalg
 
-    from talkinghead.metrics import frechet_distance
+    from talkinghead.evaluation.metrics import frechet_distance
 
     rng = np.random.default_rng(0)
     a, b = rng.normal(size=(30, 64)), rng.normal(size=(25, 64)) + 0.3

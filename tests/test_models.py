@@ -7,7 +7,8 @@ import torch
 from torch import nn
 
 from talkinghead.config import Config, load_config
-from talkinghead.models import GeneratorInputs, build_generator, build_model
+from talkinghead.model import build_generator, build_model
+from talkinghead.models import GENERATORS, GeneratorInputs
 from talkinghead.models.blocks import AdaIN, SelfAttention
 
 
@@ -34,7 +35,7 @@ def test_shapes_and_ranges(tiny):
     frames, landmarks = _images(6, R, 0).view(2, 3, 3, R, R), _images(6, R, 1).view(2, 3, 3, R, R)
     embedding = embedder.embed_shots(frames, landmarks)
     assert embedding.shape == (2, D) and (embedding >= 0).all()  # ReLU after sum pooling
-    fake = generator(_inputs(landmarks[:, 0]), generator.adain_params(embedding))
+    fake = generator(_inputs(landmarks[:, 0]), generator.adain_params(embedding)).frame
     assert fake.shape == (2, 3, R, R) and fake.abs().max() <= 1
     scores, features = discriminator(fake, landmarks[:, 0], torch.tensor([0, 4]))
     assert scores.shape == (2,) and len(features) >= 4
@@ -55,13 +56,13 @@ def test_identity_embedding_changes_the_output_through_adain(tiny):
     e1 = embedder(_images(1, 32, 5), landmarks)
     e2 = embedder(_images(1, 32, 6), landmarks)
     assert not torch.allclose(e1, e2)
-    out1 = generator(_inputs(landmarks), generator.adain_params(e1))
-    out2 = generator(_inputs(landmarks), generator.adain_params(e2))
+    out1 = generator(_inputs(landmarks), generator.adain_params(e1)).frame
+    out2 = generator(_inputs(landmarks), generator.adain_params(e2)).frame
     assert (out1 - out2).abs().mean() > 1e-5
     # The embedding reaches the image only through the AdaIN parameters psi = P e: the gradient
     # of the output reaches P, and psi has one (scale, bias) pair per AdaIN channel.
     generator.zero_grad()
-    generator(_inputs(landmarks), generator.adain_params(e1)).sum().backward()
+    generator(_inputs(landmarks), generator.adain_params(e1)).frame.sum().backward()
     assert generator.projection.grad.abs().sum() > 0
     adains = [m for m in generator.modules() if isinstance(m, AdaIN)]
     assert generator.num_adain_params == sum(2 * m.channels for m in adains) > 0
@@ -69,7 +70,7 @@ def test_identity_embedding_changes_the_output_through_adain(tiny):
     psi = generator.adain_params(e1).detach()
     moved = psi.clone()
     moved[:, -2 * adains[-1].channels :] += 0.5  # the last AdaIN's scales and biases
-    assert (generator(_inputs(landmarks), moved) - generator(_inputs(landmarks), psi)).abs().mean() > 1e-4
+    assert (generator(_inputs(landmarks), moved).frame - generator(_inputs(landmarks), psi).frame).abs().mean() > 1e-4
 
 
 def test_adain_with_zero_parameters_is_instance_norm_and_scales_otherwise():
@@ -96,7 +97,7 @@ def test_discriminator_uses_the_video_column(tiny):
     grad = discriminator.W.weight.grad
     assert grad[1].abs().sum() > 0 and grad[[0, 2, 3, 4]].abs().sum() == 0
     # score = V(x, y) . (W_i + w0) + b: with an explicit vector the same formula applies.
-    explicit, _ = discriminator.score_with(frames, landmarks, discriminator.W.weight[1:2])
+    explicit, _ = discriminator(frames, landmarks, discriminator.W.weight[1:2])
     torch.testing.assert_close(explicit, s1)
 
 
@@ -125,10 +126,16 @@ def test_presets_build_networks_that_run_at_their_resolution(name, size):
     model = build_model(config, num_videos=2)
     landmarks, frames = torch.zeros(1, 3, size, size), torch.zeros(1, 1, 3, size, size)
     points = torch.rand(1, 68, 2) * size * 0.5 + size * 0.25  # the warp generators read them
-    inputs = GeneratorInputs(landmarks, frames, landmarks[None], points[None], points + 1.0)
+    inputs = GeneratorInputs.of(
+        driving_landmark_images=landmarks,
+        driving_points=points + 1.0,
+        source_frames=frames,
+        source_landmark_images=landmarks[None],
+        source_points=points[None],
+    )
     with torch.no_grad():
         embedding = model.embedder.embed_shots(frames, landmarks[None])
-        fake = model.generator(inputs, model.generator.adain_params(embedding))
+        fake = model.generator(inputs, model.generator.adain_params(embedding)).frame
         score, _ = model.discriminator(fake, landmarks, torch.tensor([1]))
     assert embedding.shape == (1, config.model.embedding_dim) and fake.shape == (1, 3, size, size)
     assert score.shape == (1,) and torch.isfinite(score).all()
@@ -139,7 +146,11 @@ def test_config_errors_and_generator_dispatch():
         load_config("tiny", ["model.resolution=48"])
     with pytest.raises(ValueError, match="expected section.key=value"):
         load_config("tiny", ["steps=3"])
-    with pytest.raises(ValueError, match="model.generator: must be adain or warp, got 'nope'"):
-        build_generator(load_config("tiny", ["model.generator=nope"]).model)
+    with pytest.raises(ValueError, match="model.generator: 'nope' is not one of adain, warp"):
+        load_config("tiny", ["model.generator=nope"])
+    # The dispatch: each registered name builds its own class with its own section of the config.
+    for name, entry in GENERATORS.items():
+        config = load_config("tiny", [f"model.generator={name}"]).model
+        assert type(build_generator(config)) is entry.cls and type(config.settings) is entry.settings
     # Model files written before `model.generator` existed load as the paper's generator.
     assert load_config("tiny").model.generator == "adain"

@@ -9,12 +9,12 @@ import pytest
 
 pytest.importorskip("onnxruntime")
 
-from talkinghead.avatar import Avatar  # noqa: E402
 from talkinghead.checkpoint import load_model, save_model  # noqa: E402
 from talkinghead.cli import main  # noqa: E402
 from talkinghead.config import load_config  # noqa: E402
-from talkinghead.models import build_model  # noqa: E402
-from talkinghead.runtime import OnnxFramePath, export_onnx, sample_inputs  # noqa: E402
+from talkinghead.inference.fitting import fit_avatar
+from talkinghead.inference.onnx import OnnxAvatar, OnnxFramePath, export_onnx, sample_inputs  # noqa: E402
+from talkinghead.model import build_model  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +51,7 @@ def test_export_matches_pytorch(generator, portable, tiny_model, warp_model, por
 
     model = tiny_model if generator == "adain" else warp_model
     inputs = [portrait] if generator == "adain" else [carphone]  # several shots for the warp's fusion
-    avatar = Avatar.fit(inputs, model=model, shots=4)
+    avatar = fit_avatar(inputs, model=model, shots=4)
     report = export_onnx(avatar, tmp_path / "avatar.onnx", portable=portable)
     assert report["opset"] == 17 and report["max_abs_difference"] < 1e-3, report
     # The spline's solve: one onnxruntime Inverse node (all fused shots in a batch), or standard ops only.
@@ -68,7 +68,7 @@ def test_export_matches_pytorch(generator, portable, tiny_model, warp_model, por
     got = session(images, points)
     assert got.shape == (len(images), 3, avatar.size, avatar.size)
     torch_frames = np.stack(list(avatar.generate(points)))
-    onnx_frames = np.stack(list(avatar.use_onnx(report["path"]).generate(points, runtime="onnx")))
+    onnx_frames = np.stack(list(OnnxAvatar(avatar, report["path"]).generate(points)))
     assert np.abs(torch_frames.astype(int) - onnx_frames).max() <= 1
     assert onnx_frames.std() > 5  # a picture, not a constant
 
@@ -82,9 +82,9 @@ def _decoder_convs(generator) -> int:
 
 
 def test_animate_with_onnxruntime_and_the_export_command(tiny_model, portrait, tmp_path, capsys):
-    from talkinghead.media import VideoReader
+    from talkinghead.media.video import VideoReader
 
-    avatar = Avatar.fit([portrait], model=tiny_model).save(tmp_path / "a.avatar")
+    avatar = fit_avatar([portrait], model=tiny_model).save(tmp_path / "a.avatar")
     assert main(["export", "--onnx", str(avatar), "--out", str(tmp_path / "a.onnx")]) == 0
     out = capsys.readouterr().out
     assert "ONNX opset 17" in out and "largest difference from PyTorch" in out
@@ -100,10 +100,10 @@ def test_export_from_a_model_and_images(tiny_model, portrait, tmp_path, capsys):
     out = tmp_path / "direct.onnx"
     assert main(["export", "--onnx", str(tiny_model), "--images", str(portrait), "--out", str(out)]) == 0
     assert "ONNX opset 17" in capsys.readouterr().out
-    avatar = Avatar.fit([portrait], model=tiny_model)
+    avatar = fit_avatar([portrait], model=tiny_model)
     images, points = sample_inputs(avatar)
     expected = np.stack(list(avatar.generate(points)))
-    got = np.stack(list(avatar.use_onnx(out).generate(points, runtime="onnx")))
+    got = np.stack(list(OnnxAvatar(avatar, out).generate(points)))
     assert np.abs(expected.astype(int) - got).max() <= 1 and got.std() > 5
     assert list(tmp_path.iterdir()) == [out]  # no avatar file written
     assert main(["export", str(tiny_model), "--images", str(portrait), "--out", str(tmp_path / "x.safetensors")]) == 2

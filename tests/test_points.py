@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from talkinghead.crop import crop_image, to_crop, to_frame
-from talkinghead.points import from_unit, rescale_points, to_unit
+from talkinghead.face.crop import crop_image, to_crop, to_frame
+from talkinghead.face.points import from_unit, rescale_points, to_unit
 
 
 @pytest.mark.parametrize("interpolation", [cv2.INTER_AREA, cv2.INTER_LINEAR])
@@ -58,16 +58,15 @@ def test_training_fitting_and_evaluation_at_another_size_draw_the_same_landmarks
     """64 px data, a 32 px model: the landmark images drawn in training and in evaluation agree."""
     import shutil
 
-    from talkinghead.avatar import Avatar
     from talkinghead.checkpoint import export_model, list_checkpoints, load_model
     from talkinghead.config import load_config
     from talkinghead.data import FaceDataset
     from talkinghead.data.episodes import EpisodeDataset
-    from talkinghead.drawing import draw_batch
-    from talkinghead.evaluate import EvalOptions, evaluate, load_split, split_clip
-    from talkinghead.fitting import FitOptions
-    from talkinghead.prepare import PrepareOptions, prepare
-    from talkinghead.train import train
+    from talkinghead.data.prepare import PrepareOptions, prepare
+    from talkinghead.evaluation.evaluate import EvalOptions, evaluate, load_split, split_clip
+    from talkinghead.face.drawing import draw_batch
+    from talkinghead.inference.fitting import FitOptions, fit_shots
+    from talkinghead.training.train import train
 
     for name in ("anna", "ben"):
         (tmp_path / "in" / name).mkdir(parents=True)
@@ -105,9 +104,7 @@ def test_training_fitting_and_evaluation_at_another_size_draw_the_same_landmarks
     # Fitting and evaluation run at the model's size on the bigger crops.
     frames = np.stack([data.frame(0, i) for i in range(2)])
     small = np.stack([cv2.resize(f, (32, 32), interpolation=cv2.INTER_AREA) for f in frames])
-    avatar = Avatar.from_shots(
-        load_model(model), small, rescale_points(data.landmarks(0)[:2], 64, 32), FitOptions(steps=1)
-    )
+    avatar = fit_shots(load_model(model), small, rescale_points(data.landmarks(0)[:2], 64, 32), FitOptions(steps=1))
     assert next(avatar.generate(avatar.shot_landmarks[:1])).shape == (32, 32, 3)
     summary = evaluate(
         model, tmp_path / "data", tmp_path / "eval", EvalOptions(shots=(1,), targets=2, steps=1, max_clips=1,

@@ -17,9 +17,9 @@ from conftest import media, set_mp4_rotation, write_video
 from PIL import Image
 
 from talkinghead.data import FaceDataset
-from talkinghead.landmarks import DlibLandmarker
-from talkinghead.prepare import PrepareOptions, discover, prepare
-from talkinghead.tracking import FaceTracker
+from talkinghead.data.prepare import PrepareOptions, discover, prepare
+from talkinghead.face.landmarks import DlibLandmarker
+from talkinghead.face.tracking import FaceTracker
 
 FAST = PrepareOptions(crop_size=128)
 
@@ -98,7 +98,7 @@ def test_frame_folder_and_stride(tmp_path, carphone):
     dataset = FaceDataset_from(carphone, tmp_path / "video", PrepareOptions(crop_size=64, stride=4))
     assert 28 <= dataset.num_frames(0) <= 30
     assert set(np.diff(dataset.shards[0].clip_array(0, "frame_numbers")) % 4) == {0}
-    from talkinghead.media import VideoReader
+    from talkinghead.media.video import VideoReader
 
     with VideoReader(carphone) as reader:
         for number, _, rgb in reader:

@@ -27,13 +27,13 @@ SRC = str(Path(__file__).resolve().parents[1] / "src")
 def long_job(tmp_path_factory, tiny_model, astronaut) -> tuple[Path, Path]:
     """A fitted tiny avatar and a 40 s motion template (the bundled one, repeated): animating it
     takes long enough to be interrupted while the video is being written."""
-    from talkinghead.animate import default_motion_path
-    from talkinghead.avatar import Avatar
-    from talkinghead.motion import Motion
+    from talkinghead.inference.animate import default_motion_path
+    from talkinghead.inference.fitting import fit_avatar
+    from talkinghead.inference.motion import Motion
 
     root = tmp_path_factory.mktemp("long-job")
     Image.fromarray(astronaut).save(root / "face.png")
-    avatar = Avatar.fit([root / "face.png"], model=tiny_model).save(root / "face.avatar")
+    avatar = fit_avatar([root / "face.png"], model=tiny_model).save(root / "face.avatar")
     motion = Motion.load(default_motion_path())
     reps = int(np.ceil(40 * motion.fps / len(motion)))
     Motion(np.tile(motion.landmarks, (reps, 1, 1)), motion.fps, np.tile(motion.tracked, reps)).save(root / "long.npz")

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from conftest import media, read_pts
 
-from talkinghead.media import VideoReader, load_image
-from talkinghead.tracking import FaceTracker, landmark_size
+from talkinghead.face.tracking import FaceTracker, landmark_size
+from talkinghead.media.video import VideoReader, load_image
 
 
 def nme(predicted: np.ndarray, truth: np.ndarray) -> float:

@@ -14,7 +14,7 @@ from PIL import Image  # noqa: F401  (sample grids are opened below)
 
 from talkinghead.checkpoint import list_checkpoints, load_checkpoint, load_model
 from talkinghead.config import load_config
-from talkinghead.train import TrainError, train
+from talkinghead.training.train import TrainError, train
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 
@@ -122,7 +122,7 @@ def test_trainable_moves_only_the_named_part_on_top_of_a_model_file(tiny_data, t
 DDP_SCRIPT = """
 import sys, torch, torch.distributed as dist
 from talkinghead.config import load_config
-from talkinghead.train import train
+from talkinghead.training.train import train
 rank_file = sys.argv[3]
 config = load_config("tiny", ["train.batch_size=1", "train.steps=3", "train.checkpoint_every=2"])
 result = train(sys.argv[1], config, sys.argv[2], progress=False)

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from talkinghead.config import load_config
-from talkinghead.models import GeneratorInputs, build_model
+from talkinghead.model import build_model
+from talkinghead.models import GeneratorInputs
 from talkinghead.models.flow import border_anchors, tps_grid, warp
 
 TINY_WARP = ["model.generator=warp", "model.motion_channels=8"]
@@ -38,7 +39,7 @@ def test_a_regularised_spline_moves_less_with_landmark_noise(astronaut):
     moved 4 px and jittered by 1 px as dlib's are from frame to frame, the smoothed spline's grid
     stays nearer the noise-free one than the exact spline's, and without jitter it is still the
     exact spline's to within a fraction of a pixel."""
-    from talkinghead.cropper import FaceCropper
+    from talkinghead.inference.cropper import FaceCropper
 
     _, points, _, _ = FaceCropper(128).crop_image(astronaut)
     source = torch.from_numpy(points)[None]
@@ -61,7 +62,7 @@ def test_the_spline_keeps_float32_under_bf16_autocast(astronaut):
     and the fusion's local distances under CPU bf16 autocast equal float32's, and the bilinear
     warp of bf16 features stays within bf16 rounding of the float32 warp (with the geometry in
     bf16 the grid was up to 2 px off)."""
-    from talkinghead.cropper import FaceCropper
+    from talkinghead.inference.cropper import FaceCropper
     from talkinghead.models.warp import _local_distance
 
     crop, points, _, _ = FaceCropper(128).crop_image(astronaut)
@@ -81,8 +82,8 @@ def test_the_spline_keeps_float32_under_bf16_autocast(astronaut):
 
 
 def test_warp_baseline_follows_a_moved_face(astronaut):
-    from talkinghead.cropper import FaceCropper
-    from talkinghead.evaluate import warp_to
+    from talkinghead.evaluation.evaluate import warp_to
+    from talkinghead.inference.cropper import FaceCropper
 
     crop, points, _, _ = FaceCropper(128).crop_image(astronaut)
     # The target: the face squeezed toward its centre horizontally, as if turned (an affine move
@@ -103,7 +104,7 @@ def test_warp_baseline_follows_a_moved_face(astronaut):
 def _inputs(R: int, B: int, K: int, seed: int = 0) -> GeneratorInputs:
     g = torch.Generator().manual_seed(seed)
     points = torch.rand(B, K, 68, 2, generator=g) * R * 0.5 + R * 0.25
-    return GeneratorInputs(
+    return GeneratorInputs.of(
         driving_landmark_images=torch.rand(B, 3, R, R, generator=g) * 2 - 1,
         # Smooth pictures (a 1 px move keeps them): random 4 x 4 images enlarged.
         source_frames=torch.nn.functional.interpolate(
@@ -122,7 +123,7 @@ def test_warp_generator_starts_at_the_warp_and_learns_through_every_part():
     generator, R = model.generator, config.model.resolution
     inputs = _inputs(R, 2, 4)
     psi = generator.adain_params(model.embedder.embed_shots(inputs.source_frames, inputs.source_landmark_images))
-    fake = generator(inputs, psi)
+    fake = generator(inputs, psi).frame
     assert fake.shape == (2, 3, R, R) and fake.abs().max() <= 1
     # At initialisation: close to shot 1 (the nearest) moved 1 px, far from the other shots.
     nearest = inputs.source_frames[:, 1]
@@ -133,7 +134,7 @@ def test_warp_generator_starts_at_the_warp_and_learns_through_every_part():
     assert generator.encoder[0][0].weight.grad.abs().sum() > 0  # the shots' warped features
     # The person's embedding changes the frame (what is synthesised comes from it).
     with torch.no_grad():
-        other = generator(inputs, psi + 0.5)
+        other = generator(inputs, psi + 0.5).frame
     assert (other - fake.detach()).abs().mean() > 1e-4
     # The shots it fuses are the closest ones: a far shot swapped in changes nothing.
     far = GeneratorInputs(**{**vars(inputs)})
@@ -143,9 +144,9 @@ def test_warp_generator_starts_at_the_warp_and_learns_through_every_part():
     far.source_points[:, 3] = centre + 2 * (far.source_points[:, 3] - centre)  # shot 3's face now far...
     generator.eval()  # spectral norm's power iteration would otherwise move between the calls
     with torch.no_grad():
-        before = generator(far, psi)
+        before = generator(far, psi).frame
         far.source_frames[:, 3] = 1.0  # ...so its pixels do not matter
-        torch.testing.assert_close(generator(far, psi), before)
+        torch.testing.assert_close(generator(far, psi).frame, before)
 
 
 def test_local_fusion_takes_each_region_from_the_shot_closest_there():
@@ -178,7 +179,7 @@ def test_agreement_keeps_a_disagreeing_shot_out_where_it_disagrees():
     points[:, 1] += 0.25  # shot 0 the nearest, shot 1 almost as near: the prior weighs them evenly
     frames = inputs.source_frames[:, :1].repeat(1, 2, 1, 1, 1) * 0.5
     frames[:, 1, :, :, R // 2 :] = -frames[:, 1, :, :, R // 2 :] + 0.5  # shot 1 differs on the right
-    inputs = GeneratorInputs(
+    inputs = GeneratorInputs.of(
         driving_landmark_images=inputs.driving_landmark_images,
         source_frames=frames,
         source_landmark_images=inputs.source_landmark_images,
@@ -189,8 +190,8 @@ def test_agreement_keeps_a_disagreeing_shot_out_where_it_disagrees():
     settings.update(dense_motion=False, fuse_shots=2, fusion_temperature=10.0, blend_bias=30.0)
     psi = torch.zeros(1, WarpGenerator(**settings).num_adain_params)
     with torch.no_grad():
-        plain = WarpGenerator(**settings).eval()(inputs, psi)[0]
-        gated = WarpGenerator(**settings, fusion_agreement=0.01).eval()(inputs, psi)[0]
+        plain = WarpGenerator(**settings).eval()(inputs, psi).frame[0]
+        gated = WarpGenerator(**settings, fusion_agreement=0.01).eval()(inputs, psi).frame[0]
     nearest, rows = frames[0, 0], slice(8, -8)  # away from the border anchors
     left, right = slice(8, R // 2 - 8), slice(R // 2 + 8, -8)
     error = lambda out, side: (out[:, rows, side] - nearest[:, rows, side]).abs().mean()  # noqa: E731
@@ -213,7 +214,7 @@ def test_without_dense_motion_it_is_the_untrained_refinement():
     assert sum(p.numel() for p in lean.parameters()) < sum(p.numel() for p in full.parameters())
     inputs, psi = _inputs(64, 2, 4), torch.randn(2, full.num_adain_params) * 0.1
     with torch.no_grad():
-        torch.testing.assert_close(lean.eval()(inputs, psi), full.eval()(inputs, psi), atol=1e-5, rtol=0)
+        torch.testing.assert_close(lean.eval()(inputs, psi).frame, full.eval()(inputs, psi).frame, atol=1e-5, rtol=0)
 
 
 def test_decoder_landmarks_start_as_the_model_without_them_and_then_read_the_driving_image():
@@ -231,8 +232,9 @@ def test_decoder_landmarks_start_as_the_model_without_them_and_then_read_the_dri
     inputs, psi = _inputs(64, 2, 3), torch.randn(2, plain.num_adain_params) * 0.1
     plain.eval(), reading.eval()
     with torch.no_grad():
-        torch.testing.assert_close(reading(inputs, psi), plain(inputs, psi))
-    fake, synthesised, mask = reading(inputs, psi, synthesis=True)  # the frame, its synthesised part, the blend
+        torch.testing.assert_close(reading(inputs, psi).frame, plain(inputs, psi).frame)
+    out = reading(inputs, psi)  # the frame, its synthesised part, the blend
+    fake, synthesised, mask = out.frame, out.synthesised, out.blend_mask
     assert synthesised.shape == fake.shape and (synthesised - fake).abs().mean() > 1e-3
     assert mask.shape == (2, 1, 64, 64) and 0 < mask.min() and mask.max() < 1
     fake.square().mean().backward()
@@ -242,14 +244,14 @@ def test_decoder_landmarks_start_as_the_model_without_them_and_then_read_the_dri
             layer.weight.normal_(0, 0.1)
         other = GeneratorInputs(**{**vars(inputs)})
         other.driving_landmark_images = -inputs.driving_landmark_images
-        assert (reading(other, psi) - reading(inputs, psi)).abs().mean() > 1e-3
-        torch.testing.assert_close(plain(other, psi), plain(inputs, psi))  # without: the image is not read
+        assert (reading(other, psi).frame - reading(inputs, psi).frame).abs().mean() > 1e-3
+        torch.testing.assert_close(plain(other, psi).frame, plain(inputs, psi).frame)  # without: the image is not read
 
 
 def test_mouth_prior_synthesises_inside_a_mouth_the_shot_cannot_show(astronaut):
     """`mouth_prior`: the blend goes to the synthesis inside the driving inner lips, in proportion to
     how much of that opening the nearest shot lacks; nowhere when the shot's mouth is as open."""
-    from talkinghead.cropper import FaceCropper
+    from talkinghead.inference.cropper import FaceCropper
     from talkinghead.models.warp import INNER_LIPS, WarpGenerator, _mouth_opening
 
     _, points, _, _ = FaceCropper(64).crop_image(astronaut)  # her real landmarks, mouth closed
@@ -268,7 +270,7 @@ def test_mouth_prior_synthesises_inside_a_mouth_the_shot_cannot_show(astronaut):
     settings.update(fuse_shots=1, dense_motion=False)
     plain, prior = WarpGenerator(**settings), WarpGenerator(**settings, mouth_prior=1.0)
     prior.load_state_dict(plain.state_dict())
-    inputs = GeneratorInputs(
+    inputs = GeneratorInputs.of(
         driving_landmark_images=torch.zeros(1, 3, 64, 64),
         source_frames=torch.rand(1, 1, 3, 64, 64) * 2 - 1,
         source_landmark_images=torch.zeros(1, 1, 3, 64, 64),
@@ -277,8 +279,8 @@ def test_mouth_prior_synthesises_inside_a_mouth_the_shot_cannot_show(astronaut):
     )
     psi = torch.zeros(1, plain.num_adain_params)
     with torch.no_grad():
-        _, _, before = plain.eval()(inputs, psi, synthesis=True)
-        _, _, after = prior.eval()(inputs, psi, synthesis=True)
+        before = plain.eval()(inputs, psi).blend_mask
+        after = prior.eval()(inputs, psi).blend_mask
     torch.testing.assert_close(after, before * (1 - opening))
 
 
@@ -306,15 +308,15 @@ def test_encoded_shots_given_once_make_the_same_frames():
     inputs, psi = _inputs(64, 3, 4), torch.randn(3, generator.num_adain_params) * 0.1
     features = torch.stack([generator.encode(shots) for shots in inputs.source_frames])
     with torch.no_grad():
-        cached = generator.eval()(replace(inputs, source_features=features), psi)
-        torch.testing.assert_close(cached, generator(inputs, psi), atol=1e-5, rtol=0)
+        cached = generator.eval()(replace(inputs, source_features=features), psi).frame
+        torch.testing.assert_close(cached, generator(inputs, psi).frame, atol=1e-5, rtol=0)
 
 
 def test_prior_on_the_half_grid_is_the_warp_baseline(astronaut):
     """The generator with its learned parts off and the spline on R/2 makes the `warp` baseline's
     frame, to within one level (the baseline rounds to uint8)."""
-    from talkinghead.cropper import FaceCropper
-    from talkinghead.evaluate import warp_to
+    from talkinghead.evaluation.evaluate import warp_to
+    from talkinghead.inference.cropper import FaceCropper
     from talkinghead.models.warp import WarpGenerator
 
     crop, points, _, _ = FaceCropper(128).crop_image(astronaut)
@@ -326,7 +328,7 @@ def test_prior_on_the_half_grid_is_the_warp_baseline(astronaut):
     )  # fmt: skip
     frame = torch.from_numpy(crop).permute(2, 0, 1).float() / 127.5 - 1
     blank = torch.zeros(1, 3, 128, 128)
-    inputs = GeneratorInputs(
+    inputs = GeneratorInputs.of(
         driving_landmark_images=blank,
         source_frames=frame[None, None],
         source_landmark_images=blank[:, None],
@@ -334,17 +336,17 @@ def test_prior_on_the_half_grid_is_the_warp_baseline(astronaut):
         driving_points=torch.from_numpy(target_points)[None],
     )
     with torch.no_grad():
-        out = generator(inputs, torch.zeros(1, generator.num_adain_params))
+        out = generator(inputs, torch.zeros(1, generator.num_adain_params)).frame
     made = ((out[0].permute(1, 2, 0) + 1) * 127.5).numpy()
     assert np.abs(made - baseline.astype(np.float32)).max() <= 1.0 + 1e-3
 
 
 @pytest.mark.slow
 def test_warp_model_meta_learns_fits_and_animates(tiny_data, tiny_model, tmp_path, astronaut):
-    from talkinghead.avatar import Avatar
     from talkinghead.checkpoint import export_model, list_checkpoints, load_model
-    from talkinghead.fitting import FitOptions
-    from talkinghead.train import train
+    from talkinghead.inference.avatar import Avatar
+    from talkinghead.inference.fitting import FitOptions, fit_avatar
+    from talkinghead.training.train import train
 
     # With the decoder reading the driving landmarks and the synthesis trained by its own L1 term.
     config = load_config("tiny", [*TINY_WARP, "train.steps=2", "model.decoder_landmarks=true", "loss.synthesis=1"])
@@ -359,7 +361,7 @@ def test_warp_model_meta_learns_fits_and_animates(tiny_data, tiny_model, tmp_pat
     assert result.step == 2 and all(np.isfinite(v) for v in result.losses.values())
     assert result.losses["loss/synthesis"] > 0
     model = export_model(list_checkpoints(tmp_path / "run" / "checkpoints")[-1], tmp_path / "warp.safetensors")
-    avatar = Avatar.fit([astronaut, np.ascontiguousarray(astronaut[:, ::-1])], model=model, options=FitOptions(steps=2))
+    avatar = fit_avatar([astronaut, np.ascontiguousarray(astronaut[:, ::-1])], model=model, options=FitOptions(steps=2))
     assert avatar.config.model.generator == "warp" and avatar.steps == 2
     frames = np.stack(list(avatar.generate(avatar.shot_landmarks)))
     assert frames.shape == (2, 32, 32, 3)

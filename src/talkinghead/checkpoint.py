@@ -13,9 +13,9 @@ from typing import Any
 
 import torch
 
-from . import __version__
-from .errors import ModelFileError, UsageError
-from .io import atomic_path
+from talkinghead import __version__
+from talkinghead.errors import ModelFileError, UsageError
+from talkinghead.io import atomic_path
 
 FORMAT_VERSION = 1
 _NAME = re.compile(r"step-(\d+)\.pt$")
@@ -34,6 +34,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     import warnings
     import zipfile
 
+    from safetensors import SafetensorError
+
     path = Path(path)
     if is_safetensors(path):
         raise ModelFileError(f"{path}: a model file, not a training checkpoint (step-*.pt)")
@@ -46,7 +48,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             # torch's own message advises weights_only=False, which would run the file's code: never.
             raise ModelFileError(f"{path}: refused: it holds code or objects, not plain tensors (never run)") from None
         raise ModelFileError(f"{path}: not a talkinghead checkpoint (unreadable or truncated)") from None
-    except (RuntimeError, EOFError, ValueError, zipfile.BadZipFile, UnicodeDecodeError):
+    except (RuntimeError, EOFError, ValueError, zipfile.BadZipFile, UnicodeDecodeError, SafetensorError):
+        # SafetensorError: PyTorch >= 2.13 hands a `.safetensors` path to safetensors, which
+        # raises its own error on a file that is not one.
         raise ModelFileError(f"{path}: not a talkinghead checkpoint (unreadable or truncated)") from None
     if not isinstance(state, dict) or "format_version" not in state:
         raise ModelFileError(f"{path}: not a talkinghead checkpoint")
@@ -126,7 +130,7 @@ def _write_model(out, tensors: dict, config: dict, step: int, half: bool) -> Pat
     return Path(out)
 
 
-def load_model(path: str | Path):
+def load_model(path: str | Path | None = None):
     """A `Model` (config, embedder, generator, discriminator) from a model file or a training checkpoint.
 
     The discriminator comes with a one-row W (fine-tuning gives it the new person's vector).
@@ -134,9 +138,9 @@ def load_model(path: str | Path):
     """
     import json
 
-    from .models import Model, build_model
+    from talkinghead.model import Model, build_model
 
-    path = Path(path)
+    path = Path(path) if path is not None else default_model_path()
     if not path.is_file():
         raise ModelFileError(f"{path}: model file not found")
     if path.suffix == ".safetensors" or is_safetensors(path):
@@ -181,7 +185,7 @@ def read_safetensors(path: Path, format_name: str, what: str) -> tuple[dict[str,
 
 
 def config_from(path: Path, read):
-    from .config import Config
+    from talkinghead.config import Config
 
     try:
         return Config.from_dict(read())
@@ -194,21 +198,6 @@ def _part(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor
     return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
 
 
-def main(args) -> int:
-    """`talkinghead export`."""
-    from .errors import check_input_file, check_output_file
-
-    if args.images and not args.onnx:
-        raise UsageError("--images: only with --onnx (a model file and images of one person -> an ONNX graph)")
-    if args.portable and not args.onnx:
-        raise UsageError("--portable: only with --onnx")
-    if args.onnx:
-        from .runtime import main_export_onnx
-
-        return main_export_onnx(args)
-
-    check_input_file(args.checkpoint, "training checkpoint")
-    check_output_file(args.out, (".safetensors",))
-    path = export_model(args.checkpoint, args.out, half=not args.fp32)
-    print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MB)")
-    return 0
+def default_model_path() -> Path:
+    """The model bundled with the package (trained on the shared talking-head videos)."""
+    return Path(__file__).resolve().parent / "assets" / "default.safetensors"

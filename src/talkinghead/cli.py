@@ -1,11 +1,12 @@
-"""The `talkinghead` command: one subcommand per stage, each a thin layer over the library."""
+"""The `talkinghead` command: one subcommand per stage, each mapped to a plain typed function
+(`talkinghead.stages`, or an app's `serve`) that gets the options of the same names."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from . import __version__
+from talkinghead import __version__
 
 
 class _Parser(argparse.ArgumentParser):
@@ -38,7 +39,7 @@ def _range_words(low, high, low_open: bool = False) -> str:
         return f"> {low}"
     if low_open:
         return f"> {low} and <= {high}"
-    from .errors import describe_range
+    from talkinghead.errors import describe_range
 
     return describe_range(low, high)
 
@@ -107,7 +108,7 @@ def _add_prepare(commands) -> None:
         help="do only part K of N (0-based), to spread one data set over N machines (default: 0/1)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(run="talkinghead.prepare")
+    p.set_defaults(stage="talkinghead.stages:prepare")
 
 
 def _add_train(commands) -> None:
@@ -127,6 +128,7 @@ def _add_train(commands) -> None:
     p.add_argument("--out", required=True, help="run folder: config, checkpoints, samples, logs")
     p.add_argument(
         "--set",
+        dest="overrides",
         action="append",
         default=[],
         metavar="KEY=VALUE",
@@ -141,7 +143,7 @@ def _add_train(commands) -> None:
     )
     p.add_argument("--max-steps", type=_positive(int), help="stop after this many steps in this call (> 0)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(run="talkinghead.train")
+    p.set_defaults(stage="talkinghead.stages:train")
 
 
 def _add_fit(commands) -> None:
@@ -161,7 +163,7 @@ def _add_fit(commands) -> None:
     )
     _add_finetuning(p, "fine-tuning steps, 0..100000; 0 = feed-forward (default: 0)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(run="talkinghead.fitting")
+    p.set_defaults(stage="talkinghead.stages:fit")
 
 
 def _add_finetuning(p, steps_help: str) -> None:
@@ -227,7 +229,7 @@ def _add_animate(commands) -> None:
     )
     _add_runtime(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(run="talkinghead.animate")
+    p.set_defaults(stage="talkinghead.stages:animate")
 
 
 def _add_motion(commands) -> None:
@@ -242,7 +244,7 @@ def _add_motion(commands) -> None:
     p.add_argument("--start", type=_non_negative(float), default=0.0, help="seconds to skip, >= 0 (default: 0)")
     p.add_argument("--duration", type=_positive(float), help="seconds to keep, > 0 (default: all)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(run="talkinghead.motion")
+    p.set_defaults(stage="talkinghead.stages:motion")
 
 
 def _add_export(commands) -> None:
@@ -277,7 +279,7 @@ def _add_export(commands) -> None:
         help="with --onnx and a model file: make the feed-forward avatar from these images (or up to 8 "
         "frames of these videos) of one person and export that, without an avatar file",
     )
-    p.set_defaults(run="talkinghead.checkpoint")
+    p.set_defaults(stage="talkinghead.stages:export")
 
 
 def _add_evaluate(commands) -> None:
@@ -329,7 +331,7 @@ def _add_evaluate(commands) -> None:
         "--max-clips", type=_non_negative(int), default=0, help="at most this many clips, >= 0 (default: 0 = all)"
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(run="talkinghead.evaluate")
+    p.set_defaults(stage="talkinghead.stages:evaluate")
 
 
 def _add_server(p, port: int) -> None:
@@ -351,7 +353,7 @@ def _add_demo(commands) -> None:
         default=50,
         help="upload size cap in MB, 1..10000 (default: 50)",
     )
-    p.set_defaults(run="talkinghead.demo")
+    p.set_defaults(stage="talkinghead.apps.demo:serve")
 
 
 def _add_live(commands) -> None:
@@ -370,7 +372,7 @@ def _add_live(commands) -> None:
     )
     _add_runtime(p)
     _add_server(p, port=7861)
-    p.set_defaults(run="talkinghead.live")
+    p.set_defaults(stage="talkinghead.apps.live:serve")
 
 
 def _add_weights(commands) -> None:
@@ -381,7 +383,7 @@ def _add_weights(commands) -> None:
         "safetensors in the cache ($TALKINGHEAD_CACHE or ~/.cache/talkinghead), and check them "
         "against their reference implementations. Also happens automatically at first use.",
     )
-    p.set_defaults(run="talkinghead.features.weights")
+    p.set_defaults(stage="talkinghead.stages:weights")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -407,23 +409,21 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if not hasattr(args, "run"):
+    if not hasattr(args, "stage"):
         parser.print_help()
         return 2
     return run_stage(args)
 
 
-def run_stage(args) -> int:
-    """Run a parsed subcommand; known failures become one line on stderr and an exit code
-    (errors.py): `talkinghead CMD: PATH: reason`. Ctrl-C exits with 130."""
-    import importlib
-
-    from .errors import TalkingheadError, describe_os_error
+def run_stage(args: argparse.Namespace) -> int:
+    """Call a parsed subcommand's function with the options its signature names (`progress` is
+    `not --quiet`) and print its report; known failures become one line on stderr and an exit
+    code (errors.py): `talkinghead CMD: PATH: reason`. Ctrl-C exits with 130."""
+    from talkinghead.errors import TalkingheadError, describe_os_error
 
     command = args.command
     try:
-        # Each stage module is imported only when it runs, so `--help` stays fast.
-        return importlib.import_module(args.run).main(args)
+        report = _call(args)
     except TalkingheadError as error:
         print(f"talkinghead {command}: {error}", file=sys.stderr)
         return error.exit_code
@@ -436,6 +436,27 @@ def run_stage(args) -> int:
     except MemoryError:
         print(f"talkinghead {command}: out of memory", file=sys.stderr)
         return 1
+    if report is None:  # a server that was stopped
+        return 0
+    for note in report.notes:
+        print(f"note: {note}", file=sys.stderr)
+    if report.message:
+        print(report.message)
+    if report.problem:
+        print(f"talkinghead {command}: {report.problem}", file=sys.stderr)
+    return report.exit_code
+
+
+def _call(args: argparse.Namespace):
+    import importlib
+    import inspect
+
+    module, _, name = args.stage.partition(":")
+    # Each stage's module is imported only when it runs, so `--help` stays fast.
+    function = getattr(importlib.import_module(module), name)
+    options = {**vars(args), "progress": not getattr(args, "quiet", False)}
+    wanted = inspect.signature(function).parameters
+    return function(**{k: v for k, v in options.items() if k in wanted})
 
 
 if __name__ == "__main__":

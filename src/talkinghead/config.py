@@ -15,79 +15,82 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
 
-from .errors import UsageError
+from talkinghead.errors import UsageError
+from talkinghead.models import GENERATORS, generator_entry
 
 
 @dataclass
 class ModelConfig:
-    # Which generator (models/__init__.py GENERATORS): "adain" is the paper's, which makes every
-    # pixel from the landmark image and psi = P e-hat; "warp" moves the shots' own pixels along a
-    # landmark-driven flow and synthesises the rest through AdaIN (models/warp.py).
+    """The settings every network of a model shares, and the generator's own section.
+
+    `generator` names a registered generator (models/registry.py): "adain" is the paper's, which
+    makes every pixel from the landmark image and psi = P e-hat; "warp" moves the shots' own
+    pixels along a landmark-driven flow and synthesises the rest through AdaIN (models/warp.py).
+    `settings` is that generator's settings dataclass, declared beside its class; in JSON it is
+    the section named after the generator (`{"generator": "warp", ..., "warp": {...}}`).
+    """
+
     generator: str = "adain"
     resolution: int = 256  # paper: 256x256 crops
     base_channels: int = 64  # paper: widths 64 -> 512
     max_channels: int = 512
     embedding_dim: int = 512  # paper: e-hat is 512-d
-    bottleneck_resolution: int = 16  # generator downsamples to this size before its residual blocks
-    bottleneck_blocks: int = 5  # residual AdaIN blocks at the bottleneck
     attention_resolutions: tuple[int, ...] = (32, 64)  # paper: self-attention at 32 and 64 px
     landmark_thickness: int = 0  # line width of landmark images; 0 = 1 px per 128 px
-    # The warp generator only: width of its dense-motion network, and its two refinements of the
-    # landmark (thin-plate spline) flow, which the ablation switches off (docs/model-card.md).
-    motion_channels: int = 32
-    dense_motion: bool = True  # False: no dense-motion network (spline flow and fusion prior only)
-    fuse_shots: int = 3  # the closest shots (by landmarks) warped and fused for each frame
-    # Softness of the fusion's landmark-distance prior (in outer-eye-corner distances): smaller
-    # favours the closest shot more.
-    fusion_temperature: float = 0.05
-    # Where the fusion's prior measures the landmark distance: "global" (one distance per shot,
-    # over all 68 points) or "local" (per pixel, over the landmarks near it, with a Gaussian of
-    # `fusion_sigma` outer-eye-corner distances), so the mouth can come from the shot whose mouth
-    # is closest while the eyes come from another.
-    fusion_prior: str = "global"
-    fusion_sigma: float = 0.3
-    # Fusion gated by agreement (0: off): a shot's weight at a pixel also falls with the squared
-    # difference between its warped pixels and the nearest shot's there (mean over RGB in [-1, 1],
-    # blurred over 5 x 5 at R/2), as `exp(-difference / fusion_agreement)`. Shots average only
-    # where they agree with the nearest one, so misaligned warps add no ghosting.
-    fusion_agreement: float = 0.0
-    # The landmark spline is solved on an R / prior_downsample grid and interpolated (4: the
-    # first models; 2: the `warp` baseline's grid, which is 3 FID sharper).
-    prior_downsample: int = 4
-    # Added to the spline kernel's diagonal (grid units): 1e-3 puts every landmark (to 0.1 px) where
-    # the driving one is (the `warp` baseline); larger trades that for a smoother flow, which
-    # moves less with dlib's landmark noise (docs/training-log.md, 2026-12-02 third entry).
-    prior_regularization: float = 1e-3
-    residual_flow: bool = True
-    occlusion: bool = True
-    # Logit added to the warp generator's blend mask: 2 starts at 88% warped pixels, 4 at 98%
-    # (the synthesised part is then added only where training finds it helps).
-    blend_bias: float = 2.0
-    # The warp generator's decoder also reads the driving landmark image (at R/4 and R/2, through
-    # convolutions that start at zero, so a model starts as it was without them): where the
-    # driver's mouth opens wider than any shot's, the warp can only stretch lips, and the decoder
-    # must know where that is to synthesise the inside. Off in older files.
-    decoder_landmarks: bool = False
-    # In 0..1: inside the driving inner lips where they open wider than the nearest shot's, this
-    # share of the blend goes to the synthesis (times how much of the opening that shot cannot
-    # show): the warp stretches closed lips over an open mouth (0: off).
-    mouth_prior: float = 0.0
+    settings: Any = None  # the generator's section; None: its defaults
 
     def __post_init__(self) -> None:
         self.attention_resolutions = tuple(int(r) for r in self.attention_resolutions)
-        if self.fusion_prior not in ("global", "local"):
-            raise UsageError(f"model.fusion_prior: must be global or local, got {self.fusion_prior!r}")
-        if self.generator not in ("adain", "warp"):  # models/__init__.py GENERATORS
-            raise UsageError(f"model.generator: must be adain or warp, got {self.generator!r}")
+        entry = _generator(self.generator)
+        if self.settings is None:
+            self.settings = entry.settings()
+        if not isinstance(self.settings, entry.settings):
+            raise UsageError(f"model.{self.generator}: expected {entry.settings.__name__}, got {self.settings!r}")
         size = self.resolution
-        if size & (size - 1) or size < 16:
+        if size & (size - 1) or not 16 <= size <= 2048:
             raise UsageError(f"model.resolution: must be a power of two in 16..2048, got {size}")
-        if size > 2048:
-            raise UsageError(f"model.resolution: must be a power of two in 16..2048, got {size}")
-        if self.bottleneck_resolution > size // 2:
-            raise UsageError(
-                f"model.bottleneck_resolution: must be <= resolution / 2, got {self.bottleneck_resolution}"
-            )
+        validate = getattr(self.settings, "validate", None)
+        if validate is not None:
+            try:
+                validate(size)
+            except ValueError as error:
+                raise UsageError(f"model.{self.generator}.{error}") from None
+
+    def to_dict(self) -> dict[str, Any]:
+        shared = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "settings"}
+        return {**shared, "attention_resolutions": list(self.attention_resolutions),
+                self.generator: dataclasses.asdict(self.settings)}  # fmt: skip
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "ModelConfig":
+        """From JSON: the generator's section nested under its name, or (files written before the
+        sections existed) its settings flat beside the shared ones, where other generators'
+        settings are ignored."""
+        if not isinstance(values, dict):
+            raise UsageError(f"config section 'model': must be a JSON object of settings, got {values!r}")
+        values = dict(values)
+        name = _checked("model.generator", str, values.get("generator", "adain"))
+        entry = _generator(name)
+        section = values.pop(name, {})
+        if not isinstance(section, dict):
+            raise UsageError(f"config section 'model.{name}': must be a JSON object of settings, got {section!r}")
+        shared = {f.name for f in dataclasses.fields(cls)} - {"settings"}
+        own = {f.name for f in dataclasses.fields(entry.settings)}
+        known_elsewhere = set(GENERATORS).union(
+            *({f.name for f in dataclasses.fields(e.settings)} for e in GENERATORS.values())
+        )
+        flat = {k: values.pop(k) for k in list(values) if k not in shared and k in own}
+        for key in [k for k in values if k not in shared and k in known_elsewhere]:
+            del values[key]  # another generator's setting or section
+        settings = _build(entry.settings, {**flat, **section}, f"model.{name}")
+        return _build(cls, values, "model", settings=settings)
+
+
+def _generator(name: str):
+    try:
+        return generator_entry(name)
+    except KeyError as error:
+        raise UsageError(f"model.generator: {name!r} is {error.args[0]}") from None
 
 
 @dataclass
@@ -128,7 +131,7 @@ class TrainConfig:
     # Exponential moving average of E and G's weights (0 = none): model files and evaluation use
     # the average, which is smoother than the last step's weights of a GAN.
     ema: float = 0.999
-    # The few-shot stage (fine-tuning, avatar.py) runs at the learning rates above times this. The
+    # The few-shot stage (fine-tuning, inference/fitting.py) runs at the learning rates above times this. The
     # paper gives no separate rates for it; the bundled CPU model fits its shots better at 4x
     # (at T = 1 from 40 steps, at T = 8 from about 150; docs/training-log.md).
     finetune_lr_scale: float = 1.0
@@ -164,7 +167,11 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return {
+            "model": self.model.to_dict(),
+            "loss": dataclasses.asdict(self.loss),
+            "train": dataclasses.asdict(self.train),
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Config":
@@ -172,7 +179,7 @@ class Config:
         if unknown:
             raise UsageError(f"unknown config sections: {sorted(unknown)}")
         return cls(
-            model=_build(ModelConfig, data.get("model", {}), "model"),
+            model=ModelConfig.from_dict(data.get("model", {})),
             loss=_build(LossConfig, data.get("loss", {}), "loss"),
             train=_build(TrainConfig, data.get("train", {}), "train"),
         )
@@ -182,8 +189,8 @@ class Config:
         data = self.to_dict()
         for assignment in assignments:
             key, sep, raw = assignment.partition("=")
-            section, dot, name = key.strip().partition(".")
-            if not sep or not dot or section not in data or name not in data[section]:
+            target = _setting_slot(data, key.strip()) if sep else None
+            if target is None:
                 raise UsageError(
                     f"--set {assignment!r}: expected section.key=value with a known key, e.g. train.steps=1000"
                 )
@@ -191,34 +198,63 @@ class Config:
                 value = json.loads(raw)
             except json.JSONDecodeError:
                 value = raw
-            data[section][name] = value
+            target[0][target[1]] = value
+            if key.strip() == "model.generator" and isinstance(value, str) and value in GENERATORS:
+                data = _switched_generator(data)
         return Config.from_dict(data)
 
 
-def _build(kind, values: dict[str, Any], section: str):
+def _switched_generator(data: dict[str, Any]) -> dict[str, Any]:
+    """After `--set model.generator=NAME`: the new generator's section, with the settings that the
+    old section has by the same name (e.g. `bottleneck_blocks`) carried over."""
+    model = data["model"]
+    new = model["generator"]
+    defaults = dataclasses.asdict(GENERATORS[new].settings())
+    carried = {k: v for part in model.values() if isinstance(part, dict) for k, v in part.items() if k in defaults}
+    shared = {k: v for k, v in model.items() if not isinstance(v, dict)}
+    return {**data, "model": {**shared, new: {**defaults, **carried, **model.get(new, {})}}}
+
+
+def _setting_slot(data: dict[str, Any], key: str) -> tuple[dict, str] | None:
+    """Where `--set key=...` writes in a config's dict: `section.name`, `model.<generator>.name`,
+    or `model.name` for a setting of the model's generator (as before the sections existed)."""
+    *path, name = key.split(".")
+    if not path:
+        return None
+    node = data
+    for part in path:
+        node = node.get(part) if isinstance(node, dict) else None
+    if isinstance(node, dict) and name in node and not isinstance(node[name], dict):
+        return node, name
+    if path == ["model"] and name in data["model"].get(data["model"]["generator"], {}):
+        return data["model"][data["model"]["generator"]], name
+    return None
+
+
+def _build(kind, values: dict[str, Any], section: str, **given):
+    """A settings dataclass from JSON values, each checked against its type and range."""
     if not isinstance(values, dict):
         raise UsageError(f"config section {section!r}: must be a JSON object of settings, got {values!r}")
-    types = get_type_hints(kind)
+    types = {k: v for k, v in get_type_hints(kind).items() if k not in given}
     unknown = set(values) - set(types)
     if unknown:
         raise UsageError(f"unknown {section} settings: {sorted(unknown)}")
-    fixed = {k: _checked(f"{section}.{k}", types[k], v) for k, v in values.items()}
-    return kind(**fixed)
+    ranges = {f.name: f.metadata["range"] for f in dataclasses.fields(kind) if "range" in f.metadata}
+    fixed = {k: _checked(f"{section}.{k}", types[k], v, ranges.get(k)) for k, v in values.items()}
+    try:
+        return kind(**fixed, **given)
+    except ValueError as error:
+        if isinstance(error, UsageError):
+            raise
+        raise UsageError(f"{section}.{error}") from None
 
 
 # Allowed values of numeric settings (inclusive; None = unbounded). Not listed: any finite number.
+# A generator's settings declare their ranges beside them (`field(metadata={"range": ...})`).
 _RANGES: dict[str, tuple[float | None, float | None]] = {
-    **{f"model.{k}": (1, 4096) for k in ("base_channels", "max_channels", "embedding_dim", "motion_channels")},
-    "model.bottleneck_resolution": (1, 2048),
-    "model.bottleneck_blocks": (0, 64),
+    **{f"model.{k}": (1, 4096) for k in ("base_channels", "max_channels", "embedding_dim")},
     "model.attention_resolutions": (1, 2048),
     "model.landmark_thickness": (0, 64),
-    "model.fuse_shots": (1, 64),
-    "model.fusion_temperature": (1e-4, 10),
-    "model.fusion_sigma": (1e-3, 10),
-    "model.fusion_agreement": (0, 10),
-    "model.prior_downsample": (1, 16),
-    "model.prior_regularization": (1e-6, 10),
     **{f"loss.{k}": (0, None) for k in ("vgg", "face", "adversarial", "feature_matching", "embedding_match", "l1")},
     "train.shots": (1, 1000),
     "train.batch_size": (1, 4096),
@@ -238,7 +274,7 @@ _RANGES: dict[str, tuple[float | None, float | None]] = {
 }
 
 
-def _checked(key: str, kind, value):
+def _checked(key: str, kind, value, bounds: tuple | None = None):
     """`value` as the setting's type (JSON lists become tuples), or a UsageError naming the setting."""
     import math
     import typing
@@ -251,7 +287,7 @@ def _checked(key: str, kind, value):
             fail("an integer" if integer else "a number")
         if not math.isfinite(v):
             fail("a finite number")
-        low, high = _RANGES.get(key, (None, None))
+        low, high = bounds or _RANGES.get(key, (None, None))
         if (low is not None and v < low) or (high is not None and v > high):
             bound = f"in {low}..{high}" if low is not None and high is not None else f">= {low}"
             fail(bound)
@@ -283,9 +319,8 @@ PRESETS: dict[str, dict[str, Any]] = {
             "base_channels": 8,
             "max_channels": 32,
             "embedding_dim": 32,
-            "bottleneck_resolution": 8,
-            "bottleneck_blocks": 1,
             "attention_resolutions": [16],
+            "adain": {"bottleneck_resolution": 8, "bottleneck_blocks": 1},
         },
         "train": {"shots": 2, "batch_size": 2, "workers": 0, "log_every": 1, "sample_every": 2, "checkpoint_every": 2},
     },
@@ -297,9 +332,8 @@ PRESETS: dict[str, dict[str, Any]] = {
             "base_channels": 16,
             "max_channels": 256,
             "embedding_dim": 256,
-            "bottleneck_resolution": 16,
-            "bottleneck_blocks": 3,
             "attention_resolutions": [32],
+            "adain": {"bottleneck_resolution": 16, "bottleneck_blocks": 3},
         },
         "train": {"shots": 4, "batch_size": 2},
     },
@@ -314,18 +348,19 @@ PRESETS: dict[str, dict[str, Any]] = {
             "base_channels": 16,
             "max_channels": 256,
             "embedding_dim": 256,
-            "bottleneck_resolution": 32,
-            "bottleneck_blocks": 2,
             "attention_resolutions": [32],
-            "motion_channels": 32,
-            # The training-free parts as measured best (docs/training-log.md, 2026-12-01 third
-            # entry): the spline on the R/2 grid, a sharp per-pixel fusion of the 3 closest shots,
-            # and a blend that starts at 98% warped pixels.
-            "prior_downsample": 2,
-            "fusion_prior": "local",
-            "fusion_sigma": 0.2,
-            "fusion_temperature": 0.01,
-            "blend_bias": 4.0,
+            "warp": {
+                "bottleneck_blocks": 2,
+                "motion_channels": 32,
+                # The training-free parts as measured best (docs/training-log.md, 2026-12-01 third
+                # entry): the spline on the R/2 grid, a sharp per-pixel fusion of the 3 closest
+                # shots, and a blend that starts at 98% warped pixels.
+                "prior_downsample": 2,
+                "fusion_prior": "local",
+                "fusion_sigma": 0.2,
+                "fusion_temperature": 0.01,
+                "blend_bias": 4.0,
+            },
         },
         # What the bundled cpu model was shown to learn with in a few thousand CPU steps
         # (docs/training-log.md): higher rates and content weights than the paper's, plus pixel L1.
@@ -342,9 +377,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         },
     },
     # The warp-guided generator at the paper's 256 px and widths (GPU).
-    "paper-warp": {
-        "model": {"generator": "warp", "bottleneck_resolution": 64, "bottleneck_blocks": 3, "motion_channels": 64}
-    },
+    "paper-warp": {"model": {"generator": "warp", "warp": {"bottleneck_blocks": 3, "motion_channels": 64}}},
 }
 # The bundled model's: cpu-warp without the dense-motion network (docs/training-log.md, 2026-12-01
 # third entry: its refinements earned nothing yet and it is 45% of the generator's work), with
@@ -354,9 +387,12 @@ PRESETS["cpu-warp-lean"] = {
     **PRESETS["cpu-warp"],
     "model": {
         **PRESETS["cpu-warp"]["model"],
-        "dense_motion": False,
-        "fusion_agreement": 0.01,
-        "prior_regularization": 0.01,
+        "warp": {
+            **PRESETS["cpu-warp"]["model"]["warp"],
+            "dense_motion": False,
+            "fusion_agreement": 0.01,
+            "prior_regularization": 0.01,
+        },
     },
     "train": {**PRESETS["cpu-warp"]["train"], "finetune_psi_only": True},
 }

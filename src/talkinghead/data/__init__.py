@@ -1,6 +1,6 @@
 """Data set format (shards) and readers."""
 
-from .dataset import FaceDataset
-from .shards import Clip, Shard, ShardError, ShardWriter
+from talkinghead.data.dataset import FaceDataset
+from talkinghead.data.shards import Clip, Shard, ShardError, ShardWriter
 
 __all__ = ["Clip", "FaceDataset", "Shard", "ShardError", "ShardWriter"]

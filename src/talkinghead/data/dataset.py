@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from .shards import SUFFIX, Shard, ShardError
+from talkinghead.data.shards import SUFFIX, Shard, ShardError
 
 
 def shard_paths(root: str | Path) -> list[Path]:

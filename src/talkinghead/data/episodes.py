@@ -11,12 +11,12 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from ..drawing import draw_batch
-from ..errors import UsageError
-from ..images import to_tensor
-from ..points import rescale_points
-from .augment import Augment
-from .dataset import FaceDataset
+from talkinghead.data.augment import Augment
+from talkinghead.data.dataset import FaceDataset
+from talkinghead.errors import UsageError
+from talkinghead.face.drawing import draw_batch
+from talkinghead.face.points import rescale_points
+from talkinghead.media.images import to_tensor
 
 
 class EpisodeDataset(Dataset):

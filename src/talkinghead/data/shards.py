@@ -35,8 +35,8 @@ from typing import Any, BinaryIO, Iterable
 import cv2
 import numpy as np
 
-from ..errors import TalkingheadError
-from ..io import atomic_path
+from talkinghead.errors import TalkingheadError
+from talkinghead.io import atomic_path
 
 MAGIC = b"THSHARD1"
 FORMAT_VERSION = 1

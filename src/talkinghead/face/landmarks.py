@@ -96,7 +96,7 @@ class DlibLandmarker:
         """Faces in a `[H, W, 3] uint8` image by dlib's CNN (MMOD) detector, from the same wheel:
         it finds turned, squinting and low-contrast faces the HOG detector misses, and nothing on
         blank, saturated or noise frames; about 0.35 s for a 256 px image on two cores, so it is
-        a second opinion (metrics.py), not the tracker's detector."""
+        a second opinion (evaluation/metrics.py), not the tracker's detector."""
         import dlib
 
         cnn = getattr(_loaded, "dlib_cnn", None)

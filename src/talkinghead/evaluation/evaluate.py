@@ -35,12 +35,12 @@ import cv2
 import numpy as np
 import torch
 
-from .errors import UsageError, check_input_file, check_input_folder, check_output_folder
-from .io import atomic_path, write_json
-from .points import rescale_points, to_unit
+from talkinghead.errors import UsageError, check_input_file
+from talkinghead.face.points import rescale_points, to_unit
+from talkinghead.io import atomic_path, write_json
 
 if TYPE_CHECKING:
-    from .fitting import FitOptions
+    from talkinghead.inference.fitting import FitOptions
 
 METHODS = ("ff", "ft", "static", "nearest", "warp", "scratch")
 METRICS = ("ssim", "psnr", "lpips", "csim", "landmark_nme", "faces")
@@ -98,8 +98,8 @@ def _nearest_shots(shot_landmarks: np.ndarray, target_landmarks: np.ndarray) -> 
 def warp_to(frames: np.ndarray, points: np.ndarray, target_points: np.ndarray) -> np.ndarray:
     """`[N, S, S, 3] uint8` frames with landmarks `[N, 68, 2]` warped so that their landmarks land
     on `target_points` `[N, 68, 2]` (thin-plate spline over the landmarks and border anchors)."""
-    from .images import to_tensor, to_uint8
-    from .models.flow import resize_grid, tps_grid, warp
+    from talkinghead.media.images import to_tensor, to_uint8
+    from talkinghead.models.flow import resize_grid, tps_grid, warp
 
     size = frames.shape[1]
     out = []
@@ -113,8 +113,8 @@ def warp_to(frames: np.ndarray, points: np.ndarray, target_points: np.ndarray) -
 
 class Evaluator:
     def __init__(self, model: str | Path, options: EvalOptions, progress: bool = False):
-        from .checkpoint import load_model
-        from .metrics import CSIM, FID, LPIPS
+        from talkinghead.checkpoint import load_model
+        from talkinghead.evaluation.metrics import CSIM, FID, LPIPS
 
         self.model_path, self.options, self.progress = Path(model), options, progress
         self.model = load_model(self.model_path)
@@ -122,14 +122,14 @@ class Evaluator:
         self.lpips, self.csim, self.fid = LPIPS(), CSIM(), FID()
 
     def _scratch_model(self, seed: int):
-        from .models import build_model
+        from talkinghead.model import build_model
 
         torch.manual_seed(seed)
         return build_model(self.model.config, num_videos=1)
 
     def fit_options(self, method: str) -> "FitOptions":
         """Fine-tuning (`ft`) or training (`scratch`) settings; feed-forward for the others."""
-        from .fitting import FitOptions
+        from talkinghead.inference.fitting import FitOptions
 
         o = self.options
         if method not in ("ft", "scratch"):
@@ -145,7 +145,7 @@ class Evaluator:
     ) -> tuple[np.ndarray, list[str]]:
         """`[targets, S, S, 3] uint8` frames made by one method, and the fitting's notes (what the
         divergence guard did)."""
-        from .avatar import Avatar
+        from talkinghead.inference.fitting import fit_shots
 
         if method == "static":
             return np.repeat(shots[:1], len(target_lm), axis=0), []
@@ -155,13 +155,12 @@ class Evaluator:
             nearest = _nearest_shots(shot_lm, target_lm)
             return warp_to(shots[nearest], shot_lm[nearest].astype(np.float32), target_lm.astype(np.float32)), []
         model = self._scratch_model(self.options.seed) if method == "scratch" else self.model
-        avatar = Avatar.from_shots(model, shots, shot_lm, self.fit_options(method), progress=self.progress)
+        avatar = fit_shots(model, shots, shot_lm, self.fit_options(method), progress=self.progress)
         return np.stack(list(avatar.generate(target_lm))), avatar.notes
 
     def clip(self, data, clip: int) -> tuple[dict, dict[str, dict[str, np.ndarray]], np.ndarray | None]:
         """Mean metrics `[method][T]`; Inception features `[method or "real"][T]`; the comparison image."""
-        from .images import to_tensor
-        from .metrics import cosine, face_points, landmark_nme, psnr, ssim
+        from talkinghead.media.images import to_tensor
 
         meta = data.meta(clip)
         result: dict = {"clip": clip, "identity": meta["identity"], "source": meta["source"], "methods": {}}
@@ -174,33 +173,58 @@ class Evaluator:
             shots, shot_lm, targets, target_lm = split
             real = to_tensor(targets)
             features.setdefault("real", {})[str(T)] = self.fid.inception_features(real)
-            identities = [self.csim.embed(t) for t in targets]  # the real targets', once for every method
+            identities = [self.csim.embed(t) for t in _csim_size(targets)]  # the real targets', once for all methods
             row = [shots[: min(T, 4)].transpose(1, 0, 2, 3).reshape(self.size, -1, 3), targets[0]]
             for method in self.options.methods:
                 fake_frames, notes = self.generate(method, shots, shot_lm, target_lm)
-                fake = to_tensor(fake_frames)
-                found = [face_points(f, self.csim.tracker) for f in fake_frames]  # one detection for both
-                values = {
-                    "ssim": ssim(real, fake).numpy(),
-                    "psnr": psnr(real, fake).numpy(),
-                    "lpips": self.lpips(real, fake).numpy(),
-                    "csim": np.array(
-                        [cosine(e, self.csim.embed_face(f, p)) for e, f, p in zip(identities, fake_frames, found)]
-                    ),
-                    "landmark_nme": landmark_nme(fake_frames, target_lm, found=found),
-                }
-                values["faces"] = np.isfinite(values["landmark_nme"]).astype(np.float64)  # NaN: no face found
+                values = self.frame_metrics(fake_frames, target_lm, identities, real=real)
                 result["methods"].setdefault(method, {})[str(T)] = {k: _mean(v) for k, v in values.items()} | {
                     "targets": len(targets),
                     "steps": self.steps(method, T),
                     "notes": notes,
                 }
-                features.setdefault(method, {})[str(T)] = self.fid.inception_features(fake)
+                features.setdefault(method, {})[str(T)] = self.fid.inception_features(to_tensor(fake_frames))
                 row.append(fake_frames[0])
             rows.append(np.concatenate(row, axis=1))
         width = max((r.shape[1] for r in rows), default=0)
         image = np.concatenate([np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0))) for r in rows]) if rows else None
         return result, features, image
+
+    def frame_metrics(
+        self, frames: np.ndarray, landmarks: np.ndarray, identities: list, *, real: torch.Tensor | None = None
+    ) -> dict[str, np.ndarray]:
+        """Per generated frame (`[N, S, S, 3] uint8`): CSIM to `identities` (N embeddings of 128 px
+        faces, `_csim_size`; None where no face), the landmark error against `landmarks`
+        `[N, 68, 2]` (crop pixels), `faces` (1 where dlib finds one, else 0) and, given the real
+        frames `[N, 3, S, S]` in [-1, 1], SSIM, PSNR and LPIPS. One face detection per frame
+        serves CSIM and the landmark error."""
+        from talkinghead.evaluation.metrics import cosine, face_points, landmark_nme, psnr, ssim
+        from talkinghead.media.images import to_tensor
+
+        found = [face_points(f, self.csim.tracker) for f in frames]
+        scale = 128 / frames.shape[2]
+        values = {}
+        if real is not None:
+            fake = to_tensor(frames)
+            values.update(
+                ssim=ssim(real, fake).numpy(), psnr=psnr(real, fake).numpy(), lpips=self.lpips(real, fake).numpy()
+            )
+        values["csim"] = np.array(
+            [
+                cosine(e, self.csim.embed_face(f, None if p is None else p * scale))
+                for e, f, p in zip(identities, _csim_size(frames), found)
+            ]
+        )
+        values["landmark_nme"] = landmark_nme(frames, landmarks, found=found)
+        values["faces"] = np.isfinite(values["landmark_nme"]).astype(np.float64)  # NaN: no face found
+        return values
+
+
+def _csim_size(frames: np.ndarray) -> np.ndarray:
+    """Frames at the 128 px CSIM is measured at, whatever the model's size (bicubic)."""
+    if frames.shape[1] == 128:
+        return frames
+    return np.stack([cv2.resize(f, (128, 128), interpolation=cv2.INTER_CUBIC) for f in frames])
 
 
 def _mean(values: np.ndarray) -> float | None:
@@ -221,7 +245,7 @@ def evaluate(
     from PIL import Image
     from tqdm import tqdm
 
-    from .data import FaceDataset
+    from talkinghead.data import FaceDataset
 
     out = Path(out)
     data = FaceDataset(data_dir)
@@ -270,7 +294,7 @@ def _check_options(data, clips: list[int], options: EvalOptions, data_dir) -> No
             f"shots and targets must fit in it, so T < {longest})"
         )
     if options.cross:
-        from .cropper import FaceCropper
+        from talkinghead.inference.cropper import FaceCropper
 
         if not {"ff", "ft", "warp"} & set(options.methods):
             raise UsageError("--cross: needs a method that drives the portraits (ff, ft or warp in --methods)")
@@ -333,63 +357,61 @@ def cross_identity(
     move as asked). `ff`, `ft` and the `warp` baseline (the portrait warped to those landmarks)."""
     from tqdm import tqdm
 
-    from .avatar import Avatar
-    from .cropper import FaceCropper
-    from .images import to_tensor
-    from .metrics import cosine, face_points, frechet_distance, landmark_nme
-    from .motion import Motion
+    from talkinghead.evaluation.metrics import frechet_distance
 
     real = np.concatenate([_load_features(out, c)["real"][str(options.shots[0])] for c in clips])
     results: dict = {}
-    for mode in ("ff", "ft", "warp"):
-        if mode not in options.methods:
-            continue
-        features, similarities, errors, faces, per_portrait = [], [], [], [], {}
-        for portrait in tqdm(options.cross, unit="portrait", desc=f"cross-identity {mode}", disable=not progress):
-            if mode == "warp":  # the portrait's crop and landmarks are all it needs
-                found, avatar = FaceCropper(evaluator.size)([portrait], shots=1), None
-                shot, points = found.crops[0], found.landmarks[0]
-            else:
-                avatar = Avatar.fit(
-                    [portrait], model=evaluator.model, options=evaluator.fit_options(mode), progress=progress
-                )
-                shot, points = avatar.shots[0], avatar.shot_landmarks[0]
-            source = cv2.resize(shot, (128, 128), interpolation=cv2.INTER_CUBIC)
-            identity = evaluator.csim.embed(source)
-            portrait_errors = []
-            for clip in clips:
-                crop = data.meta(clip)["crop_size"]
-                every = max(1, data.num_frames(clip) // options.targets)
-                landmarks = data.landmarks(clip)[::every][: options.targets]
-                motion = Motion(to_unit(landmarks, crop), 25.0, np.ones(len(landmarks), bool))
-                driving = motion.retarget(points, evaluator.size, mode="relative")
-                if avatar is None:
-                    count = len(driving)
-                    frames = warp_to(np.repeat(shot[None], count, 0), np.repeat(points[None], count, 0), driving)
-                else:
-                    frames = np.stack(list(avatar.generate(driving)))
-                features.append(evaluator.fid.inception_features(to_tensor(frames)))
-                found = [face_points(f, evaluator.csim.tracker) for f in frames]  # one detection for both
-                scale = 128 / frames.shape[2]
-                big = [cv2.resize(f, (128, 128), interpolation=cv2.INTER_CUBIC) for f in frames]
-                similarities += [
-                    cosine(identity, evaluator.csim.embed_face(f, None if p is None else p * scale))
-                    for f, p in zip(big, found)
-                ]
-                portrait_errors.append(landmark_nme(frames, driving, found=found))
-            errors += portrait_errors
-            faces.append(float(np.isfinite(np.concatenate(portrait_errors)).mean()))
-            per_portrait[str(portrait)] = faces[-1]  # as given on the command line
+    for mode in [m for m in ("ff", "ft", "warp") if m in options.methods]:
+        runs = {
+            str(portrait): _drive_portrait(evaluator, mode, portrait, data, clips, options, progress)  # as given
+            for portrait in tqdm(options.cross, unit="portrait", desc=f"cross-identity {mode}", disable=not progress)
+        }
+        faces = {name: float(run["faces"].mean()) for name, run in runs.items()}
         results[mode] = {
-            "fid": frechet_distance(real, np.concatenate(features)),
-            "csim_to_source": _mean(np.array(similarities)),
-            "landmark_nme": _mean(np.concatenate(errors)),
-            "faces": float(np.mean(faces)),
-            "faces_min": min(faces),  # the portrait whose frames had a face least often
-            "faces_per_portrait": per_portrait,
+            "fid": frechet_distance(real, np.concatenate([run["features"] for run in runs.values()])),
+            "csim_to_source": _mean(np.concatenate([run["csim"] for run in runs.values()])),
+            "landmark_nme": _mean(np.concatenate([run["landmark_nme"] for run in runs.values()])),
+            "faces": float(np.mean(list(faces.values()))),
+            "faces_min": min(faces.values()),  # the portrait whose frames had a face least often
+            "faces_per_portrait": faces,
             "portraits": len(options.cross),
         }
     return results
+
+
+def _drive_portrait(
+    evaluator: Evaluator, mode: str, portrait: str, data, clips: list[int], options: EvalOptions, progress: bool
+) -> dict[str, np.ndarray]:
+    """One portrait driven by every clip with `mode`: the frame metrics (`Evaluator.frame_metrics`
+    against the portrait's identity and the retargeted landmarks) and Inception features."""
+    from talkinghead.inference.cropper import FaceCropper
+    from talkinghead.inference.fitting import fit_avatar
+    from talkinghead.inference.motion import Motion
+    from talkinghead.media.images import to_tensor
+
+    if mode == "warp":  # the portrait's crop and landmarks are all it needs
+        found, avatar = FaceCropper(evaluator.size)([portrait], shots=1), None
+        shot, points = found.crops[0], found.landmarks[0]
+    else:
+        options_ = evaluator.fit_options(mode)
+        avatar = fit_avatar([portrait], model=evaluator.model, options=options_, progress=progress)
+        shot, points = avatar.shots[0], avatar.shot_landmarks[0]
+    identity = evaluator.csim.embed(_csim_size(shot[None])[0])
+    runs = []
+    for clip in clips:
+        every = max(1, data.num_frames(clip) // options.targets)
+        landmarks = data.landmarks(clip)[::every][: options.targets]
+        motion = Motion(to_unit(landmarks, data.meta(clip)["crop_size"]), 25.0, np.ones(len(landmarks), bool))
+        driving = motion.retarget(points, evaluator.size, mode="relative")
+        if avatar is None:
+            count = len(driving)
+            frames = warp_to(np.repeat(shot[None], count, 0), np.repeat(points[None], count, 0), driving)
+        else:
+            frames = np.stack(list(avatar.generate(driving)))
+        values = evaluator.frame_metrics(frames, driving, [identity] * len(frames))
+        values["features"] = evaluator.fid.inception_features(to_tensor(frames))
+        runs.append(values)
+    return {key: np.concatenate([run[key] for run in runs]) for key in runs[0]}
 
 
 def _entry(summary: dict, method: str, T: int) -> dict:
@@ -409,7 +431,7 @@ def _load_features(out: Path, clip: int) -> dict[str, dict[str, np.ndarray]]:
 
 def _summarise(out: Path, clips: list[int], options: EvalOptions) -> dict:
     """Means per method and T over clips, and FID over all their targets."""
-    from .metrics import frechet_distance
+    from talkinghead.evaluation.metrics import frechet_distance
 
     per_clip = [json.loads((out / "clips" / f"{c:05d}.json").read_text()) for c in clips]
     features: dict[str, dict[str, list[np.ndarray]]] = {}
@@ -492,25 +514,3 @@ def _faces(entry: dict) -> str:
     if entry.get("faces") is None:
         return "—"
     return f"{entry['faces']:.1%} ({entry['faces_min']:.0%})"
-
-
-def main(args) -> int:
-    """`talkinghead evaluate` (arguments parsed by cli.py)."""
-    from .avatar import model_option
-
-    check_input_folder(args.data, "data set", option="--data")
-    out = check_output_folder(args.out)
-    model = model_option(args.model)
-    options = EvalOptions(
-        shots=tuple(args.shots),
-        methods=tuple(args.methods),
-        targets=args.targets,
-        steps=args.steps,
-        epochs=args.epochs or 0,
-        cross=tuple(args.cross or ()),
-        max_clips=args.max_clips,
-        identities=tuple(args.identities or ()),
-    )
-    evaluate(model, args.data, out, options, progress=not args.quiet)
-    print((out / "table.md").read_text())
-    return 0

@@ -16,7 +16,7 @@ from typing import Iterator
 
 import numpy as np
 
-from .errors import TalkingheadError
+from talkinghead.errors import TalkingheadError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".gif"}
 VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp"}
@@ -134,7 +134,7 @@ class VideoReader:
     Iterating yields `(frame_number, time_seconds, rgb)`. Time comes from each frame's
     presentation timestamp (relative to the first frame), so variable frame rate files keep their
     real timing. A file that is truncated or corrupt part-way stops yielding at the first
-    undecodable packet and sets `truncated`; a file without a single decodable frame raises
+    undecodable packet, or ends before the frames its index lists, and sets `truncated`; a file without a single decodable frame raises
     `MediaError` when opened.
     """
 
@@ -231,6 +231,10 @@ class VideoReader:
             yield number, time - time0, rgb
             number += 1
             frame = self._next_frame()
+        # A file cut short after its index (an mp4 written with the index first) demuxes to a
+        # clean end: the index still lists the frames that are gone.
+        if number < int(self._stream.frames or 0):
+            self.truncated = True
 
     def close(self) -> None:
         self._container.close()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .points import rescale_points
+from talkinghead.face.points import rescale_points
 
 # (name, point indices in the iBUG 68-point markup, closed, RGB colour)
 PARTS: tuple[tuple[str, tuple[int, ...], bool, tuple[int, int, int]], ...] = (

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from .landmarks import Detection, Landmarker
+from talkinghead.face.landmarks import Detection, Landmarker
 
 _PATCH = 24  # side of the patch compared between frames
 

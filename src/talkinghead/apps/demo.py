@@ -26,8 +26,8 @@ EXAMPLE = "Example: astronaut (scikit-image)"
 
 def _landmark_overlay(avatar) -> np.ndarray:
     """The first portrait with the detected landmarks drawn over it."""
-    from .crop import to_frame
-    from .drawing import draw_landmarks
+    from talkinghead.face.crop import to_frame
+    from talkinghead.face.drawing import draw_landmarks
 
     portrait = avatar.portrait
     points = to_frame(avatar.shot_landmarks[0], avatar.portrait_box, avatar.size)
@@ -66,11 +66,11 @@ class Demo:
         """Handler: returns (video path, landmark overlay). Raises `gr.Error` with one line."""
         import gradio as gr
 
-        from .animate import animate_file, default_motion_path
-        from .avatar import Avatar, FitError
-        from .fitting import FitOptions
-        from .media import MediaError, VideoReader, load_image
-        from .motion import MotionError
+        from talkinghead.inference.animate import default_motion_path
+        from talkinghead.inference.cropper import FitError
+        from talkinghead.inference.motion import MotionError
+        from talkinghead.media.video import MediaError, VideoReader, load_image
+        from talkinghead.stages import animate, make_avatar
 
         work = self._workspace()
         paths = [Path(p if isinstance(p, str) else p.name) for p in (portraits or [])]
@@ -93,11 +93,11 @@ class Demo:
         try:
             if progress is not None:
                 progress(0.05, desc="fitting the avatar")
-            avatar = Avatar.fit(images, model=self.model, options=FitOptions(steps=int(steps)), progress=True)
+            avatar = make_avatar(source=images, model=self.model, steps=int(steps), progress=True)
             if progress is not None:
                 progress(0.4, desc="animating")
             out = work / "talking.mp4"
-            animate_file(avatar, driving, out, layout=layout, mode=mode, progress=True)
+            animate(avatar=avatar, driving=driving, out=out, layout=layout, mode=mode, progress=True)
         except FitError as error:
             message = str(error).replace("image: ", f"{paths[0].name}: ")
             raise gr.Error(message) from None
@@ -140,25 +140,26 @@ class Demo:
         return app
 
 
-def main(args) -> int:
-    """`talkinghead demo` (arguments parsed by cli.py). The model is loaded (and so checked) before
-    the server starts."""
-    from .avatar import model_option
-    from .checkpoint import load_model
-    from .errors import UsageError
+def serve(
+    *, host: str = "127.0.0.1", port: int = 7860, model: str | Path | None = None, max_upload_mb: int = 50
+) -> None:
+    """`talkinghead demo`: the Gradio app on host:port until stopped. The model is loaded (and so
+    checked) before the server starts."""
+    from talkinghead.checkpoint import load_model
+    from talkinghead.errors import UsageError
+    from talkinghead.stages import model_file
 
-    model = load_model(model_option(args.model))
+    loaded = load_model(model_file(model))
     try:
         import gradio  # noqa: F401
     except ImportError:
         raise UsageError('gradio is not installed: pip install "talkinghead[demo]"') from None
-    demo = Demo(model=model)
+    demo = Demo(model=loaded)
     app = demo.build()
     app.queue(default_concurrency_limit=1).launch(
-        server_name=args.host,
-        server_port=args.port,
-        max_file_size=f"{args.max_upload_mb}mb",
+        server_name=host,
+        server_port=port,
+        max_file_size=f"{max_upload_mb}mb",
         show_error=True,
         allowed_paths=[str(demo.root)],
     )
-    return 0

@@ -30,17 +30,24 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from .checkpoint import checkpoint_path, list_checkpoints, load_checkpoint, prune_checkpoints, save_checkpoint
-from .config import Config, load_config
-from .data import FaceDataset
-from .data.augment import Augment
-from .data.episodes import EpisodeDataset, EpisodeSampler
-from .errors import TalkingheadError
-from .gan import MovingAverage, StepOutput, adversarial_step
-from .images import to_uint8
-from .io import atomic_path, remove_stale_temporaries, write_json
-from .losses import GeneratorLoss, embedding_match_loss
-from .models import Discriminator, Embedder, GeneratorInputs, build_model
+from talkinghead.checkpoint import (
+    checkpoint_path,
+    list_checkpoints,
+    load_checkpoint,
+    prune_checkpoints,
+    save_checkpoint,
+)
+from talkinghead.config import Config, load_config
+from talkinghead.data import FaceDataset
+from talkinghead.data.augment import Augment
+from talkinghead.data.episodes import EpisodeDataset, EpisodeSampler
+from talkinghead.errors import TalkingheadError
+from talkinghead.io import atomic_path, remove_stale_temporaries, write_json
+from talkinghead.media.images import to_uint8
+from talkinghead.model import Model, build_model
+from talkinghead.models import Discriminator, Embedder, GeneratorInputs, GeneratorOutput
+from talkinghead.training.gan import Adversary, Generated, MovingAverage, StepInputs, StepOutput, adversarial_step
+from talkinghead.training.losses import GeneratorLoss
 
 
 class TrainError(TalkingheadError):
@@ -54,27 +61,26 @@ class EmbedderGenerator(nn.Module):
 
     Takes an episode batch's tensors (DDP scatters plain tensors): shots `[B, K, 3, R, R]`, their
     landmark images (same shape) and points `[B, K, 68, 2]`, the target's landmark image
-    `[B, 3, R, R]` and points `[B, 68, 2]`. Returns the generated target, e-hat `[B, D]` and, with
-    `synthesis` (the warp generator and `loss.synthesis`), its synthesised frame before the blend
-    (else None).
+    `[B, 3, R, R]` and points `[B, 68, 2]`. Returns the generator's output for the target and
+    e-hat `[B, D]`.
     """
 
-    def __init__(self, embedder: Embedder, generator: nn.Module, *, synthesis: bool = False):
+    def __init__(self, embedder: Embedder, generator: nn.Module):
         super().__init__()
-        self.embedder, self.generator, self.synthesis = embedder, generator, synthesis
+        self.embedder, self.generator = embedder, generator
 
     def forward(
         self, source_frames, source_landmark_images, source_points, driving_landmark_images, driving_points
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    ) -> tuple[GeneratorOutput, torch.Tensor]:
         embedding = self.embedder.embed_shots(source_frames, source_landmark_images)  # [B, D]
-        inputs = GeneratorInputs(
-            driving_landmark_images, source_frames, source_landmark_images, source_points, driving_points
+        inputs = GeneratorInputs.of(
+            driving_landmark_images=driving_landmark_images,
+            driving_points=driving_points,
+            source_frames=source_frames,
+            source_landmark_images=source_landmark_images,
+            source_points=source_points,
         )
-        psi = self.generator.adain_params(embedding)
-        if self.synthesis:
-            fake, synthesised, _ = self.generator(inputs, psi, synthesis=True)
-            return fake, embedding, synthesised
-        return self.generator(inputs, psi), embedding, None  # fake [B, 3, H, W]
+        return self.generator(inputs, self.generator.adain_params(embedding)), embedding
 
 
 def episode_inputs(batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
@@ -171,40 +177,15 @@ class Logger:
 
 
 def train_step(batch: dict[str, torch.Tensor], state: "TrainState") -> StepOutput:
-    """One meta-learning step: E and G, then D (`config.train.discriminator_steps` times).
+    """One meta-learning step on an episode batch: E and G, then D
+    (`config.train.discriminator_steps` times), as `gan.adversarial_step` does it."""
 
-    In the generator step D is the unwrapped module (its weights get no gradient there, and DDP
-    wants one forward per backward); in the discriminator step the DDP wrapper."""
-    config = state.config
-    real, landmarks, videos = batch["target_frame"], batch["target_landmark_images"], batch["video_index"]
-    pairs = torch.cat([landmarks, landmarks]), torch.cat([videos, videos])
-    d_raw, weight = state.d_raw, config.loss.embedding_match
-    made = {}  # the synthesised frame (loss.synthesis), kept by generate() for the loss
+    def generate() -> Generated:
+        output, embedding = state.eg_train(*episode_inputs(batch))
+        return Generated(output, embedding)
 
-    def generate():
-        fake, embedding, made["synthesis"] = state.eg_train(*episode_inputs(batch))
-        return fake, embedding
-
-    return adversarial_step(
-        generate=generate,
-        real=real,
-        discriminator=d_raw,
-        score_frozen=lambda frames: d_raw(frames, *pairs),
-        score=lambda frames: state.discriminator(frames, *pairs),
-        loss_fn=state.loss_fn,
-        opt_g=state.opt_g,
-        opt_d=state.opt_d,
-        discriminator_steps=config.train.discriminator_steps,
-        loss_inputs=lambda embedding: {
-            "embedding": embedding,
-            "video_vector": d_raw.W(videos),
-            "synthesis": made["synthesis"],
-        },
-        # The W_i half of L_MCH (the generator step moved e-hat toward W_i).
-        discriminator_extra=(lambda e: weight * embedding_match_loss(e, d_raw.W(videos))) if weight else None,
-        device=state.device,
-        amp=config.train.amp,
-    )
+    real = StepInputs(batch["target_frame"], batch["target_landmark_images"], person=batch["video_index"])
+    return adversarial_step(generate, real, state.adversary)
 
 
 @torch.no_grad()
@@ -277,7 +258,7 @@ def _start_run(run: Path, config: Config, data: Path, num_videos: int, state: di
 def _newest_readable(checkpoints: list[Path], env: Distributed) -> tuple[dict | None, Path | None]:
     """The newest checkpoint that loads; a damaged newer one (a disk filled up, a copy cut short)
     is skipped with a note, never deleted."""
-    from .errors import ModelFileError
+    from talkinghead.errors import ModelFileError
 
     for path in reversed(checkpoints):
         try:
@@ -343,22 +324,19 @@ def train(
 
 @dataclass
 class TrainState:
-    """Everything the loop needs, made by `setup`. `eg`/`discriminator` may be DDP-wrapped;
-    `eg_module`/`d_raw` are the plain modules; `eg_train` is what the step calls (maybe compiled)."""
+    """Everything the loop needs, made by `setup`. `eg` is the plain E+G module, `eg_train` what
+    the step calls (DDP-wrapped and maybe compiled); `adversary` holds D (and its DDP wrapper),
+    the optimizers and the losses."""
 
     config: Config
     run: Path
     env: Distributed
     device: torch.device
     num_videos: int
-    eg_module: EmbedderGenerator
+    eg: EmbedderGenerator
     eg_train: nn.Module
-    d_raw: Discriminator
-    discriminator: nn.Module
-    opt_g: torch.optim.Optimizer
-    opt_d: torch.optim.Optimizer
+    adversary: Adversary
     ema: MovingAverage | None
-    loss_fn: GeneratorLoss
     batches: Iterator
     channels_last: bool
     step: int
@@ -382,35 +360,47 @@ def setup(
     if init is not None and state is None:
         _initialise_from(model, init, env)
     _start_run(run, config, data_dir, len(data), state, env)  # only now that everything checked out
-    synthesis = config.loss.synthesis > 0 and config.model.generator == "warp"
-    eg = EmbedderGenerator(model.embedder, model.generator, synthesis=synthesis).to(device)
-    discriminator = model.discriminator.to(device)
-    gpu = device.type == "cuda"
-    channels_last = t.channels_last and gpu
-    if channels_last:
-        eg, discriminator = (
-            eg.to(memory_format=torch.channels_last),
-            discriminator.to(memory_format=torch.channels_last),
-        )
-    opt_g = torch.optim.Adam([p for p in eg.parameters() if p.requires_grad], lr=t.lr_generator, betas=tuple(t.betas))
-    opt_d = torch.optim.Adam(discriminator.parameters(), lr=t.lr_discriminator, betas=tuple(t.betas))
+    channels_last = t.channels_last and device.type == "cuda"
+    eg, adversary = _networks(model, device, channels_last)
     step = 0
     if state is not None:
         eg.load_state_dict(state["embedder_generator"])
-        discriminator.load_state_dict(state["discriminator"])
-        opt_g.load_state_dict(state["opt_g"])
-        opt_d.load_state_dict(state["opt_d"])
+        adversary.discriminator.load_state_dict(state["discriminator"])
+        adversary.opt_g.load_state_dict(state["opt_g"])
+        adversary.opt_d.load_state_dict(state["opt_d"])
         torch.set_rng_state(state["torch_rng"])
         step = int(state["step"])
     elif t.init_video_vectors:
-        init_video_vectors(eg.embedder, discriminator, data, config, device, progress=env.main and progress)
+        init_video_vectors(eg.embedder, adversary.discriminator, data, config, device, progress=env.main and progress)
     ema = MovingAverage(eg, t.ema, state.get("embedder_generator_ema") if state else None) if t.ema else None
-
-    d_raw, eg_module = discriminator, eg
+    eg_train = eg
     if env.world_size > 1:
-        ids = [device.index] if gpu else None
-        eg = nn.parallel.DistributedDataParallel(eg, device_ids=ids)
-        discriminator = nn.parallel.DistributedDataParallel(discriminator, device_ids=ids)
+        ids = [device.index] if device.type == "cuda" else None
+        eg_train = nn.parallel.DistributedDataParallel(eg, device_ids=ids)
+        adversary.trained = nn.parallel.DistributedDataParallel(adversary.discriminator, device_ids=ids)
+    eg_train = torch.compile(eg_train) if t.compile else eg_train
+    batches = _episode_stream(data, config, env, step, pin_memory=device.type == "cuda")
+    return TrainState(config, run, env, device, len(data), eg, eg_train, adversary, ema, batches, channels_last, step)
+
+
+def _networks(model: Model, device: torch.device, channels_last: bool) -> tuple[EmbedderGenerator, Adversary]:
+    """E+G and D on the device, with their optimizers and the generator's losses."""
+    config, t = model.config, model.config.train
+    eg = EmbedderGenerator(model.embedder, model.generator).to(device)
+    discriminator = model.discriminator.to(device)
+    if channels_last:
+        eg = eg.to(memory_format=torch.channels_last)
+        discriminator = discriminator.to(memory_format=torch.channels_last)
+    opt_g = torch.optim.Adam([p for p in eg.parameters() if p.requires_grad], lr=t.lr_generator, betas=tuple(t.betas))
+    opt_d = torch.optim.Adam(discriminator.parameters(), lr=t.lr_discriminator, betas=tuple(t.betas))
+    loss_fn = GeneratorLoss(config.loss).to(device)
+    adversary = Adversary(discriminator, loss_fn, opt_g, opt_d, discriminator_steps=t.discriminator_steps, amp=t.amp)
+    return eg, adversary
+
+
+def _episode_stream(data: FaceDataset, config: Config, env: Distributed, step: int, *, pin_memory: bool) -> Iterator:
+    """Endless batches of augmented episodes, this process's share, starting after `step`."""
+    t = config.train
     augment = Augment(flip=t.flip, color=t.color_jitter, scale=t.scale_jitter)
     episodes = EpisodeDataset(
         data, shots=t.shots, resolution=config.model.resolution, thickness=config.model.landmark_thickness,
@@ -424,14 +414,11 @@ def setup(
         batch_size=t.batch_size,
         sampler=sampler,
         num_workers=t.workers,
-        pin_memory=gpu,
+        pin_memory=pin_memory,
         persistent_workers=t.workers > 0,
         multiprocessing_context="spawn" if t.workers > 0 else None,
     )
-    return TrainState(
-        config, run, env, device, len(data), eg_module, torch.compile(eg) if t.compile else eg, d_raw, discriminator,
-        opt_g, opt_d, ema, GeneratorLoss(config.loss).to(device), iter(loader), channels_last, step,
-    )  # fmt: skip
+    return iter(loader)
 
 
 def _train(data_dir, config, run, env, device, resume, progress, max_steps, init=None) -> TrainResult:
@@ -455,7 +442,7 @@ def _train(data_dir, config, run, env, device, resume, progress, max_steps, init
             batch = _to(next(s.batches), device, s.channels_last)
             out = train_step(batch, s)
             if s.ema is not None:
-                s.ema.update(s.eg_module)
+                s.ema.update(s.eg)
             s.step += 1
             window_steps += 1
             if env.main:
@@ -482,7 +469,7 @@ def _train(data_dir, config, run, env, device, resume, progress, max_steps, init
     if stop["signal"] is not None and env.main:
         print(f"talkinghead train: stopped at step {s.step}; checkpoint saved, --resume continues", file=sys.stderr)
     ema = s.ema.module if s.ema is not None else None
-    return TrainResult(s.step, logged, s.eg_module, s.d_raw, ema, stop["signal"])
+    return TrainResult(s.step, logged, s.eg, s.adversary.discriminator, ema, stop["signal"])
 
 
 def _freeze(model, trainable: tuple[str, ...]) -> None:
@@ -505,7 +492,7 @@ def _freeze(model, trainable: tuple[str, ...]) -> None:
 
 def _initialise_from(model, path, env: Distributed) -> None:
     """Copy the networks of a model file into `model` where names and shapes match (not D's W)."""
-    from .checkpoint import load_model
+    from talkinghead.checkpoint import load_model
 
     source = load_model(path)
     copied = {}
@@ -549,38 +536,26 @@ def _save(s: TrainState) -> None:
             "step": s.step,
             "config": s.config.to_dict(),
             "num_videos": s.num_videos,
-            "embedder_generator": s.eg_module.state_dict(),
+            "embedder_generator": s.eg.state_dict(),
             **({"embedder_generator_ema": s.ema.module.state_dict()} if s.ema is not None else {}),
-            "discriminator": s.d_raw.state_dict(),
-            "opt_g": s.opt_g.state_dict(),
-            "opt_d": s.opt_d.state_dict(),
+            "discriminator": s.adversary.discriminator.state_dict(),
+            "opt_g": s.adversary.opt_g.state_dict(),
+            "opt_d": s.adversary.opt_d.state_dict(),
             "torch_rng": torch.get_rng_state(),
         },
     )
     prune_checkpoints(s.run / "checkpoints", s.config.train.keep_checkpoints)
 
 
-def main(args) -> int:
-    """`talkinghead train` (arguments parsed by cli.py). Exits 128 + the signal's number when
-    stopped by Ctrl-C (130) or SIGTERM (143), after saving a checkpoint."""
-    from .errors import check_input_file, check_input_folder, check_output_folder
-
-    check_input_folder(args.data, "data set", option="--data")
-    run = check_output_folder(args.out)
-    if args.init:
-        check_input_file(args.init, "model file", option="--init")
+def run_config(run: Path, config: str | None, overrides: list[str], *, resume: bool) -> Config:
+    """The config a run uses: a preset or JSON file (default: paper), or, resuming without one,
+    the run folder's own settings; then the `section.key=value` overrides."""
     saved = run / "config.json"
-    if args.config is None and args.resume and saved.is_file():
-        # Resuming without --config: the run's own settings (plus any --set).
+    if config is None and resume and saved.is_file():
         try:
             recorded = json.loads(saved.read_text())
             sections = {k: recorded[k] for k in ("model", "loss", "train")}
         except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
             raise TrainError(f"{saved}: not a run's config; give --config") from None
-        config = Config.from_dict(sections).override(args.set)
-    else:
-        config = load_config(args.config or "paper", args.set)
-    result = train(
-        args.data, config, run, resume=args.resume, progress=not args.quiet, max_steps=args.max_steps, init=args.init
-    )
-    return 128 + result.stopped_by if result.stopped_by else 0
+        return Config.from_dict(sections).override(overrides)
+    return load_config(config or "paper", overrides)

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import LossConfig
+from talkinghead.config import LossConfig
 
 
 def generator_hinge_loss(fake_scores: torch.Tensor) -> torch.Tensor:
@@ -50,15 +50,15 @@ class ContentLoss(nn.Module):
 
     def __init__(self, vgg_weight: float, face_weight: float):
         super().__init__()
-        from .features import load_facenet, load_vgg16
+        from talkinghead.features import load_facenet, load_vgg16
 
         self.vgg_weight, self.face_weight = vgg_weight, face_weight
         self.vgg = load_vgg16() if vgg_weight else None
         self.facenet = load_facenet() if face_weight else None
 
     def _networks(self):
-        from .features.facenet import face_input
-        from .features.vgg import imagenet_normalize
+        from talkinghead.features.facenet import face_input
+        from talkinghead.features.vgg import imagenet_normalize
 
         if self.vgg is not None:
             yield "vgg", self.vgg_weight, lambda x: self.vgg.features(imagenet_normalize(x))

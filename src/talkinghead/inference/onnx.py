@@ -24,14 +24,17 @@ difference. onnxruntime is optional: `pip install "talkinghead[onnx]"`.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
 from torch import nn
 
-from .errors import UsageError
-from .io import atomic_path
-from .models import GeneratorInputs
+from talkinghead.errors import UsageError
+from talkinghead.inference.avatar import Avatar
+from talkinghead.io import atomic_path
+from talkinghead.media.images import to_uint8
+from talkinghead.models import GeneratorInputs
 
 OPSET = 17
 INPUT_NAMES = ("driving_landmark_image", "driving_points")
@@ -40,9 +43,9 @@ INPUT_NAMES = ("driving_landmark_image", "driving_points")
 class FramePath(nn.Module):
     """An avatar's generator with its fixed inputs as buffers: (landmark image, points) -> frame."""
 
-    def __init__(self, avatar):
+    def __init__(self, avatar: Avatar):
         super().__init__()
-        self.generator = avatar._runtime_generator()
+        self.generator = avatar.runtime_generator()
         fixed = avatar.generator_inputs(np.asarray(avatar.shot_landmarks[:1], np.float32))
         self.register_buffer("shots", fixed.source_frames[:1].float().clone())
         self.register_buffer("shot_landmark_images", fixed.source_landmark_images[:1].float().clone())
@@ -53,19 +56,18 @@ class FramePath(nn.Module):
         self.register_buffer("shot_features", fixed.source_features[:1].float().clone() if has_features else None)
 
     def forward(self, driving_landmark_image: torch.Tensor, driving_points: torch.Tensor) -> torch.Tensor:
-        B = driving_landmark_image.shape[0]
-        inputs = GeneratorInputs(
-            driving_landmark_image,
-            self.shots.expand(B, -1, -1, -1, -1),
-            self.shot_landmark_images.expand(B, -1, -1, -1, -1),
-            self.shot_points.expand(B, -1, -1, -1),
-            driving_points,
-            None if self.shot_features is None else self.shot_features.expand(B, -1, -1, -1, -1),
+        inputs = GeneratorInputs.of(
+            driving_landmark_images=driving_landmark_image,
+            driving_points=driving_points,
+            source_frames=self.shots[0],
+            source_landmark_images=self.shot_landmark_images[0],
+            source_points=self.shot_points[0],
+            source_features=None if self.shot_features is None else self.shot_features[0],
         )
-        return self.generator(inputs, self.psi.expand(B, -1))
+        return self.generator(inputs, self.psi.expand(len(inputs), -1)).frame
 
 
-def sample_inputs(avatar, count: int = 4) -> tuple[np.ndarray, np.ndarray]:
+def sample_inputs(avatar: Avatar, count: int = 4) -> tuple[np.ndarray, np.ndarray]:
     """Real per-frame inputs: the avatar's own shot landmarks, moved a little (mouth open, head shifted)."""
     base = np.asarray(avatar.shot_landmarks[0], np.float32)
     rng = np.random.default_rng(0)
@@ -75,7 +77,7 @@ def sample_inputs(avatar, count: int = 4) -> tuple[np.ndarray, np.ndarray]:
     return images, points
 
 
-def export_onnx(avatar, out: str | Path, *, portable: bool = False) -> dict:
+def export_onnx(avatar: Avatar, out: str | Path, *, portable: bool = False) -> dict:
     """Write the avatar's per-frame path as ONNX (atomically) and compare it with PyTorch.
     `portable`: standard ONNX ops only (no onnxruntime contrib op; slower).
 
@@ -83,10 +85,10 @@ def export_onnx(avatar, out: str | Path, *, portable: bool = False) -> dict:
     of onnxruntime's `com.microsoft` domain in the graph)."""
     import warnings
 
-    _onnxruntime()  # both packages, or a clear error
+    require_onnxruntime()  # both packages, or a clear error
     import onnx
 
-    from .models.flow import export_solver
+    from talkinghead.models.flow import export_solver
 
     path = Path(out)
     module = FramePath(avatar.to("cpu", torch.float32)).eval()
@@ -115,7 +117,7 @@ def export_onnx(avatar, out: str | Path, *, portable: bool = False) -> dict:
     }  # fmt: skip
 
 
-def _onnxruntime():
+def require_onnxruntime():
     """onnxruntime, and onnx beside it (the export reads its graph back), or a UsageError."""
     try:
         import onnx  # noqa: F401
@@ -130,7 +132,7 @@ class OnnxFramePath:
     one frame per session call."""
 
     def __init__(self, path: str | Path, threads: int = 0):
-        ort = _onnxruntime()
+        ort = require_onnxruntime()
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or torch.get_num_threads()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -147,26 +149,37 @@ class OnnxFramePath:
         return np.concatenate(frames)
 
 
-def main_export_onnx(args) -> int:
-    """`talkinghead export --onnx AVATAR --out FILE.onnx`, or `export --onnx MODEL --images ... --out
-    FILE.onnx` (the feed-forward avatar of those images, made here and not written)."""
-    from .avatar import Avatar
-    from .checkpoint import load_model
-    from .errors import check_input_file, check_output_file
+class OnnxAvatar:
+    """An avatar whose frames come from its per-frame path in onnxruntime: `generate` as
+    `Avatar.generate`. Exports the graph once (seconds) unless given an exported file."""
 
-    check_output_file(args.out, (".onnx",))
-    _onnxruntime()
-    if args.images:
-        for item in args.images:
-            check_input_file(item, "image or video", option="--images")
-        model = load_model(check_input_file(args.checkpoint, "model file"))
-        avatar = Avatar.fit(args.images, model=model)
-    else:
-        avatar = Avatar.load(check_input_file(args.checkpoint, "avatar file"))
-    report = export_onnx(avatar, args.out, portable=args.portable)
-    kind = f"{report['contrib_ops']} onnxruntime contrib op(s)" if report["contrib_ops"] else "standard ops only"
-    print(
-        f"wrote {report['path']} ({report['bytes'] / 2**20:.1f} MB, ONNX opset {report['opset']}, {kind}); "
-        f"largest difference from PyTorch on the same inputs: {report['max_abs_difference']:.2e}"
-    )
-    return 0
+    def __init__(self, avatar: Avatar, path: str | Path | None = None):
+        import tempfile
+
+        self.avatar = avatar
+        if path is None:
+            with tempfile.TemporaryDirectory(prefix="talkinghead-onnx-") as folder:
+                path = export_onnx(avatar, Path(folder) / "avatar.onnx")["path"]
+                self.session = OnnxFramePath(path)  # the session holds the graph; the file can go
+        else:
+            self.session = OnnxFramePath(path)
+
+    def __getattr__(self, name: str):  # everything else (size, shots, portrait, ...) is the avatar's
+        return getattr(self.avatar, name)
+
+    def generate(self, landmarks: np.ndarray, *, batch_size: int = 8) -> Iterator[np.ndarray]:
+        """Frames `[S, S, 3] uint8` for `[N, 68, 2]` landmarks in the avatar's crop pixels."""
+        for start in range(0, len(landmarks), batch_size):
+            inputs = self.avatar.generator_inputs(landmarks[start : start + batch_size])
+            images, points = (t.float().cpu().numpy() for t in (inputs.driving_landmark_images, inputs.driving_points))
+            yield from to_uint8(torch.from_numpy(self.session(images, points)))
+
+
+RUNTIMES = ("torch", "onnx")
+
+
+def with_runtime(avatar: Avatar, runtime: str = "torch") -> "Avatar | OnnxAvatar":
+    """What makes an avatar's frames: PyTorch (the avatar itself) or onnxruntime (`OnnxAvatar`)."""
+    if runtime not in RUNTIMES:
+        raise ValueError(f"runtime must be torch or onnx, got {runtime!r}")
+    return OnnxAvatar(avatar) if runtime == "onnx" else avatar

@@ -23,10 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .crop import CropConfig, clip_boxes, crop_image
-from .errors import TalkingheadError
-from .io import atomic_path
-from .points import from_unit, to_unit
+from talkinghead.errors import TalkingheadError
+from talkinghead.face.crop import CropConfig, clip_boxes, crop_image
+from talkinghead.face.points import from_unit, to_unit
+from talkinghead.io import atomic_path
 
 MOTION_FORMAT = "talkinghead-motion"
 
@@ -111,9 +111,9 @@ class Motion:
         """Track the driver's face through a video (the same tracker as `prepare`)."""
         from tqdm import tqdm
 
-        from .landmarks import make_landmarker
-        from .media import MediaError, VideoReader
-        from .tracking import FaceTracker
+        from talkinghead.face.landmarks import make_landmarker
+        from talkinghead.face.tracking import FaceTracker
+        from talkinghead.media.video import MediaError, VideoReader
 
         tracker = tracker or FaceTracker(make_landmarker())
         tracker.reset()
@@ -208,21 +208,3 @@ def fill_gaps(points: list[np.ndarray | None], tracked: np.ndarray) -> np.ndarra
     frames = np.arange(len(points))
     filled = np.stack([np.interp(frames, known, stack[:, j]) for j in range(stack.shape[1])], axis=1)
     return filled.reshape(len(points), 68, 2).astype(np.float32)
-
-
-def main(args) -> int:
-    """`talkinghead motion`: save a driving video's landmark track as a template."""
-    from .errors import check_input_file, check_output_file
-    from .media import is_image_path
-
-    out = check_output_file(args.out, (".npz",))
-    video = check_input_file(args.video, "video")
-    if is_image_path(video):
-        raise MotionError(f"{video}: an image; a motion template is tracked from a video")
-    motion = Motion.from_video(video, progress=not args.quiet)
-    trimmed = motion.trimmed(args.start, args.duration)
-    if not len(trimmed):
-        raise MotionError(f"{video}: nothing left after --start {args.start} (the video lasts {motion.duration:.1f} s)")
-    trimmed.save(out)
-    print(f"wrote {out}: {len(trimmed)} frames at {trimmed.fps:.2f} fps ({trimmed.duration:.1f} s), landmarks only")
-    return 0

@@ -8,7 +8,6 @@ Layouts:
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 from typing import Iterator
@@ -16,13 +15,13 @@ from typing import Iterator
 import cv2
 import numpy as np
 
-from .avatar import Avatar
-from .crop import crop_image
-from .drawing import draw_landmarks
-from .fitting import FitOptions
-from .io import atomic_path
-from .media import VideoReader, VideoWriter, is_image_path, is_video_path
-from .motion import Motion, MotionError
+from talkinghead.face.crop import crop_image
+from talkinghead.face.drawing import draw_landmarks
+from talkinghead.inference.avatar import Avatar
+from talkinghead.inference.motion import Motion, MotionError
+from talkinghead.inference.onnx import with_runtime
+from talkinghead.io import atomic_path
+from talkinghead.media.video import VideoReader, VideoWriter, is_image_path
 
 LAYOUTS = ("crop", "side", "paste")
 
@@ -63,7 +62,7 @@ def _driver_crops(path: Path, motion: Motion, size: int) -> Iterator[np.ndarray]
 def choose_mode(avatar: Avatar, motion: Motion) -> str:
     """`auto`: absolute when the driver is the source's own person (self-reenactment, as in the
     paper), relative otherwise and for landmark-only templates (nothing to compare)."""
-    from .identity import same_person
+    from talkinghead.features.identity import same_person
 
     if motion.face_sample is None:
         return "relative"
@@ -90,7 +89,7 @@ def render(
     size = avatar.size
     mode = choose_mode(avatar, motion) if mode == "auto" else mode
     landmarks = motion.smoothed(smooth).retarget(avatar.shot_landmarks[0], size, mode=mode, reference=reference)
-    frames = avatar.generate(landmarks, batch_size=batch_size, runtime=runtime)
+    frames = with_runtime(avatar, runtime).generate(landmarks, batch_size=batch_size)
     if layout == "crop":
         yield from frames
     elif layout == "paste":
@@ -164,46 +163,6 @@ def animate_file(
     }
 
 
-def main(args) -> int:
-    """`talkinghead animate` (arguments parsed by cli.py). Every input is checked, and the driver
-    tracked, before the (possibly slow) fitting starts."""
-    from .avatar import model_option
-    from .checkpoint import load_model
-    from .errors import UsageError, check_input_file, check_output_file
-
-    out = check_output_file(args.out, (".mp4",))
-    if args.avatar and (args.model or args.steps or args.epochs):
-        raise UsageError("--model, --steps and --epochs apply to --source only (an avatar is already fitted)")
-    driving = Path(args.driving) if args.driving else default_motion_path()
-    check_input_file(driving, "driving video or motion template", option="--driving")
-    if args.avatar:
-        avatar = Avatar.load(check_input_file(args.avatar, "avatar file", option="--avatar"))
-    else:
-        for item in args.source:
-            check_input_file(item, "image", option="--source")
-        model = load_model(model_option(args.model))
-    motion = load_driving(driving, progress=not args.quiet)
-    if not args.avatar:
-        options = FitOptions(steps=args.steps, epochs=args.epochs)
-        avatar = Avatar.fit(args.source, model=model, options=options, progress=not args.quiet)
-    for note in avatar.notes:
-        print(f"note: {note}", file=sys.stderr)
-    report = animate_file(
-        avatar, driving, out, layout=args.layout, mode=args.mode, reference=args.reference, smooth=args.smooth,
-        progress=not args.quiet, motion=motion, runtime=args.runtime,
-    )  # fmt: skip
-    notes = []
-    if report["interpolated_frames"]:
-        notes.append(f"face lost in {report['interpolated_frames']} driving frames (interpolated)")
-    if not report["audio"] and is_video_path(driving):
-        notes.append("the driving video has no audio: the result is silent")
-    print(
-        f"wrote {out}: {report['frames']} frames at {report['fps']:.2f} fps, {report['mode']} motion "
-        f"({report['frames'] / report['seconds']:.1f} frames/s)" + "".join(f"; {n}" for n in notes)
-    )
-    return 0
-
-
 def default_motion_path() -> Path:
     """The bundled motion template: a few seconds of talking, blinking and head turning."""
-    return Path(__file__).resolve().parent / "assets" / "default_motion.npz"
+    return Path(__file__).resolve().parents[1] / "assets" / "default_motion.npz"

@@ -2,8 +2,8 @@
 and its helpers (after rosinality/stylegan2-pytorch's `train.py`).
 
 One step: D's weights frozen, generate, score real and fake together, generator loss, step G;
-D's weights live, score real and detached fake `discriminator_steps` times, hinge loss (plus an
-optional extra term, meta-learning's W_i half of the embedding match), step D.
+D's weights live, score real and detached fake `discriminator_steps` times, hinge loss (plus
+meta-learning's W_i half of the embedding match), step D.
 """
 
 from __future__ import annotations
@@ -18,9 +18,8 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .losses import GeneratorLoss, discriminator_hinge_loss
-
-Score = Callable[[torch.Tensor], tuple[torch.Tensor, list[torch.Tensor]]]
+from talkinghead.models import Discriminator, GeneratorOutput
+from talkinghead.training.losses import GeneratorLoss, discriminator_hinge_loss, embedding_match_loss
 
 
 def requires_grad(module: nn.Module, flag: bool) -> None:
@@ -66,73 +65,92 @@ def autocast(device: torch.device, enabled: bool):
 
 
 @dataclass
+class Generated:
+    """What the generator side made in a step."""
+
+    output: GeneratorOutput  # the frame [B, 3, H, W] in [-1, 1], and what the generator shows of it
+    embedding: torch.Tensor | None = None  # [B, D] e-hat when the step embeds shots (meta-learning)
+
+
+@dataclass
+class StepInputs:
+    """The real side of a step and D's conditioning."""
+
+    real: torch.Tensor  # [B, 3, H, W] in [-1, 1]
+    landmark_images: torch.Tensor  # [B, 3, H, W] the targets' landmarks, drawn
+    # [B] int64 training-video indices (rows of D's W), or [B, D] vectors w' (fine-tuning)
+    person: torch.Tensor
+    real_content: dict[str, list[torch.Tensor]] | None = None  # content features of `real`, computed once
+
+
+@dataclass
+class Adversary:
+    """D, the two optimizers and the generator's losses: what a step updates and how.
+
+    `discriminator` is the plain module: the generator step scores with it (its weights get no
+    gradient there, and DDP wants one forward per backward); `trained` is what the
+    discriminator step calls (the same module, or its DDP wrapper)."""
+
+    discriminator: Discriminator
+    loss_fn: GeneratorLoss
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+    trained: nn.Module | None = None  # None: `discriminator` itself
+    discriminator_steps: int = 1
+    amp: bool = False  # bf16 autocast where the hardware has it (`autocast`)
+
+
+@dataclass
 class StepOutput:
     """What one adversarial step did. Tensors are detached; `terms` are the weighted G terms."""
 
     fake: torch.Tensor  # [B, 3, H, W] in [-1, 1]
     loss_generator: torch.Tensor
-    loss_discriminator: torch.Tensor  # the hinge loss (without the extra term)
+    loss_discriminator: torch.Tensor  # the hinge loss (without the embedding match)
     real_scores: torch.Tensor  # [B], from the generator step
     fake_scores: torch.Tensor  # [B]
     terms: dict[str, torch.Tensor] = field(default_factory=dict)
     embedding: torch.Tensor | None = None  # [B, D] e-hat when the generator made one
 
 
-def adversarial_step(
-    *,
-    generate: Callable[[], tuple[torch.Tensor, torch.Tensor | None]],
-    real: torch.Tensor,
-    discriminator: nn.Module,
-    score_frozen: Score,
-    score: Score,
-    loss_fn: GeneratorLoss,
-    opt_g: torch.optim.Optimizer,
-    opt_d: torch.optim.Optimizer,
-    discriminator_steps: int = 1,
-    loss_inputs: Callable[[torch.Tensor | None], dict] = lambda embedding: {},
-    discriminator_extra: Callable[[torch.Tensor | None], torch.Tensor] | None = None,
-    device: torch.device = torch.device("cpu"),
-    amp: bool = False,
-) -> StepOutput:
-    """One G update, then `discriminator_steps` D updates on the frames just generated.
+def adversarial_step(generate: Callable[[], Generated], batch: StepInputs, gan: Adversary) -> StepOutput:
+    """One G update, then `gan.discriminator_steps` D updates on the frames just generated.
 
-    - `generate()` -> (fake `[B, 3, H, W]`, e-hat `[B, D]` or None)
-    - `score_frozen(frames [2B])` and `score(frames [2B])` -> (scores `[2B]`, D's features): the
-      first runs in the generator step (the unwrapped D: no gradient reaches its weights, and DDP
-      wants one forward per backward), the second in the discriminator step (may be DDP-wrapped).
-      Both score `cat([real, fake])` against their conditioning (landmarks, video vectors).
-    - `loss_inputs(embedding)`: extra keyword arguments for `loss_fn` (embedding match, cached
-      content features); `discriminator_extra(embedding.detach())`: a term added to D's loss.
-    """
-    requires_grad(discriminator, False)
-    with autocast(device, amp):
-        fake, embedding = generate()
-        scores, features = score_frozen(torch.cat([real, fake]))
+    D scores `cat([real, fake])` against the targets' landmarks and the person. With an e-hat
+    (meta-learning) and `loss.embedding_match`, the match pulls e-hat toward W_i in the generator
+    step and W_i toward e-hat in the discriminator step (paper's L_MCH)."""
+    device, d = batch.real.device, gan.discriminator
+    pairs = torch.cat([batch.landmark_images] * 2), torch.cat([batch.person] * 2)
+    requires_grad(d, False)
+    with autocast(device, gan.amp):
+        made = generate()
+        fake, embedding = made.output.frame, made.embedding
+        scores, features = d(torch.cat([batch.real, fake]), *pairs)
         real_scores, fake_scores = scores.chunk(2)
-        loss_g, terms = loss_fn(
-            real=real,
+        loss_g, terms = gan.loss_fn(
+            real=batch.real,
             fake=fake,
             fake_scores=fake_scores,
             real_features=[f.chunk(2)[0] for f in features],
             fake_features=[f.chunk(2)[1] for f in features],
-            **loss_inputs(embedding),
+            embedding=embedding,
+            video_vector=None if embedding is None else d.person_vectors(batch.person),
+            real_content=batch.real_content,
+            synthesis=made.output.synthesised,
         )
-    opt_g.zero_grad(set_to_none=True)
-    loss_g.float().backward()
-    opt_g.step()
+    step(gan.opt_g, loss_g.float())
 
-    requires_grad(discriminator, True)
+    requires_grad(d, True)
     fake = fake.detach()
     embedding = embedding.detach().float() if embedding is not None else None
-    for _ in range(discriminator_steps):
-        with autocast(device, amp):
-            scores, _ = score(torch.cat([real, fake]))
-            loss_d = hinge = discriminator_hinge_loss(*scores.float().chunk(2))
-        if discriminator_extra is not None:
-            loss_d = loss_d + discriminator_extra(embedding)
-        opt_d.zero_grad(set_to_none=True)
-        loss_d.backward()
-        opt_d.step()
+    match = gan.loss_fn.config.embedding_match if embedding is not None else 0.0
+    for _ in range(gan.discriminator_steps):
+        with autocast(device, gan.amp):
+            scores, _ = (gan.trained or d)(torch.cat([batch.real, fake]), *pairs)
+            hinge = discriminator_hinge_loss(*scores.float().chunk(2))
+        # The W_i half of L_MCH (the generator step moved e-hat toward W_i).
+        extra = match * embedding_match_loss(embedding, d.person_vectors(batch.person)) if match else 0.0
+        step(gan.opt_d, hinge + extra)
     return StepOutput(
         fake=fake,
         loss_generator=loss_g.detach(),
@@ -142,6 +160,12 @@ def adversarial_step(
         terms={k: v.detach() for k, v in terms.items()},
         embedding=embedding,
     )
+
+
+def step(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
 
 
 class DivergenceGuard:

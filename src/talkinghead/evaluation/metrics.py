@@ -19,7 +19,10 @@ import os
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
+
+from talkinghead.features.lpips import LPIPS
+
+__all__ = ["CSIM", "FID", "LPIPS", "cosine", "face_points", "frechet_distance", "landmark_nme", "psnr", "ssim"]
 
 
 def psnr(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
@@ -34,42 +37,13 @@ def ssim(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
     return structural_similarity_index_measure(fake, real, data_range=2.0, reduction="none")
 
 
-class LPIPS(nn.Module):
-    """LPIPS v0.1 with the VGG16 backbone (the `lpips` package's `LPIPS(net="vgg")`)."""
-
-    # The package's ScalingLayer: ImageNet statistics expressed for inputs in [-1, 1].
-    SHIFT = (-0.030, -0.088, -0.188)
-    SCALE = (0.458, 0.448, 0.450)
-
-    def __init__(self) -> None:
-        super().__init__()
-        from .features import load_vgg16
-
-        self.vgg = load_vgg16()
-
-    @torch.no_grad()
-    def forward(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
-        from .features.vgg import LPIPS_TAPS
-
-        shift = real.new_tensor(self.SHIFT)[None, :, None, None]
-        scale = real.new_tensor(self.SCALE)[None, :, None, None]
-        features = self.vgg.features((torch.cat([real, fake]) - shift) / scale, LPIPS_TAPS)
-        distance = real.new_zeros(real.shape[0])
-        for layer, head in zip(features, self.vgg.lpips_heads):
-            a, b = layer.chunk(2)
-            a = a / (a.pow(2).sum(1, keepdim=True).sqrt() + 1e-10)  # unit length along channels
-            b = b / (b.pow(2).sum(1, keepdim=True).sqrt() + 1e-10)
-            distance += ((a - b).pow(2) * head[None, :, None, None]).sum(1).mean(dim=(1, 2))
-        return distance
-
-
 class FID:
     """Fréchet Inception Distance between two sets of images (accumulate, then `compute`)."""
 
     TF_RANGE = (-1.0, 0.9921875)  # the ported TF Inception's input range
 
     def __init__(self) -> None:
-        from .features.weights import load_inception
+        from talkinghead.features.weights import load_inception
 
         self.net = load_inception()
         self.features: dict[str, list[np.ndarray]] = {"real": [], "fake": []}
@@ -160,8 +134,8 @@ class CSIM:
     def __init__(self) -> None:
         import dlib
 
-        from .landmarks import DlibLandmarker, face_models_dir
-        from .tracking import FaceTracker
+        from talkinghead.face.landmarks import DlibLandmarker, face_models_dir
+        from talkinghead.face.tracking import FaceTracker
 
         folder = face_models_dir()
         self._net = dlib.face_recognition_model_v1(os.fspath(folder / "dlib_face_recognition_resnet_model_v1.dat"))
@@ -193,8 +167,8 @@ def landmark_nme(images: np.ndarray, landmarks: np.ndarray, tracker=None, *, fou
     """Mean landmark error of `[N, H, W, 3] uint8` frames against `[N, 68, 2]` target landmarks
     (same pixels), normalised by the targets' outer-eye-corner distance. NaN where no face.
     `found`: each frame's `face_points` when already detected (None entries: no face)."""
-    from .landmarks import DlibLandmarker
-    from .tracking import FaceTracker
+    from talkinghead.face.landmarks import DlibLandmarker
+    from talkinghead.face.tracking import FaceTracker
 
     if found is None:
         tracker = tracker or FaceTracker(DlibLandmarker(), min_face=16)

@@ -19,7 +19,6 @@ import multiprocessing
 import os
 import re
 import shutil
-import sys
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -28,11 +27,11 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from .crop import CropConfig, clip_boxes, crop_image, to_crop
-from .data.shards import SUFFIX, Clip, Shard, ShardWriter, encode_jpeg, write_shard
-from .errors import TalkingheadError, UsageError
-from .io import remove_stale_temporaries, write_json
-from .media import MediaError, VideoReader, is_image_path, is_video_path, load_image
+from talkinghead.data.shards import SUFFIX, Clip, Shard, ShardWriter, encode_jpeg, write_shard
+from talkinghead.errors import TalkingheadError, UsageError
+from talkinghead.face.crop import CropConfig, clip_boxes, crop_image, to_crop
+from talkinghead.io import remove_stale_temporaries, write_json
+from talkinghead.media.video import MediaError, VideoReader, is_image_path, is_video_path, load_image
 
 # Bump when a change to the code changes what `prepare` writes for the same input.
 PIPELINE_VERSION = 3  # 3: crop landmarks with the half-pixel term (points.py)
@@ -217,8 +216,8 @@ class _Worker:
         if cls.tracker is None or cls.settings != settings:
             import cv2
 
-            from .landmarks import make_landmarker
-            from .tracking import FaceTracker
+            from talkinghead.face.landmarks import make_landmarker
+            from talkinghead.face.tracking import FaceTracker
 
             cv2.setNumThreads(1 if threads == 1 else 0)
             cls.tracker = FaceTracker(make_landmarker(options.landmarker), min_face=options.min_face)
@@ -241,81 +240,100 @@ def extract_faces(
     caller's (the face cropper's); by default this process's worker one.
     """
     tracker = tracker if tracker is not None else _Worker.get(options, threads)
-    tracker.reset()
-    crop = options.crop()
-
-    # Pass 1: landmarks on every frame (tracking needs consecutive frames).
-    numbers, times, landmarks = [], [], []
-    info: dict[str, Any] = {}
-    height = width = decoded = 0
-    stride = None
-    for number, seconds, rgb, info in _frames(source, threads):
-        if stride is None:
-            stride = _kept_stride(options, info.get("expected_frames", 0))
-            height, width = rgb.shape[:2]
-        decoded += 1
-        points = tracker(rgb)
-        if points is not None and number % stride == 0:
-            numbers.append(number)
-            times.append(seconds)
-            landmarks.append(points)
-        if options.max_frames and len(numbers) >= options.max_frames:
-            break
+    track = _track(source, options, tracker, threads)  # pass 1: landmarks (tracking needs every frame)
     stats = tracker.stats
-    if not numbers:
+    if not track.numbers:
         if stats.small_faces:
             return None, (f"face too small (largest {stats.largest_small_face:.0f} px, minimum {options.min_face} px)")
-        return None, "no face found" + (" (video truncated)" if info.get("truncated") else "")
-    if len(numbers) < options.min_frames:
-        return None, f"only {len(numbers)} frames with a face (minimum {options.min_frames})"
-
-    landmarks_frame = np.stack(landmarks)
-    times_array = np.array(times, np.float32)
-    boxes, fixed = clip_boxes(landmarks_frame, times_array, crop)
-
+        return None, "no face found" + (" (video truncated)" if track.info.get("truncated") else "")
+    if len(track.numbers) < options.min_frames:
+        return None, f"only {len(track.numbers)} frames with a face (minimum {options.min_frames})"
+    crop = options.crop()
+    landmarks, times = np.stack(track.landmarks), np.array(track.times, np.float32)
+    boxes, fixed = clip_boxes(landmarks, times, crop)
     # Pass 2: decode again and cut the crops, now that the (smoothed) boxes are known.
+    crops = _cut(source, track.numbers, boxes, crop.size, encode, threads)
+    keep = [i for i, c in enumerate(crops) if c is not None]  # a second decode is never shorter, but be safe
+    clip = Clip(
+        meta={**_clip_meta(source, options, track, stats), "fixed_crop": fixed},
+        frames=[crops[i] for i in keep],
+        landmarks=to_crop(landmarks[keep], boxes[keep], crop.size),
+        boxes=boxes[keep],
+        frame_numbers=np.array(track.numbers, np.int32)[keep],
+        times=times[keep],
+    )
+    return clip, ""
+
+
+@dataclass
+class _Track:
+    """Pass 1 of `extract_faces`: the kept frames' numbers, times and landmarks (source pixels)."""
+
+    numbers: list[int] = field(default_factory=list)
+    times: list[float] = field(default_factory=list)
+    landmarks: list[np.ndarray] = field(default_factory=list)
+    info: dict[str, Any] = field(default_factory=dict)  # `_frames`' info: fps, truncated
+    decoded: int = 0
+    stride: int = 1
+    height: int = 0
+    width: int = 0
+
+
+def _track(source: Source, options: PrepareOptions, tracker, threads: int) -> _Track:
+    tracker.reset()
+    track, stride = _Track(), None
+    for number, seconds, rgb, track.info in _frames(source, threads):
+        if stride is None:
+            stride = track.stride = _kept_stride(options, track.info.get("expected_frames", 0))
+            track.height, track.width = rgb.shape[:2]
+        track.decoded += 1
+        points = tracker(rgb)
+        if points is not None and number % stride == 0:
+            track.numbers.append(number)
+            track.times.append(seconds)
+            track.landmarks.append(points)
+        if options.max_frames and len(track.numbers) >= options.max_frames:
+            break
+    return track
+
+
+def _cut(source: Source, numbers: list[int], boxes: np.ndarray, size: int, encode, threads: int) -> list:
+    """The crops of frames `numbers` at `boxes` (encoded by `encode` when given); None where a
+    frame did not decode the second time."""
     wanted = {n: i for i, n in enumerate(numbers)}
-    jpegs: list = [None] * len(numbers)
+    crops: list = [None] * len(numbers)
     for number, _, rgb, _ in _frames(source, threads):
         i = wanted.get(number)
         if i is not None:
-            crop_rgb = crop_image(rgb, boxes[i], crop.size)
-            jpegs[i] = encode(crop_rgb) if encode is not None else crop_rgb
+            crop_rgb = crop_image(rgb, boxes[i], size)
+            crops[i] = encode(crop_rgb) if encode is not None else crop_rgb
         if number >= numbers[-1]:
             break
-    keep = [i for i, j in enumerate(jpegs) if j is not None]  # a second decode is never shorter, but be safe
+    return crops
 
+
+def _clip_meta(source: Source, options: PrepareOptions, track: _Track, stats) -> dict[str, Any]:
     notes = []
     if stats.max_faces > 1:
         notes.append(f"{stats.max_faces} faces in view; kept the largest, most central one")
-    if info.get("truncated"):
-        notes.append(f"truncated: {decoded} frames decoded")
-    without_face = decoded - stats.tracked
+    if track.info.get("truncated"):
+        notes.append(f"truncated: {track.decoded} frames decoded")
+    without_face = track.decoded - stats.tracked
     if without_face and source.kind != "image":
-        notes.append(f"no face in {without_face} of {decoded} frames (dropped)")
-    meta = {
+        notes.append(f"no face in {without_face} of {track.decoded} frames (dropped)")
+    return {
         "identity": source.identity,
         "source": source.path,
         "kind": source.kind,
-        "fps": round(float(info.get("fps", 0.0)), 4),
-        "width": width,
-        "height": height,
-        "source_frames": decoded,
-        "stride": stride,
-        "crop_size": crop.size,
-        "fixed_crop": fixed,
+        "fps": round(float(track.info.get("fps", 0.0)), 4),
+        "width": track.width,
+        "height": track.height,
+        "source_frames": track.decoded,
+        "stride": track.stride,
+        "crop_size": options.crop_size,
         "landmarker": options.landmarker,
         "notes": notes,
     }
-    clip = Clip(
-        meta=meta,
-        frames=[jpegs[i] for i in keep],
-        landmarks=to_crop(landmarks_frame[keep], boxes[keep], crop.size),
-        boxes=boxes[keep],
-        frame_numbers=np.array(numbers, np.int32)[keep],
-        times=times_array[keep],
-    )
-    return clip, ""
 
 
 def _run_one(task: tuple[int, Source, PrepareOptions, str, int]) -> tuple[int, int, str]:
@@ -380,44 +398,18 @@ def prepare(
     sources, problems = discover(inputs)
     if not sources and problems:
         raise PrepareError(f"{problems[0]['source']}: {problems[0]['reason']}")
-    plan = _plan_file(options, sources)
-    plan_path = out / "prepare.json"
-    if plan_path.exists():
-        previous = json.loads(plan_path.read_text())
-        if previous != plan:
-            changed = [k for k in plan if previous.get(k) != plan[k]]
-            raise PrepareError(
-                f"{out}: already holds a data set prepared from other inputs or options "
-                f"({', '.join(changed)} differ); use another --out or delete it"
-            )
-    write_json(plan_path, plan)
-
+    _write_plan(out, _plan_file(options, sources))
     k, n = job
     per_shard = max(1, options.clips_per_shard)
     groups = [g for g in range(-(-len(sources) // per_shard)) if g % n == k]
     shard_dir, work_root = out / "shards", out / "work"
     shard_dir.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(shard_dir)
-
     summary = Summary(skipped=list(problems) if k == 0 else [])
-    todo: list[tuple[int, Source, PrepareOptions, str, int]] = []
-    pending: dict[int, set[int]] = {}
     workers = workers or os.cpu_count() or 1
-    threads = 1 if workers > 1 else 0
-    for g in groups:
-        if (shard_dir / f"{g:05d}{SUFFIX}").exists():
-            summary.add_shard(Shard(shard_dir / f"{g:05d}{SUFFIX}"))
-            continue
-        work = work_root / f"{g:05d}"
-        work.mkdir(parents=True, exist_ok=True)
-        remove_stale_temporaries(work)
-        members = range(g * per_shard, min((g + 1) * per_shard, len(sources)))
-        pending[g] = set()
-        for i in members:
-            if not (work / f"{i:08d}{SUFFIX}").exists() and not (work / f"{i:08d}.skip.json").exists():
-                todo.append((i, sources[i], options, str(work), threads))
-                pending[g].add(i)
-
+    todo, pending = _todo(
+        groups, sources, options, per_shard, shard_dir, work_root, summary, threads=1 if workers > 1 else 0
+    )
     total = sum(min((g + 1) * per_shard, len(sources)) - g * per_shard for g in groups)
     bar = tqdm(total=total, initial=total - len(todo), unit="clip", disable=not progress, dynamic_ncols=True)
     frames = 0
@@ -442,6 +434,42 @@ def prepare(
     if work_root.exists() and not any(work_root.iterdir()):
         work_root.rmdir()
     return summary
+
+
+def _write_plan(out: Path, plan: dict[str, Any]) -> None:
+    """Record what the data set is prepared from; refuse a folder prepared from something else."""
+    plan_path = out / "prepare.json"
+    if plan_path.exists():
+        previous = json.loads(plan_path.read_text())
+        if previous != plan:
+            changed = [k for k in plan if previous.get(k) != plan[k]]
+            raise PrepareError(
+                f"{out}: already holds a data set prepared from other inputs or options "
+                f"({', '.join(changed)} differ); use another --out or delete it"
+            )
+    write_json(plan_path, plan)
+
+
+def _todo(
+    groups, sources, options, per_shard: int, shard_dir: Path, work_root: Path, summary: Summary, *, threads: int
+):
+    """The sources still to prepare, as worker tasks, and the sources each unfinished shard waits
+    for; shards already assembled go into `summary`."""
+    todo: list[tuple[int, Source, PrepareOptions, str, int]] = []
+    pending: dict[int, set[int]] = {}
+    for g in groups:
+        if (shard_dir / f"{g:05d}{SUFFIX}").exists():
+            summary.add_shard(Shard(shard_dir / f"{g:05d}{SUFFIX}"))
+            continue
+        work = work_root / f"{g:05d}"
+        work.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(work)
+        pending[g] = set()
+        for i in range(g * per_shard, min((g + 1) * per_shard, len(sources))):
+            if not (work / f"{i:08d}{SUFFIX}").exists() and not (work / f"{i:08d}.skip.json").exists():
+                todo.append((i, sources[i], options, str(work), threads))
+                pending[g].add(i)
+    return todo, pending
 
 
 def _map(todo: list, options: PrepareOptions, workers: int) -> Iterator[tuple[int, int, str]]:
@@ -488,40 +516,3 @@ def format_summary(summary: Summary, elapsed: float) -> str:
     if len(summary.notes) > 20:
         lines.append(f"  ... and {len(summary.notes) - 20} more notes (see the report)")
     return "\n".join(lines)
-
-
-def main(args) -> int:
-    """`talkinghead prepare` (arguments parsed by cli.py)."""
-    from .errors import check_output_folder
-
-    out = check_output_folder(args.out)
-    job = parse_job(args.shard)
-    options = PrepareOptions(
-        crop_size=args.size,
-        crop_scale=args.crop_scale,
-        stride=args.stride,
-        max_frames=args.max_frames,
-        min_frames=args.min_frames,
-        min_face=args.min_face,
-        jpeg_quality=args.jpeg_quality,
-        clips_per_shard=args.clips_per_shard,
-    )
-    start = time.perf_counter()
-    try:
-        summary = prepare(args.inputs, out, options, workers=args.workers, job=job, progress=not args.quiet)
-    except KeyboardInterrupt:
-        print("talkinghead prepare: interrupted; run the same command again to resume", file=sys.stderr)
-        return 130
-    elapsed = time.perf_counter() - start
-    report = {**summary.as_dict(), "seconds": round(elapsed, 2), "job": args.shard}
-    k, n = job
-    report_path = out / "reports" / f"prepare-{k}-of-{n}.json"
-    write_json(report_path, report)
-    print(format_summary(summary, elapsed))
-    if not summary.clips:
-        print(
-            f"talkinghead prepare: {out}: no usable clip in the inputs; this data set is empty (see {report_path})",
-            file=sys.stderr,
-        )
-        return 1
-    return 0

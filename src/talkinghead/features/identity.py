@@ -13,9 +13,9 @@ SAME_PERSON = 0.6
 @torch.inference_mode()
 def similarity(a: np.ndarray, b: np.ndarray) -> float:
     """Cosine similarity of the faces in two `[S, S, 3] uint8` crops made like `prepare`'s."""
-    from .features import load_facenet
-    from .features.facenet import face_input
-    from .images import to_tensor
+    from talkinghead.features import load_facenet
+    from talkinghead.features.facenet import face_input
+    from talkinghead.media.images import to_tensor
 
     net = load_facenet()
     embeddings = net(face_input(to_tensor(np.stack([a, b]))))

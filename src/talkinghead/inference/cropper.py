@@ -12,9 +12,9 @@ from typing import Sequence
 
 import numpy as np
 
-from .crop import CropConfig, clip_boxes, crop_image, to_crop
-from .errors import TalkingheadError
-from .media import MediaError, is_video_path, load_image
+from talkinghead.errors import TalkingheadError
+from talkinghead.face.crop import CropConfig, clip_boxes, crop_image, to_crop
+from talkinghead.media.video import MediaError, is_video_path, load_image
 
 
 class FitError(TalkingheadError):
@@ -41,8 +41,8 @@ class FaceCropper:
     """`cropper(inputs, shots)`: the main face of each image, or `shots` frames spread over videos."""
 
     def __init__(self, size: int, *, landmarker: str = "dlib"):
-        from .landmarks import make_landmarker
-        from .tracking import FaceTracker
+        from talkinghead.face.landmarks import make_landmarker
+        from talkinghead.face.tracking import FaceTracker
 
         self.size, self.landmarker = size, landmarker
         self.tracker = FaceTracker(make_landmarker(landmarker))
@@ -97,7 +97,7 @@ class FaceCropper:
             raise FitError(f"{item}: {error}") from None
 
     def _video(self, path, frames: int):
-        from .prepare import PrepareOptions, Source, extract_faces
+        from talkinghead.data.prepare import PrepareOptions, Source, extract_faces
 
         options = PrepareOptions(crop_size=self.size, max_frames=frames, landmarker=self.landmarker)
         try:
@@ -110,7 +110,7 @@ class FaceCropper:
 
 
 def _video_frame(path, number: int) -> np.ndarray:
-    from .media import VideoReader
+    from talkinghead.media.video import VideoReader
 
     with VideoReader(path) as reader:
         for n, _, rgb in reader:

@@ -1,14 +1,15 @@
 """The inference wrapper: a fitted person-specific generator, its file format, and generation.
 
-    avatar = Avatar.fit(["mona_lisa.jpg"])                                  # feed-forward
-    avatar = Avatar.fit(["me.mp4"], shots=8, options=FitOptions(steps=100))   # fine-tuned on 8 frames
+    avatar = fit_avatar(["mona_lisa.jpg"])                                   # feed-forward (fitting.py)
+    avatar = fit_avatar(["me.mp4"], shots=8, options=FitOptions(steps=100))  # fine-tuned on 8 frames
     avatar.save("mona.avatar")
     for frame in Avatar.load("mona.avatar").to("cuda").animate(Motion.load("talk.npz")):
-        ...                                                                 # [S, S, 3] uint8 frames
+        ...                                                                  # [S, S, 3] uint8 frames
 
 The layers: `cropper.FaceCropper` finds and crops the face (keeping the crop's box in the
-portrait), `fitting.fit_shots` runs the few-shot stage, `Avatar` owns the device, the dtype and
-the pre/post-processing around the generator.
+portrait), `fitting.fit_shots` runs the few-shot stage and returns an `Avatar`, which owns the
+device, the dtype and the pre/post-processing around the generator. It knows nothing of how it
+was made or of other runtimes (onnx.py wraps it for onnxruntime).
 """
 
 from __future__ import annotations
@@ -16,37 +17,23 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, Sequence
+from typing import Iterator
 
 import numpy as np
 import torch
 
-from .config import Config
-from .cropper import FitError
-from .drawing import draw_batch
-from .errors import ModelFileError
-from .images import to_tensor, to_uint8
-from .io import atomic_path
-from .models import GeneratorInputs, Model
-
-if TYPE_CHECKING:
-    from .fitting import FitOptions
+from talkinghead.checkpoint import config_from, read_safetensors
+from talkinghead.config import Config
+from talkinghead.errors import ModelFileError
+from talkinghead.face.drawing import draw_batch
+from talkinghead.io import atomic_path
+from talkinghead.media.images import to_tensor, to_uint8
+from talkinghead.model import build_generator
+from talkinghead.models import GeneratorInputs, GeneratorOutput
 
 AVATAR_FORMAT = "talkinghead-avatar"
 
-__all__ = ["AVATAR_FORMAT", "Avatar", "FitError", "default_model_path"]
-
-
-def default_model_path() -> Path:
-    """The model bundled with the package (trained on the shared talking-head videos)."""
-    return Path(__file__).resolve().parent / "assets" / "default.safetensors"
-
-
-def model_option(value: str | None) -> Path:
-    """A `--model` option's file, checked (errors.py), or the bundled model when it is not given."""
-    from .errors import check_input_file
-
-    return check_input_file(value, "model file", option="--model") if value else default_model_path()
+__all__ = ["AVATAR_FORMAT", "Avatar"]
 
 
 @dataclass
@@ -78,47 +65,11 @@ class Avatar:
     def device(self) -> torch.device:
         return self.psi.device
 
-    # -- making one -----------------------------------------------------------------------------
-
-    @classmethod
-    def fit(
-        cls,
-        inputs: Sequence[str | Path | np.ndarray],
-        *,
-        model: str | Path | Model | None = None,
-        shots: int = 8,
-        options: "FitOptions | None" = None,
-        device: str | torch.device | None = None,
-        progress: bool = False,
-    ) -> "Avatar":
-        """Fit an avatar to images (paths or `[H, W, 3] uint8` arrays) or to T frames of videos."""
-        from .checkpoint import load_model
-        from .cropper import FaceCropper
-        from .fitting import FitOptions
-
-        if not isinstance(model, Model):
-            model = load_model(model or default_model_path())
-        found = FaceCropper(model.resolution)(inputs, shots)
-        avatar = cls.from_shots(
-            model, found.crops, found.landmarks, options or FitOptions(), device=device, progress=progress
-        )
-        avatar.portrait, avatar.portrait_box, avatar.notes = found.portrait, found.box, found.notes + avatar.notes
-        return avatar
-
-    @classmethod
-    def from_shots(
-        cls, model: Model, crops: np.ndarray, landmarks: np.ndarray, options: "FitOptions | None" = None, **kwargs
-    ) -> "Avatar":
-        """`fitting.fit_shots`: the few-shot stage on shots that are already face crops."""
-        from .fitting import FitOptions, fit_shots
-
-        return fit_shots(model, crops, landmarks, options or FitOptions(), **kwargs)
-
     def to(self, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> "Avatar":
         """Move the generator and psi (in place) and return the avatar."""
         self.generator.to(device=device, dtype=dtype)
         self.psi = self.psi.to(device=device, dtype=dtype)
-        self._frozen = self._source = self._onnx = None
+        self._frozen = self._source = None
         return self
 
     # -- using one ------------------------------------------------------------------------------
@@ -132,65 +83,41 @@ class Avatar:
             points = torch.from_numpy(np.asarray(self.shot_landmarks, np.float32))[None]
             frames, drawn, points = (t.to(self.device, self.psi.dtype) for t in (frames, drawn, points))
             # The warp generator's encoding of the shots: the same for every frame, so computed once.
-            encode = getattr(self._runtime_generator(), "encode", None)
+            encode = getattr(self.runtime_generator(), "encode", None)
             with torch.inference_mode(False), torch.no_grad():
                 features = None if encode is None else encode(frames[0])[None]
             self._source = [frames, drawn, points, features]
         frames, drawn, points, features = self._source
-        N = len(landmarks)
         driving = to_tensor(draw_batch(landmarks, self.size, thickness=thickness))
-        return GeneratorInputs(
+        return GeneratorInputs.of(
             driving_landmark_images=driving.to(self.device, self.psi.dtype),
-            source_frames=frames.expand(N, -1, -1, -1, -1),
-            source_landmark_images=drawn.expand(N, -1, -1, -1, -1),
-            source_points=points.expand(N, -1, -1, -1),
             driving_points=torch.from_numpy(np.asarray(landmarks, np.float32)).to(self.device, self.psi.dtype),
-            source_features=None if features is None else features.expand(N, -1, -1, -1, -1),
+            source_frames=frames[0],
+            source_landmark_images=drawn[0],
+            source_points=points[0],
+            source_features=None if features is None else features[0],
         )
 
     @torch.inference_mode()
-    def generate(self, landmarks: np.ndarray, *, batch_size: int = 8, runtime: str = "torch") -> Iterator[np.ndarray]:
-        """Frames `[S, S, 3] uint8` for `[N, 68, 2]` landmarks in this avatar's crop pixels.
-
-        `runtime="onnx"`: the per-frame path exported to ONNX (runtime.py) and run by onnxruntime."""
-        if runtime == "onnx":
-            yield from self._generate_onnx(landmarks, batch_size)
-            return
-        if runtime != "torch":
-            raise ValueError(f"runtime must be torch or onnx, got {runtime!r}")
-        generator = self._runtime_generator()
+    def outputs(self, landmarks: np.ndarray, *, batch_size: int = 8) -> Iterator[GeneratorOutput]:
+        """The generator's outputs (frame, and where it has them flow, fusion weights, blend mask,
+        synthesised frame) for `[N, 68, 2]` landmarks in this avatar's crop pixels, `batch_size`
+        frames at a time."""
+        generator = self.runtime_generator()
         for start in range(0, len(landmarks), batch_size):
             inputs = self.generator_inputs(landmarks[start : start + batch_size])
-            yield from to_uint8(generator(inputs, self.psi.expand(len(inputs), -1)).float())
+            yield generator(inputs, self.psi.expand(len(inputs), -1))
 
-    def use_onnx(self, path: str | Path) -> "Avatar":
-        """Run `generate(runtime="onnx")` with this avatar's already exported graph (runtime.py)."""
-        from .runtime import OnnxFramePath
+    def generate(self, landmarks: np.ndarray, *, batch_size: int = 8) -> Iterator[np.ndarray]:
+        """Frames `[S, S, 3] uint8` for `[N, 68, 2]` landmarks in this avatar's crop pixels."""
+        for output in self.outputs(landmarks, batch_size=batch_size):
+            yield from to_uint8(output.frame.float())
 
-        self._onnx = OnnxFramePath(path)
-        return self
-
-    def _generate_onnx(self, landmarks: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:
-        import tempfile
-
-        from .runtime import OnnxFramePath, export_onnx
-
-        if getattr(self, "_onnx", None) is None:  # export once (seconds), then every call is a session run
-            with tempfile.TemporaryDirectory(prefix="talkinghead-onnx-") as folder:
-                path = export_onnx(self, Path(folder) / "avatar.onnx")["path"]
-                self._onnx = OnnxFramePath(path)  # the session holds the graph; the file can go
-        for start in range(0, len(landmarks), batch_size):
-            inputs = self.generator_inputs(landmarks[start : start + batch_size])
-            images, points = (t.float().cpu().numpy() for t in (inputs.driving_landmark_images, inputs.driving_points))
-            yield from to_uint8(torch.from_numpy(self._onnx(images, points)))
-
-    def _runtime_generator(self) -> torch.nn.Module:
+    def runtime_generator(self) -> torch.nn.Module:
         """The generator with spectral norm folded into plain weights: same output, and no
         power iteration or weight division on every call (3x faster on a CPU)."""
         if getattr(self, "_frozen", None) is None:
             from torch.nn.utils import parametrize
-
-            from .models import build_generator
 
             # A freshly built copy, not a deepcopy: parametrized modules get a class made for them,
             # a deepcopy shares it, and removing the parametrization deletes `weight` from that
@@ -241,9 +168,6 @@ class Avatar:
     @classmethod
     def load(cls, path: str | Path) -> "Avatar":
         """An avatar file, on the CPU (`.to(device)` moves it)."""
-        from .checkpoint import config_from, read_safetensors
-        from .models import build_generator
-
         path = Path(path)
         if not path.is_file():
             raise ModelFileError(f"{path}: avatar file not found")

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .points import rescale_points
+from talkinghead.face.points import rescale_points
 
 
 @dataclass(frozen=True)

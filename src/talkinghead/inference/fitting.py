@@ -15,15 +15,19 @@ import functools
 import math
 from dataclasses import dataclass, replace
 from functools import partial
+from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
 
-from .avatar import Avatar
-from .drawing import draw_batch
-from .errors import UsageError
-from .images import to_tensor
-from .models import GeneratorInputs, Model
+from talkinghead.config import Config
+from talkinghead.errors import UsageError
+from talkinghead.face.drawing import draw_batch
+from talkinghead.inference.avatar import Avatar
+from talkinghead.media.images import to_tensor
+from talkinghead.model import Model
+from talkinghead.models import GeneratorInputs
 
 
 @dataclass(frozen=True)
@@ -76,12 +80,12 @@ def shot_inputs(frames: torch.Tensor, points: np.ndarray, drawn: torch.Tensor) -
     if T > 1:  # row i: every shot but i, [T, T - 1]
         others = others[~torch.eye(T, dtype=torch.bool)].view(T, T - 1)
     others = others.to(frames.device)
-    return GeneratorInputs(
+    return GeneratorInputs.of(
         driving_landmark_images=drawn,
+        driving_points=target_points,
         source_frames=frames[others],
         source_landmark_images=drawn[others],
         source_points=target_points[others],
-        driving_points=target_points,
     )
 
 
@@ -115,78 +119,125 @@ def fit_shots(
         psi = generator.adain_params(embedding)  # psi' initialised to P e-hat
     notes: list[str] = []
     if steps > 0:
-        discriminator = copy.deepcopy(model.discriminator).to(device)
-        inputs = shot_inputs(frames, landmarks, drawn)
-        psi, notes = _finetune(
-            config, generator, discriminator, psi, embedding, frames, drawn, inputs, options, steps,
-            progress=progress, callback=callback,
-        )  # fmt: skip
+        shots = ShotTensors(frames, drawn, shot_inputs(frames, landmarks, drawn))
+        person = Person(generator, copy.deepcopy(model.discriminator).to(device), psi, embedding)
+        notes = _finetune(config, person, shots, options, steps, progress=progress, callback=callback)
+        psi = person.psi
     box = np.array([0, 0, size], np.float32)
     return Avatar(config, generator.eval(), psi.detach(), crops, landmarks, crops[0], box, steps, notes)
 
 
+def fit_avatar(
+    inputs: Sequence[str | Path | np.ndarray],
+    *,
+    model: str | Path | Model | None = None,
+    shots: int = 8,
+    options: FitOptions = FitOptions(),
+    device: str | torch.device | None = None,
+    progress: bool = False,
+) -> Avatar:
+    """Portrait(s) (paths or `[H, W, 3] uint8` arrays) or T frames of videos -> an avatar: the face
+    cropper, then the few-shot stage. `model`: a loaded model, a model file, or None for the
+    bundled one."""
+    from talkinghead.checkpoint import load_model
+    from talkinghead.inference.cropper import FaceCropper
+
+    if not isinstance(model, Model):
+        model = load_model(model)
+    found = FaceCropper(model.resolution)(inputs, shots)
+    avatar = fit_shots(model, found.crops, found.landmarks, options, device=device, progress=progress)
+    avatar.portrait, avatar.portrait_box, avatar.notes = found.portrait, found.box, found.notes + avatar.notes
+    return avatar
+
+
+@dataclass
+class ShotTensors:
+    """The T shots as fine-tuning uses them: frames and landmark images `[T, 3, S, S]` in [-1, 1],
+    and the generator inputs that re-make each from the others (`shot_inputs`)."""
+
+    frames: torch.Tensor
+    drawn: torch.Tensor
+    inputs: GeneratorInputs
+
+
+@dataclass
+class Person:
+    """What fine-tuning moves: G (or only psi'), psi' `[1, P]`, D and the person's vector, which
+    starts at e-hat `[1, D]` (D adds w0, so w' = w0 + e-hat)."""
+
+    generator: torch.nn.Module
+    discriminator: torch.nn.Module
+    psi: torch.Tensor
+    embedding: torch.Tensor
+
+
 def _finetune(
-    config, generator, discriminator, psi, embedding, frames, drawn, inputs, options, steps, *, progress, callback
-):
-    """Paper §3.3: fine-tune G (with psi') and D (with w' = w0 + e-hat) on the T shots, in place;
-    with `psi_only`, psi' and D (G's weights stay as meta-learned)."""
+    config: Config, person: Person, shots: ShotTensors, options: FitOptions, steps: int, *, progress: bool, callback
+) -> list[str]:
+    """Paper §3.3: fine-tune G (with psi') and D (with w' = w0 + e-hat) on the T shots, in place
+    (`person.psi` becomes the tuned psi'); with `psi_only`, psi' and D (G's weights stay as
+    meta-learned). Returns notes on what the divergence guard did."""
     from tqdm import tqdm
 
-    from .gan import DivergenceGuard, ParameterModule, adversarial_step
-    from .losses import GeneratorLoss
+    from talkinghead.training.gan import DivergenceGuard, ParameterModule, StepInputs, adversarial_step
 
-    t = config.train
-    generator.train(), discriminator.train()
-    psi = torch.nn.Parameter(psi.clone())
-    # score_with adds w0, so this vector starts at e-hat and w' = w0 + e-hat.
-    person = torch.nn.Parameter(embedding.clone())
-    loss_fn = GeneratorLoss(replace(config.loss, embedding_match=0.0)).to(frames.device)
-    scale = t.finetune_lr_scale if options.lr_scale is None else options.lr_scale
-    psi_only = t.finetune_psi_only if options.psi_only is None else options.psi_only
-    generator.requires_grad_(not psi_only)
-    tuned = [psi] if psi_only else [*generator.parameters(), psi]
-    opt_g = torch.optim.Adam(tuned, lr=scale * t.lr_generator, betas=tuple(t.betas))
-    opt_d = torch.optim.Adam([*discriminator.parameters(), person], lr=scale * t.lr_discriminator, betas=tuple(t.betas))
-    # With decay, step s (from 1) runs at (steps - s + 1) / steps of the full rates: the last
-    # step is small, not 0.
-    decay = t.finetune_lr_decay if options.lr_decay is None else options.lr_decay
-    schedule = (lambda done: 1 - done / steps) if decay else (lambda done: 1.0)
-    schedules = [torch.optim.lr_scheduler.LambdaLR(opt, schedule) for opt in (opt_g, opt_d)]
+    generator, frames = person.generator, shots.frames
+    person.psi = psi = torch.nn.Parameter(person.psi.clone())
+    vector = torch.nn.Parameter(person.embedding.clone())
+    adversary, schedules = _adversary(config, person, vector, options, steps)
     # The shots never change: their content-network features are computed once, not every step.
-    content = loss_fn.content.real_features(frames) if loss_fn.content is not None else None
+    content = adversary.loss_fn.content.real_features(frames) if adversary.loss_fn.content is not None else None
     rng = torch.Generator().manual_seed(options.seed)
-    count = len(frames)
+    free = ParameterModule(psi=psi, person=vector)
+    watched = {"generator": generator, "discriminator": person.discriminator, "free": free}
+    guard = (
+        DivergenceGuard(watched, [adversary.opt_g, adversary.opt_d], schedulers=schedules) if options.guard else None
+    )
     # leave=None: the bar stays when it is the only one (fit, animate) and goes when it is nested
     # under another (evaluate's per-clip bar).
-    watched = {"generator": generator, "discriminator": discriminator, "free": ParameterModule(psi=psi, person=person)}
-    guard = DivergenceGuard(watched, [opt_g, opt_d], schedulers=schedules) if options.guard else None
     for step in tqdm(range(1, steps + 1), unit="step", desc="fine-tuning", leave=None, disable=not progress):
-        index = torch.randperm(count, generator=rng)[: min(options.batch_size, count)].to(frames.device)
-        vector = person.expand(len(index), -1)
-        conditioning = torch.cat([drawn[index]] * 2), torch.cat([vector, vector])
-        real_content = None if content is None else {k: [m[index] for m in maps] for k, maps in content.items()}
-        out = adversarial_step(
-            generate=partial(_generate, generator, inputs.select(index), psi),
-            real=frames[index],
-            discriminator=discriminator,
-            score_frozen=partial(_score, discriminator, conditioning),
-            score=partial(_score, discriminator, conditioning),
-            loss_fn=loss_fn,
-            opt_g=opt_g,
-            opt_d=opt_d,
-            discriminator_steps=t.discriminator_steps,
-            loss_inputs=lambda _, content=real_content: {"real_content": content},
-            device=frames.device,
-            amp=t.amp,
-        )
+        index = torch.randperm(len(frames), generator=rng)[: min(options.batch_size, len(frames))].to(frames.device)
+        inputs = shots.inputs.select(index)
+        real = StepInputs(
+            frames[index], shots.drawn[index], person=vector.expand(len(index), -1),
+            real_content=None if content is None else {k: [m[index] for m in maps] for k, maps in content.items()},
+        )  # fmt: skip
+        out = adversarial_step(partial(_generate, generator, inputs, psi), real, adversary)
         if guard is not None:
             guard(step, out)
         for s in schedules:
             s.step()
         if callback is not None:
             callback(step, generator, psi)
-    if guard is None:
-        return psi, []
+    return [] if guard is None else _settle(guard, config, person, shots, steps)
+
+
+def _adversary(config: Config, person: Person, vector: torch.nn.Parameter, options: FitOptions, steps: int):
+    """Fine-tuning's losses (meta-learning's less the embedding match and, as it always was, the
+    synthesis term), optimizers at the model's rates times `lr_scale`, and their schedules."""
+    from talkinghead.training.gan import Adversary
+    from talkinghead.training.losses import GeneratorLoss
+
+    t, generator, discriminator = config.train, person.generator, person.discriminator
+    generator.train(), discriminator.train()
+    loss_fn = GeneratorLoss(replace(config.loss, embedding_match=0.0, synthesis=0.0)).to(person.psi.device)
+    scale = t.finetune_lr_scale if options.lr_scale is None else options.lr_scale
+    psi_only = t.finetune_psi_only if options.psi_only is None else options.psi_only
+    generator.requires_grad_(not psi_only)
+    tuned = [person.psi] if psi_only else [*generator.parameters(), person.psi]
+    opt_g = torch.optim.Adam(tuned, lr=scale * t.lr_generator, betas=tuple(t.betas))
+    opt_d = torch.optim.Adam([*discriminator.parameters(), vector], lr=scale * t.lr_discriminator, betas=tuple(t.betas))
+    # With decay, step s (from 1) runs at (steps - s + 1) / steps of the full rates: the last
+    # step is small, not 0.
+    decay = t.finetune_lr_decay if options.lr_decay is None else options.lr_decay
+    schedule = (lambda done: 1 - done / steps) if decay else (lambda done: 1.0)
+    schedules = [torch.optim.lr_scheduler.LambdaLR(opt, schedule) for opt in (opt_g, opt_d)]
+    adversary = Adversary(discriminator, loss_fn, opt_g, opt_d, discriminator_steps=t.discriminator_steps, amp=t.amp)
+    return adversary, schedules
+
+
+def _settle(guard, config: Config, person: Person, shots: ShotTensors, steps: int) -> list[str]:
+    """The guard's notes, after it compared the final state with the good and the starting ones."""
     notes = []
     if guard.restored:
         first, times = guard.restored[0][0], len(guard.restored)
@@ -194,11 +245,13 @@ def _finetune(
             f"fine-tuning diverged {times} time(s), first at step {first}; each time it went back to its "
             "last good state (and on at half the rates)"
         )
-    held_out, mirrored = mirrored_shots(frames, inputs.driving_points, drawn, config.model.landmark_thickness)
-    settled = guard.settle(steps, partial(_errors, generator, psi, inputs, frames, held_out, mirrored, _lpips()))
+    points = shots.inputs.driving_points
+    held_out, mirrored = mirrored_shots(shots.frames, points, shots.drawn, config.model.landmark_thickness)
+    errors = partial(_errors, person.generator, person.psi, shots.inputs, shots.frames, held_out, mirrored, _lpips())
+    settled = guard.settle(steps, errors)
     if settled:
         notes.append(f"after fine-tuning, {settled}")
-    return psi, notes
+    return notes
 
 
 def mirrored_shots(
@@ -208,17 +261,17 @@ def mirrored_shots(
     generator inputs that make the T mirrored shots from the T shots as they are, and the
     mirrored frames. `frames`, `drawn`: `[T, 3, S, S]` shots and their landmark images; `points`:
     `[T, 68, 2]` pixels; `thickness`: the model's landmark line width (None: drawing's default)."""
-    from .data.augment import mirror_landmarks
+    from talkinghead.data.augment import mirror_landmarks
 
-    T, size = len(frames), frames.shape[-1]
+    size = frames.shape[-1]
     flipped = mirror_landmarks(points, size)
     flipped_drawn = to_tensor(draw_batch(flipped.cpu().numpy(), size, thickness=thickness or None))
-    inputs = GeneratorInputs(
+    inputs = GeneratorInputs.of(
         driving_landmark_images=flipped_drawn.to(frames.device, frames.dtype),
-        source_frames=frames[None].expand(T, -1, -1, -1, -1),
-        source_landmark_images=drawn[None].expand(T, -1, -1, -1, -1),
-        source_points=points[None].expand(T, -1, -1, -1),
         driving_points=flipped,
+        source_frames=frames,
+        source_landmark_images=drawn,
+        source_points=points,
     )
     return inputs, frames.flip(-1)
 
@@ -241,11 +294,11 @@ def _errors(
     between calls."""
     training, lpips = generator.training, lpips.to(frames.device)
     generator.eval()
-    remade = generator(inputs, psi.expand(len(inputs), -1)).float()
+    remade = generator(inputs, psi.expand(len(inputs), -1)).frame.float()
     distances = []
     for start in range(0, len(held_out), chunk):
         part = held_out.select(slice(start, start + chunk))
-        moved = generator(part, psi.expand(len(part), -1)).float()
+        moved = generator(part, psi.expand(len(part), -1)).frame.float()
         distances.append(lpips(mirrored[start : start + chunk], moved))
     generator.train(training)
     return {
@@ -254,41 +307,16 @@ def _errors(
     }
 
 
+def _generate(generator: torch.nn.Module, inputs: GeneratorInputs, psi: torch.Tensor):
+    from talkinghead.training.gan import Generated
+
+    return Generated(generator(inputs, psi.expand(len(inputs), -1)))
+
+
 @functools.cache
 def _lpips():
     """LPIPS (VGG16), loaded once a process, for the guard's `_errors` (on the CPU; `_errors`
     moves it to the frames' device)."""
-    from .metrics import LPIPS
+    from talkinghead.features.lpips import LPIPS
 
     return LPIPS()
-
-
-def _score(discriminator, conditioning, frames: torch.Tensor):
-    """D on `cat([real, fake])` against the shots' landmark images and the person's vector w'."""
-    return discriminator.score_with(frames, *conditioning)
-
-
-def _generate(generator, inputs: GeneratorInputs, psi: torch.Tensor) -> tuple[torch.Tensor, None]:
-    return generator(inputs, psi.expand(len(inputs), -1)), None
-
-
-def main(args) -> int:
-    """`talkinghead fit` (arguments parsed by cli.py)."""
-    import sys
-
-    from .avatar import model_option
-    from .checkpoint import load_model
-    from .errors import check_input_file, check_output_file
-
-    out = check_output_file(args.out, (".avatar",))
-    for item in args.inputs:
-        check_input_file(item, "image or video")
-    model = load_model(model_option(args.model))
-    options = FitOptions(steps=args.steps, epochs=args.epochs)
-    avatar = Avatar.fit(args.inputs, model=model, shots=args.shots, options=options, progress=not args.quiet)
-    avatar.save(out)
-    for note in avatar.notes:
-        print(f"note: {note}", file=sys.stderr)
-    kind = "feed-forward" if avatar.steps == 0 else f"fine-tuned for {avatar.steps} steps"
-    print(f"wrote {out}: {kind} avatar from {len(avatar.shots)} shot(s) at {avatar.size} px")
-    return 0

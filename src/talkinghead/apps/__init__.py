@@ -1,0 +1,1 @@
+"""Applications over the stages: the Gradio demo and the live page."""

@@ -1,0 +1,55 @@
+"""The meta-learned model: a config and the three networks built from it (paper §3.1).
+
+`checkpoint.load_model` reads one from a model file or a training checkpoint; `build_model` makes
+fresh networks for training.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import nn
+
+from talkinghead.config import Config, ModelConfig
+from talkinghead.models import Discriminator, Embedder, generator_entry
+
+
+def _shared(config: ModelConfig) -> dict:
+    """The settings every network of a model shares."""
+    return dict(
+        resolution=config.resolution,
+        base_channels=config.base_channels,
+        max_channels=config.max_channels,
+        embedding_dim=config.embedding_dim,
+        attention_resolutions=config.attention_resolutions,
+    )
+
+
+def build_generator(config: ModelConfig) -> nn.Module:
+    """The registered generator `config.generator` with its section of the config."""
+    return generator_entry(config.generator).build(_shared(config), config.settings)
+
+
+@dataclass
+class Model:
+    """A meta-learned model: its config and the three networks (`checkpoint.load_model` makes one)."""
+
+    config: Config
+    embedder: Embedder
+    generator: nn.Module
+    discriminator: Discriminator
+
+    @property
+    def resolution(self) -> int:
+        return self.config.model.resolution
+
+    def networks(self) -> tuple[nn.Module, nn.Module, nn.Module]:
+        return self.embedder, self.generator, self.discriminator
+
+
+def build_model(config: Config, num_videos: int) -> Model:
+    """Fresh networks for a config; D gets one row of W per training video."""
+    shared = _shared(config.model)
+    return Model(
+        config, Embedder(**shared), build_generator(config.model), Discriminator(**shared, num_videos=num_videos)
+    )
