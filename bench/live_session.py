@@ -42,11 +42,14 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def live_server(avatar: Path, runtime: str = "torch", threads: int = 1, source: Path | None = None) -> Iterator[str]:
+def live_server(
+    avatar: Path, runtime: str = "torch", threads: int = 1, source: Path | None = None, size: int = 256
+) -> Iterator[str]:
     """`talkinghead live` in its own process on a free loopback port; yields its URL."""
     port = _free_port()
     env = {**os.environ, "PYTHONPATH": SRC, "OMP_NUM_THREADS": str(threads)}
     command = [sys.executable, "-m", "talkinghead", "live", "--avatar", str(avatar), "--runtime", runtime]
+    command += ["--size", str(size)]
     command += ["--source", str(source)] if source else []
     process = subprocess.Popen(
         [*command, "--port", str(port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True

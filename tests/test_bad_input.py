@@ -72,6 +72,11 @@ CASES = [
     ("train --data {data} --config tiny --out {ws}/run --set train.batch_size=64", 2, ["too few"]),
     # -- fit ------------------------------------------------------------------------------------
     ("fit {ws}/missing.png --out {ws}/a.avatar", 2, ["missing.png", "not found"]),
+    ("fit {ws}/face.png --out {ws}/a.avatar --size 8", 2, ["--size", "16..2048"]),
+    ("animate --source {ws}/face.png --out {ws}/o.mp4 --size 4096", 2, ["--size", "16..2048"]),
+    ("evaluate --data {data} --out {ws}/ev --size 64", 2, ["--size 64", "holds 32 px crops"]),
+    ("evaluate --data {data} --out {ws}/ev --size -1", 2, ["--size", "0..2048"]),
+    ("live --avatar {avatar} --size big", 2, ["--size", "must be an integer"]),
     ("fit {ws}/notes.txt --out {ws}/a.avatar", 1, ["notes.txt", "not an image"]),
     ("fit {ws}/fake.png --out {ws}/a.avatar", 1, ["fake.png", "not an image"]),
     ("fit {ws}/empty.png --out {ws}/a.avatar", 2, ["empty.png", "empty file"]),

@@ -145,6 +145,7 @@ def _request(client, portrait: Path | None, driving: Path | None, layout: str = 
         "relative",
         0,
         layout,
+        512,
         api_name="/animate",
     )
 

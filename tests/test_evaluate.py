@@ -75,6 +75,7 @@ def test_tiny_evaluation_end_to_end_and_resume(tiny_model, tiny_data, tmp_path, 
         "csim.png",
         "landmark_nme.png",
         "faces.png",
+        "sharpness.png",
     }
     record = tmp_path / "eval" / "clips" / "00000.json"
     stamp = record.stat().st_mtime_ns
@@ -109,3 +110,33 @@ def test_the_table_says_where_fine_tunings_guard_stepped_in(tiny_model, tiny_dat
     assert len(notes) == 1 and "diverged 2 time(s)" in notes[0]
     table = (tmp_path / "eval" / "table.md").read_text()
     assert "guard went back to an earlier state" in table and "meta-learned, fine-tuned, T = 1: 1" in table
+
+
+@pytest.mark.slow
+def test_scoring_at_twice_the_models_size(carphone, tmp_path):
+    """`--size`: every method at 64 px from a 64 px data set, a tiny warp model at its 32 px. Moving
+    the shots' own pixels at 64 keeps more of the real frames' detail than the model's 32 px frame
+    enlarged."""
+    import torch
+
+    from talkinghead.checkpoint import save_model
+    from talkinghead.config import load_config
+    from talkinghead.data.prepare import PrepareOptions, prepare
+    from talkinghead.evaluation.evaluate import EvalOptions, evaluate
+    from talkinghead.model import build_model
+
+    torch.manual_seed(0)
+    config = load_config("tiny", ["model.generator=warp", "model.dense_motion=false", "model.blend_bias=4"])
+    tiny_model = save_model(tmp_path / "warp.safetensors", build_model(config, num_videos=1), half=False)
+
+    data = tmp_path / "data64"
+    prepare([carphone], data, PrepareOptions(crop_size=64), workers=1, progress=False)
+    options = EvalOptions(shots=(2,), methods=("ff", "warp", "ff_upscaled"), targets=4, size=64)
+    summary = evaluate(tiny_model, data, tmp_path / "eval", options, progress=False)
+    methods = summary["methods"]
+    assert summary["size"] == 64
+    assert methods["ff"]["2"]["sharpness"] > methods["ff_upscaled"]["2"]["sharpness"] + 0.1
+    assert 0 < methods["warp"]["2"]["sharpness"]
+    assert "64 px" in (tmp_path / "eval" / "table.md").read_text()
+    with pytest.raises(ValueError, match="--size 128: .* holds 64 px crops"):
+        evaluate(tiny_model, data, tmp_path / "eval128", EvalOptions(shots=(2,), size=128), progress=False)

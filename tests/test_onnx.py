@@ -110,3 +110,18 @@ def test_export_from_a_model_and_images(tiny_model, portrait, tmp_path, capsys):
     assert capsys.readouterr().err.strip() == (
         "talkinghead export: --images: only with --onnx (a model file and images of one person -> an ONNX graph)"
     )
+
+
+def test_onnx_frames_at_the_output_size_match_pytorch(warp_model, portrait, tmp_path):
+    """The graph runs at the model's size and gives its flow, fusion weights, blend mask and
+    synthesised frame; the move is repeated at the avatar's output size beside it, as in PyTorch."""
+    avatar = fit_avatar([portrait], model=warp_model, size=96)
+    assert avatar.output_size == 96 > avatar.size
+    images, points = sample_inputs(avatar)
+    report = export_onnx(avatar, tmp_path / "avatar.onnx")
+    outputs = OnnxFramePath(report["path"]).outputs(images, points)
+    assert {"frame", "flow", "fusion_weights", "blend_mask", "synthesised"} <= set(outputs)
+    torch_frames = np.stack(list(avatar.generate(points)))
+    onnx_frames = np.stack(list(OnnxAvatar(avatar, report["path"]).generate(points)))
+    assert torch_frames.shape == onnx_frames.shape == (len(points), 96, 96, 3)
+    assert np.abs(torch_frames.astype(int) - onnx_frames).max() <= 2

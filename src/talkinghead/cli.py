@@ -162,6 +162,7 @@ def _add_fit(commands) -> None:
         "--shots", type=_number(int, 1, 1000), default=8, help="frames taken from videos, T, 1..1000 (default: 8)"
     )
     _add_finetuning(p, "fine-tuning steps, 0..100000; 0 = feed-forward (default: 0)")
+    _add_size(p, "side of the frames the avatar makes, in pixels")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(stage="talkinghead.stages:fit")
 
@@ -174,6 +175,16 @@ def _add_finetuning(p, steps_help: str) -> None:
         type=_non_negative(float, 10_000),
         default=0,
         help="instead of --steps: passes over the T shots (epochs x T / 2 steps; epochs steps for one shot), 0..10000",
+    )
+
+
+def _add_size(p, what: str, default: int = 512) -> None:
+    p.add_argument(
+        "--size",
+        type=_number(int, 16, 2048),
+        default=default,
+        help=f"{what}: the motion is computed at the model's size and the portrait's own pixels are moved at "
+        f"this one (at most what the portrait's face holds), 16..2048 (default: {default})",
     )
 
 
@@ -227,6 +238,7 @@ def _add_animate(commands) -> None:
         default="crop",
         help="crop; side = driver | landmarks | result; paste = into the portrait (default: crop)",
     )
+    _add_size(p, "side of the face in the output, in pixels (paste: in the portrait's own pixels)")
     _add_runtime(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(stage="talkinghead.stages:animate")
@@ -279,6 +291,7 @@ def _add_export(commands) -> None:
         help="with --onnx and a model file: make the feed-forward avatar from these images (or up to 8 "
         "frames of these videos) of one person and export that, without an avatar file",
     )
+    _add_size(p, "with --onnx: side of the frames the exported avatar makes (the graph runs at the model's size)")
     p.set_defaults(stage="talkinghead.stages:export")
 
 
@@ -303,10 +316,10 @@ def _add_evaluate(commands) -> None:
         "--methods",
         nargs="+",
         default=["ff", "ft", "static", "nearest", "warp", "scratch"],
-        choices=["ff", "ft", "static", "nearest", "warp", "scratch"],
+        choices=["ff", "ft", "static", "nearest", "warp", "scratch", "ff_upscaled"],
         help="ff, ft: the model feed-forward and fine-tuned; baselines: static source, nearest shot, "
-        "warp (the nearest shot warped to the target's landmarks), scratch (trained on the shots only); "
-        "default: all",
+        "warp (the nearest shot warped to the target's landmarks), scratch (trained on the shots only), "
+        "ff_upscaled (with --size: the model's frame at its own size, enlarged); default: all but ff_upscaled",
     )
     p.add_argument(
         "--targets", type=_number(int, 1, 10_000), default=32, help="target frames per clip, 1..10000 (default: 32)"
@@ -329,6 +342,14 @@ def _add_evaluate(commands) -> None:
     )
     p.add_argument(
         "--max-clips", type=_non_negative(int), default=0, help="at most this many clips, >= 0 (default: 0 = all)"
+    )
+    p.add_argument(
+        "--size",
+        type=_number(int, 0, 2048),
+        default=0,
+        help="score every method at this many pixels, from a data set prepared at this size or more: the model "
+        "computes the motion at its own size and moves the shots' pixels at this one, 0..2048 "
+        "(default: 0 = the model's size)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(stage="talkinghead.stages:evaluate")
@@ -370,6 +391,7 @@ def _add_live(commands) -> None:
         help="drive from this video file (looping) or a camera on this machine (an index such as 0, "
         "or /dev/video0) instead of the browser's camera",
     )
+    _add_size(p, "side of the frames on the page", default=256)
     _add_runtime(p)
     _add_server(p, port=7861)
     p.set_defaults(stage="talkinghead.apps.live:serve")

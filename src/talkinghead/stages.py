@@ -30,6 +30,8 @@ from talkinghead.inference.avatar import Avatar
 from talkinghead.inference.fitting import FitOptions, fit_avatar
 from talkinghead.model import Model
 
+OUTPUT_SIZE = 512  # the frames' side by default: the motion at the model's size, the pixels moved at this
+
 
 @dataclass
 class Report:
@@ -57,17 +59,20 @@ def make_avatar(
     shots: int = 8,
     steps: int = 0,
     epochs: float = 0,
+    size: int | None = OUTPUT_SIZE,
     progress: bool = False,
     option: str | None = "--source",
 ) -> Avatar:
     """The one way to an avatar: an avatar file, or portrait(s) or videos of one person (paths or
     `[H, W, 3] uint8` arrays) fitted with `model` (a loaded model, a file, or None for the bundled
-    one) over `steps` (or `epochs`) of fine-tuning. Files are checked first; `option` names them
-    in errors."""
+    one) over `steps` (or `epochs`) of fine-tuning. `size`: the frames' side (the shots are kept
+    at it, at most what the portrait holds; an avatar file renders at most at its own). Files are
+    checked first; `option` names them in errors."""
     if avatar is not None:
         if source or model is not None or steps or epochs:
             raise UsageError("--model, --steps and --epochs apply to --source only (an avatar is already fitted)")
-        return Avatar.load(check_input_file(avatar, "avatar file", option="--avatar"))
+        loaded = Avatar.load(check_input_file(avatar, "avatar file", option="--avatar"))
+        return loaded.at_size(size) if size else loaded
     if not source:
         raise UsageError(f"{option or 'inputs'}: give at least one image")
     for item in source:
@@ -78,7 +83,7 @@ def make_avatar(
 
         model = load_model(model_file(model))
     options = FitOptions(steps=steps, epochs=epochs)
-    return fit_avatar(source, model=model, shots=shots, options=options, progress=progress)
+    return fit_avatar(source, model=model, shots=shots, options=options, size=size, progress=progress)
 
 
 def prepare(
@@ -156,15 +161,19 @@ def fit(
     shots: int = 8,
     steps: int = 0,
     epochs: float = 0,
+    size: int = OUTPUT_SIZE,
     progress: bool = True,
 ) -> Report:
     """Images of one person (or videos to take T frames from) -> an avatar file."""
     out = check_output_file(out, (".avatar",))
-    avatar = make_avatar(source=inputs, model=model, shots=shots, steps=steps, epochs=epochs, progress=progress,
-                         option=None)  # fmt: skip
+    avatar = make_avatar(source=inputs, model=model, shots=shots, steps=steps, epochs=epochs, size=size,
+                         progress=progress, option=None)  # fmt: skip
     avatar.save(out)
     kind = "feed-forward" if avatar.steps == 0 else f"fine-tuned for {avatar.steps} steps"
-    message = f"wrote {out}: {kind} avatar from {len(avatar.shots)} shot(s) at {avatar.size} px"
+    message = (
+        f"wrote {out}: {kind} avatar from {len(avatar.shots)} shot(s) at {avatar.size} px, "
+        f"rendering at {avatar.output_size} px"
+    )
     return Report(message, notes=list(avatar.notes))
 
 
@@ -189,6 +198,7 @@ def animate(
     smooth: float = 1.0,
     layout: str = "crop",
     runtime: str = "torch",
+    size: int = OUTPUT_SIZE,
     progress: bool = True,
 ) -> Animation:
     """Make a portrait talk: an H.264 mp4 at the driver's frame rate, with its audio. `source`
@@ -205,9 +215,9 @@ def animate(
         raise UsageError("--model, --steps and --epochs apply to --source only (an avatar is already fitted)")
     driving = Path(driving) if driving else default_motion_path()
     check_input_file(driving, "driving video or motion template", option="--driving")
-    fitted = avatar if isinstance(avatar, Avatar) else None
+    fitted = avatar.at_size(size) if isinstance(avatar, Avatar) else None
     if fitted is None and avatar is not None:
-        fitted = make_avatar(avatar=avatar)
+        fitted = make_avatar(avatar=avatar, size=size)
     elif source is not None:
         for item in source:
             if not isinstance(item, np.ndarray):
@@ -218,7 +228,7 @@ def animate(
             model = load_model(model_file(model))
     motion = load_driving(driving, progress=progress)
     if fitted is None:
-        fitted = make_avatar(source=source, model=model, steps=steps, epochs=epochs, progress=progress)
+        fitted = make_avatar(source=source, model=model, steps=steps, epochs=epochs, size=size, progress=progress)
     done = animate_file(
         fitted, driving, out, layout=layout, mode=mode, reference=reference, smooth=smooth, progress=progress,
         motion=motion, runtime=runtime,
@@ -264,6 +274,7 @@ def export(
     onnx: bool = False,
     portable: bool = False,
     images: Sequence[str | Path] | None = None,
+    size: int = OUTPUT_SIZE,
 ) -> Report:
     """A training checkpoint -> a compact model file; with `onnx`, an avatar (or a model file and
     `images` of one person, fitted feed-forward here) -> its per-frame path as an ONNX graph."""
@@ -272,7 +283,7 @@ def export(
     if portable and not onnx:
         raise UsageError("--portable: only with --onnx")
     if onnx:
-        return _export_onnx(checkpoint, out, portable=portable, images=images)
+        return _export_onnx(checkpoint, out, portable=portable, images=images, size=size)
     from talkinghead.checkpoint import export_model
 
     check_input_file(checkpoint, "training checkpoint")
@@ -281,16 +292,18 @@ def export(
     return Report(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MB)")
 
 
-def _export_onnx(source: str | Path, out: str | Path, *, portable: bool, images: Sequence[str | Path] | None) -> Report:
+def _export_onnx(
+    source: str | Path, out: str | Path, *, portable: bool, images: Sequence[str | Path] | None, size: int
+) -> Report:
     from talkinghead.inference.onnx import export_onnx, require_onnxruntime
 
     check_output_file(out, (".onnx",))
     require_onnxruntime()
     if images:
         model = check_input_file(source, "model file")
-        avatar = make_avatar(source=images, model=model, option="--images")
+        avatar = make_avatar(source=images, model=model, size=size, option="--images")
     else:
-        avatar = make_avatar(avatar=check_input_file(source, "avatar file"))
+        avatar = make_avatar(avatar=check_input_file(source, "avatar file"), size=size)
     report = export_onnx(avatar, out, portable=portable)
     kind = f"{report['contrib_ops']} onnxruntime contrib op(s)" if report["contrib_ops"] else "standard ops only"
     return Report(
@@ -312,9 +325,11 @@ def evaluate(
     identities: Sequence[str] | None = None,
     cross: Sequence[str] | None = None,
     max_clips: int = 0,
+    size: int = 0,
     progress: bool = True,
 ) -> Report:
-    """The paper's few-shot self-reenactment evaluation on a held-out data set; the table."""
+    """The paper's few-shot self-reenactment evaluation on a held-out data set; the table.
+    `size`: score every method at this many pixels (0: the model's resolution)."""
     from talkinghead.evaluation.evaluate import EvalOptions
     from talkinghead.evaluation.evaluate import evaluate as run
 
@@ -322,7 +337,7 @@ def evaluate(
     out = check_output_folder(out)
     options = EvalOptions(
         shots=tuple(shots), methods=tuple(methods), targets=targets, steps=steps, epochs=epochs or 0,
-        cross=tuple(cross or ()), max_clips=max_clips, identities=tuple(identities or ()),
+        cross=tuple(cross or ()), max_clips=max_clips, identities=tuple(identities or ()), size=size,
     )  # fmt: skip
     run(model_file(model), data, out, options, progress=progress)
     return Report((out / "table.md").read_text())

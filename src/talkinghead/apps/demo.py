@@ -62,7 +62,7 @@ class Demo:
             Image.fromarray(data.astronaut()).save(path)
         return path
 
-    def run(self, portraits, example, driving_video, motion_choice, mode, steps, layout, progress=None):
+    def run(self, portraits, example, driving_video, motion_choice, mode, steps, layout, size=512, progress=None):
         """Handler: returns (video path, landmark overlay). Raises `gr.Error` with one line."""
         import gradio as gr
 
@@ -93,7 +93,7 @@ class Demo:
         try:
             if progress is not None:
                 progress(0.05, desc="fitting the avatar")
-            avatar = make_avatar(source=images, model=self.model, steps=int(steps), progress=True)
+            avatar = make_avatar(source=images, model=self.model, steps=int(steps), size=int(size), progress=True)
             if progress is not None:
                 progress(0.4, desc="animating")
             out = work / "talking.mp4"
@@ -127,13 +127,14 @@ class Demo:
                     mode = gr.Radio(["auto", "relative", "absolute"], value="auto", label="Retargeting")
                     steps = gr.Slider(0, 200, value=0, step=10, label="Fine-tuning steps (0 = feed-forward)")
                     layout = gr.Radio(["crop", "side", "paste"], value="paste", label="Layout")
+                    size = gr.Radio([256, 512], value=512, label="Face size in the video (px, at most the portrait's)")
                     button = gr.Button("Animate", variant="primary", elem_id="animate")
                 with gr.Column():
                     video = gr.Video(label="Result", elem_id="result", autoplay=True)
                     found = gr.Image(label="Landmarks found in the portrait", elem_id="landmarks")
             button.click(
                 lambda *a, progress=gr.Progress(track_tqdm=True): self.run(*a, progress=progress),
-                inputs=[portraits, example, driving, motion, mode, steps, layout],
+                inputs=[portraits, example, driving, motion, mode, steps, layout, size],
                 outputs=[video, found],
                 api_name="animate",
             )

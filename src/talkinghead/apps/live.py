@@ -251,15 +251,22 @@ async def _push_from_video(ws, session: LiveSession, source, generating) -> None
 
 
 def serve(
-    *, avatar: str | Path, source: str | None = None, runtime: str = "torch", host: str = "127.0.0.1", port: int = 7861
+    *,
+    avatar: str | Path,
+    source: str | None = None,
+    runtime: str = "torch",
+    size: int = 256,
+    host: str = "127.0.0.1",
+    port: int = 7861,
 ) -> None:
     """`talkinghead live`: the page on host:port until stopped. `source`: a video file or a camera
-    on this machine (an index such as 0, or /dev/video0) instead of the browser's camera."""
+    on this machine (an index such as 0, or /dev/video0) instead of the browser's camera; `size`:
+    the frames' side (at most the avatar's own)."""
     from talkinghead.errors import UsageError, check_input_file
     from talkinghead.media.video import MediaError, VideoReader, is_image_path
     from talkinghead.stages import make_avatar
 
-    fitted = make_avatar(avatar=avatar)
+    fitted = make_avatar(avatar=avatar, size=size)
     driver: "Path | Camera | None" = None
     if source and is_device(source):
         driver = Camera(source)

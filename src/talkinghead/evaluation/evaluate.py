@@ -42,21 +42,22 @@ from talkinghead.io import atomic_path, write_json
 if TYPE_CHECKING:
     from talkinghead.inference.fitting import FitOptions
 
-METHODS = ("ff", "ft", "static", "nearest", "warp", "scratch")
-METRICS = ("ssim", "psnr", "lpips", "csim", "landmark_nme", "faces")
+METHODS = ("ff", "ft", "static", "nearest", "warp", "scratch", "ff_upscaled")
+METRICS = ("ssim", "psnr", "lpips", "csim", "landmark_nme", "faces", "sharpness")
 
 
 @dataclass(frozen=True)
 class EvalOptions:
     shots: tuple[int, ...] = (1, 8, 32)
     cross: tuple[str, ...] = ()  # portraits for the cross-identity mode
-    methods: tuple[str, ...] = METHODS
+    methods: tuple[str, ...] = METHODS[:6]  # all but ff_upscaled, which only means something with `size`
     targets: int = 32
     steps: int = 100  # fine-tuning steps for `ft` and training steps for `scratch`
     epochs: float = 0  # when > 0, instead of `steps`: passes over the T shots (fitting.finetune_steps)
     max_clips: int = 0  # 0: all
     identities: tuple[str, ...] = ()
     seed: int = 0
+    size: int = 0  # the frames' side that every method is scored at; 0: the model's resolution
 
 
 def split_clip(num_frames: int, shots: int, targets: int) -> tuple[np.ndarray, np.ndarray] | None:
@@ -118,7 +119,8 @@ class Evaluator:
 
         self.model_path, self.options, self.progress = Path(model), options, progress
         self.model = load_model(self.model_path)
-        self.size = self.model.resolution
+        self.resolution = self.model.resolution  # R: what the networks see
+        self.size = options.size or self.resolution  # what every method is scored at
         self.lpips, self.csim, self.fid = LPIPS(), CSIM(), FID()
 
     def _scratch_model(self, seed: int):
@@ -132,7 +134,7 @@ class Evaluator:
         from talkinghead.inference.fitting import FitOptions
 
         o = self.options
-        if method not in ("ft", "scratch"):
+        if method not in ("ft", "scratch"):  # ff, ff_upscaled
             return FitOptions(seed=o.seed)
         return FitOptions(steps=0 if o.epochs else o.steps, epochs=o.epochs, seed=o.seed)
 
@@ -143,9 +145,13 @@ class Evaluator:
     def generate(
         self, method: str, shots: np.ndarray, shot_lm: np.ndarray, target_lm: np.ndarray
     ) -> tuple[np.ndarray, list[str]]:
-        """`[targets, S, S, 3] uint8` frames made by one method, and the fitting's notes (what the
-        divergence guard did)."""
+        """`[targets, S, S, 3] uint8` frames made by one method at the scoring size S (shots and
+        landmarks given at S), and the fitting's notes (what the divergence guard did). The model
+        sees its shots at its resolution R; at S > R it moves the shots' pixels at S (render.py),
+        and `ff_upscaled` is its frame at R enlarged."""
         from talkinghead.inference.fitting import fit_shots
+        from talkinghead.inference.render import upscale
+        from talkinghead.media.images import to_tensor, to_uint8
 
         if method == "static":
             return np.repeat(shots[:1], len(target_lm), axis=0), []
@@ -155,8 +161,15 @@ class Evaluator:
             nearest = _nearest_shots(shot_lm, target_lm)
             return warp_to(shots[nearest], shot_lm[nearest].astype(np.float32), target_lm.astype(np.float32)), []
         model = self._scratch_model(self.options.seed) if method == "scratch" else self.model
-        avatar = fit_shots(model, shots, shot_lm, self.fit_options(method), progress=self.progress)
-        return np.stack(list(avatar.generate(target_lm))), avatar.notes
+        R, S = self.resolution, self.size
+        small, small_lm = _resized(shots, R), rescale_points(shot_lm, S, R).astype(np.float32)
+        avatar = fit_shots(model, small, small_lm, self.fit_options(method), progress=self.progress)
+        driving = rescale_points(target_lm, S, R).astype(np.float32)
+        if method == "ff_upscaled":
+            frames = np.stack(list(avatar.generate(driving)))
+            return to_uint8(upscale(to_tensor(frames), S)) if S != R else frames, avatar.notes
+        avatar.detail = shots if S > R else None
+        return np.stack(list(avatar.generate(driving))), avatar.notes
 
     def clip(self, data, clip: int) -> tuple[dict, dict[str, dict[str, np.ndarray]], np.ndarray | None]:
         """Mean metrics `[method][T]`; Inception features `[method or "real"][T]`; the comparison image."""
@@ -177,7 +190,7 @@ class Evaluator:
             row = [shots[: min(T, 4)].transpose(1, 0, 2, 3).reshape(self.size, -1, 3), targets[0]]
             for method in self.options.methods:
                 fake_frames, notes = self.generate(method, shots, shot_lm, target_lm)
-                values = self.frame_metrics(fake_frames, target_lm, identities, real=real)
+                values = self.frame_metrics(fake_frames, target_lm, identities, real=real, real_frames=targets)
                 result["methods"].setdefault(method, {})[str(T)] = {k: _mean(v) for k, v in values.items()} | {
                     "targets": len(targets),
                     "steps": self.steps(method, T),
@@ -191,13 +204,20 @@ class Evaluator:
         return result, features, image
 
     def frame_metrics(
-        self, frames: np.ndarray, landmarks: np.ndarray, identities: list, *, real: torch.Tensor | None = None
+        self,
+        frames: np.ndarray,
+        landmarks: np.ndarray,
+        identities: list,
+        *,
+        real: torch.Tensor | None = None,
+        real_frames: np.ndarray | None = None,
     ) -> dict[str, np.ndarray]:
         """Per generated frame (`[N, S, S, 3] uint8`): CSIM to `identities` (N embeddings of 128 px
         faces, `_csim_size`; None where no face), the landmark error against `landmarks`
         `[N, 68, 2]` (crop pixels), `faces` (1 where dlib finds one, else 0) and, given the real
-        frames `[N, 3, S, S]` in [-1, 1], SSIM, PSNR and LPIPS. One face detection per frame
-        serves CSIM and the landmark error."""
+        frames (`real` `[N, 3, S, S]` in [-1, 1], `real_frames` the same as uint8), SSIM, PSNR,
+        LPIPS and `sharpness`: the variance of the Laplacian inside the face box (of `landmarks`)
+        over the real frame's. One face detection per frame serves CSIM and the landmark error."""
         from talkinghead.evaluation.metrics import cosine, face_points, landmark_nme, psnr, ssim
         from talkinghead.media.images import to_tensor
 
@@ -217,7 +237,22 @@ class Evaluator:
         )
         values["landmark_nme"] = landmark_nme(frames, landmarks, found=found)
         values["faces"] = np.isfinite(values["landmark_nme"]).astype(np.float64)  # NaN: no face found
+        if real_frames is not None:
+            values["sharpness"] = np.array(
+                [face_detail(f, p) / max(face_detail(r, p), 1e-6) for f, r, p in zip(frames, real_frames, landmarks)]
+            )
         return values
+
+
+def face_detail(rgb: np.ndarray, points: np.ndarray) -> float:
+    """The variance of the Laplacian of a frame's grey levels inside the box of its `[68, 2]`
+    landmarks: how much fine detail the face holds (more when sharper)."""
+    (x0, y0), (x1, y1) = np.floor(points.min(0)).astype(int), np.ceil(points.max(0)).astype(int)
+    height, width = rgb.shape[:2]
+    face = rgb[max(y0, 0) : min(y1, height), max(x0, 0) : min(x1, width)]
+    if face.size == 0:
+        return 0.0
+    return float(cv2.Laplacian(cv2.cvtColor(face, cv2.COLOR_RGB2GRAY).astype(np.float64), cv2.CV_64F).var())
 
 
 def _csim_size(frames: np.ndarray) -> np.ndarray:
@@ -269,7 +304,7 @@ def evaluate(
         if image is not None:
             Image.fromarray(image).save(out / "comparisons" / f"{clip:05d}.png")
         write_json(record, result)  # last: the clip counts as done only when everything is written
-    summary = _summarise(out, clips, options)
+    summary = _summarise(out, clips, options, evaluator.size)
     if options.cross:
         summary["cross"] = cross_identity(evaluator, data, clips, options, out, progress)
     write_json(out / "results.json", summary)
@@ -286,6 +321,12 @@ def _check_options(data, clips: list[int], options: EvalOptions, data_dir) -> No
         raise UsageError(f"--identities: not in {data_dir}: {', '.join(unknown)}")
     if not clips:
         raise UsageError(f"{data_dir}: no clips to evaluate")
+    smallest = min(data.meta(c)["crop_size"] for c in clips)
+    if options.size > smallest:
+        raise UsageError(
+            f"--size {options.size}: {data_dir} holds {smallest} px crops; score at their size or less "
+            f"(prepare the data set at --size {options.size} or more)"
+        )
     longest = max(data.num_frames(c) for c in clips)
     too_many = [T for T in options.shots if split_clip(longest, T, options.targets) is None]
     if too_many:
@@ -305,8 +346,8 @@ def _check_options(data, clips: list[int], options: EvalOptions, data_dir) -> No
 
 # Settings that change a clip's numbers (or how they are stored): a rerun into the same folder
 # must keep them.
-PROTOCOL = ("model", "data", "shots", "methods", "targets", "steps", "epochs", "seed", "results_format")
-RESULTS_FORMAT = 3  # 2: results nested [method][T]; 3: with the face rate
+PROTOCOL = ("model", "data", "shots", "methods", "targets", "steps", "epochs", "seed", "size", "results_format")
+RESULTS_FORMAT = 4  # 2: results nested [method][T]; 3: with the face rate; 4: with sharpness, at a size
 
 
 def _check_resume(out: Path, config: dict) -> None:
@@ -354,7 +395,8 @@ def cross_identity(
     """Portraits driven by the clips' landmarks (relative retargeting, as `animate` does for
     another person): FID against the clips' real frames, CSIM to the portrait, and the landmark
     error of the generated frames against the retargeted landmarks (does the face, and the mouth,
-    move as asked). `ff`, `ft` and the `warp` baseline (the portrait warped to those landmarks)."""
+    move as asked). `ff`, `ft` and the `warp` baseline (the portrait warped to those landmarks), at
+    the model's resolution."""
     from tqdm import tqdm
 
     from talkinghead.evaluation.metrics import frechet_distance
@@ -390,7 +432,7 @@ def _drive_portrait(
     from talkinghead.media.images import to_tensor
 
     if mode == "warp":  # the portrait's crop and landmarks are all it needs
-        found, avatar = FaceCropper(evaluator.size)([portrait], shots=1), None
+        found, avatar = FaceCropper(evaluator.resolution)([portrait], shots=1), None
         shot, points = found.crops[0], found.landmarks[0]
     else:
         options_ = evaluator.fit_options(mode)
@@ -402,7 +444,7 @@ def _drive_portrait(
         every = max(1, data.num_frames(clip) // options.targets)
         landmarks = data.landmarks(clip)[::every][: options.targets]
         motion = Motion(to_unit(landmarks, data.meta(clip)["crop_size"]), 25.0, np.ones(len(landmarks), bool))
-        driving = motion.retarget(points, evaluator.size, mode="relative")
+        driving = motion.retarget(points, evaluator.resolution, mode="relative")
         if avatar is None:
             count = len(driving)
             frames = warp_to(np.repeat(shot[None], count, 0), np.repeat(points[None], count, 0), driving)
@@ -429,7 +471,7 @@ def _load_features(out: Path, clip: int) -> dict[str, dict[str, np.ndarray]]:
     return features
 
 
-def _summarise(out: Path, clips: list[int], options: EvalOptions) -> dict:
+def _summarise(out: Path, clips: list[int], options: EvalOptions, size: int) -> dict:
     """Means per method and T over clips, and FID over all their targets."""
     from talkinghead.evaluation.metrics import frechet_distance
 
@@ -439,13 +481,13 @@ def _summarise(out: Path, clips: list[int], options: EvalOptions) -> dict:
         for name, per_T in _load_features(out, c).items():
             for T, values in per_T.items():
                 features.setdefault(name, {}).setdefault(T, []).append(values)
-    summary: dict = {"clips": len(clips), "methods": {}}
+    summary: dict = {"clips": len(clips), "size": size, "methods": {}}
     for method in options.methods:
         for T in map(str, options.shots):
             rows = [r["methods"][method][T] for r in per_clip if T in r["methods"].get(method, {})]
             if not rows:
                 continue
-            entry = {m: _mean([r[m] for r in rows if r[m] is not None]) for m in METRICS}
+            entry = {m: _mean([r[m] for r in rows if r.get(m) is not None]) for m in METRICS}
             entry["faces_min"] = min(r["faces"] for r in rows)
             real, fake = features.get("real", {}).get(T, []), features.get(method, {}).get(T, [])
             enough = real and fake and len(np.concatenate(real)) > 1
@@ -466,10 +508,11 @@ def table(summary: dict, options: EvalOptions) -> str:
         "nearest": "nearest shot",
         "warp": "nearest shot warped to the target's landmarks",
         "scratch": "from scratch (no meta-learning)",
+        "ff_upscaled": "meta-learned, feed-forward, at the model's size and upscaled",
     }
     lines = [
-        "| method | T | FID ↓ | SSIM ↑ | CSIM ↑ | LPIPS ↓ | landmark error ↓ | face found (worst clip) ↑ |",
-        "|---|---|---|---|---|---|---|---|",
+        "| method | T | FID ↓ | SSIM ↑ | CSIM ↑ | LPIPS ↓ | landmark error ↓ | sharpness ↑ | face found (worst clip) ↑ |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for method in options.methods:
         for T in options.shots:
@@ -478,7 +521,7 @@ def table(summary: dict, options: EvalOptions) -> str:
                 continue
             cell = lambda v, f="{:.3f}": "—" if v is None else f.format(v)  # noqa: E731
             lines.append(
-                f"| {names[method]} | {T} | {cell(e['fid'], '{:.1f}')} | {cell(e['ssim'])} | {cell(e['csim'])} | {cell(e['lpips'])} | {cell(e['landmark_nme'])} | {_faces(e)} |"
+                f"| {names[method]} | {T} | {cell(e['fid'], '{:.1f}')} | {cell(e['ssim'])} | {cell(e['csim'])} | {cell(e['lpips'])} | {cell(e['landmark_nme'])} | {cell(e.get('sharpness'), '{:.2f}')} | {_faces(e)} |"
             )
     guarded = [
         f"{names[method]}, T = {T}: {e['guarded']}"
@@ -488,7 +531,8 @@ def table(summary: dict, options: EvalOptions) -> str:
     ]
     text = (
         "\n".join(lines)
-        + f"\n\n{summary['clips']} clips; landmark error = mean landmark distance / outer-eye-corner distance.\n"
+        + f"\n\n{summary['clips']} clips at {summary.get('size', '?')} px; landmark error = mean landmark distance / "
+        "outer-eye-corner distance; sharpness = the variance of the Laplacian in the face box over the real frame's.\n"
     )
     if guarded:
         text += (

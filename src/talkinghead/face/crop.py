@@ -86,8 +86,12 @@ def _smooth(values: np.ndarray, times: np.ndarray, sigma: float) -> np.ndarray:
     return out
 
 
-def crop_image(rgb: np.ndarray, box: np.ndarray, size: int) -> np.ndarray:
-    """Cut the square `box` (x0, y0, side; integers) out of `rgb` and resize it to `size`."""
+def crop_image(rgb: np.ndarray, box: np.ndarray, size: int, *, border: str = "replicate") -> np.ndarray:
+    """Cut the square `box` (x0, y0, side; integers) out of `rgb` and resize it to `size`.
+
+    Where the box leaves the frame: `replicate` repeats the frame's edge pixels (a black band
+    there would be pulled across the face by the warp when the head turns); `reflect` mirrors the
+    frame there, which shows no streaks when the crop itself is shown."""
     x0, y0, side = (int(v) for v in box)
     height, width = rgb.shape[:2]
     ix0, iy0 = max(x0, 0), max(y0, 0)
@@ -96,10 +100,11 @@ def crop_image(rgb: np.ndarray, box: np.ndarray, size: int) -> np.ndarray:
         return np.zeros((size, size, 3), np.uint8)
     region = rgb[iy0:iy1, ix0:ix1]
     if (ix0, iy0, ix1, iy1) != (x0, y0, x0 + side, y0 + side):
-        # Where the box leaves the frame, repeat the frame's edge pixels: a black band there would
-        # be pulled across the face by the warp when the head turns.
         pads = (iy0 - y0, y0 + side - iy1, ix0 - x0, x0 + side - ix1)  # top, bottom, left, right
-        region = cv2.copyMakeBorder(np.ascontiguousarray(region), *pads, cv2.BORDER_REPLICATE)
+        mode = {"replicate": cv2.BORDER_REPLICATE, "reflect": cv2.BORDER_REFLECT_101}[border]
+        if mode == cv2.BORDER_REFLECT_101 and max(pads) >= min(region.shape[:2]):
+            mode = cv2.BORDER_REPLICATE  # too little frame to mirror (a box mostly outside it)
+        region = cv2.copyMakeBorder(np.ascontiguousarray(region), *pads, mode)
     interpolation = cv2.INTER_AREA if side > size else cv2.INTER_CUBIC
     return cv2.resize(region, (size, size), interpolation=interpolation)
 

@@ -3,7 +3,8 @@
 Layouts:
 - `crop`: the generated face crop (S x S)
 - `side`: driver crop | driving landmarks | result (the driver column only when driving by video)
-- `paste`: the generated crop blended back into the full source portrait at its crop box
+- `paste`: the generated crop blended back into the full source portrait at its crop box, at the
+  portrait's resolution, through a mask that follows the face, hair line and neck (`paste_mask`)
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 
 from talkinghead.face.crop import crop_image
 from talkinghead.face.drawing import draw_landmarks
+from talkinghead.face.points import rescale_points
 from talkinghead.inference.avatar import Avatar
 from talkinghead.inference.motion import Motion, MotionError
 from talkinghead.inference.onnx import with_runtime
@@ -26,24 +28,52 @@ from talkinghead.media.video import VideoReader, VideoWriter, is_image_path
 LAYOUTS = ("crop", "side", "paste")
 
 
-def face_mask(size: int) -> np.ndarray:
-    """`[S, S, 1] float32` soft ellipse over the face region of a crop: 1 inside, fading to 0."""
-    y, x = np.mgrid[0:size, 0:size].astype(np.float32) / size
-    # prepare's crops centre the face slightly below the middle and make it ~55% of the side.
-    distance = ((x - 0.5) / 0.40) ** 2 + ((y - 0.54) / 0.46) ** 2
-    return np.clip((1.0 - distance) / 0.25, 0.0, 1.0)[..., None]
+MASK_SIZE = 128  # the paste mask is drawn at this size and enlarged: it is smooth
+
+
+def paste_mask(source: np.ndarray, driving: np.ndarray, size: int, out: int | None = None) -> np.ndarray:
+    """`[out, out, 1] float32` in [0, 1]: where a generated crop replaces the portrait.
+
+    The face of the source and of the driving landmarks (`[68, 2]` crop pixels of `size`) -- the
+    jaw line, a forehead and hair line above the brows, the neck below the chin -- joined, grown
+    and feathered, and faded out before the crop's edge so that no box edge shows. Drawn at
+    `MASK_SIZE` and enlarged to `out` (default `size`)."""
+    scale = MASK_SIZE / size
+    mask = np.zeros((MASK_SIZE, MASK_SIZE), np.float32)
+    for points in (source, driving):
+        cv2.fillConvexPoly(mask, cv2.convexHull(np.round(_head_outline(points * scale)).astype(np.int32)), 1.0)
+    grow = max(3, round(0.12 * MASK_SIZE)) | 1  # then feathered: 1 at the landmarks, 0 a little beyond
+    mask = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (grow, grow)))
+    mask = cv2.GaussianBlur(mask, (0, 0), 0.03 * MASK_SIZE)
+    edge = np.minimum(np.arange(MASK_SIZE), np.arange(MASK_SIZE)[::-1]).astype(np.float32)
+    ramp = np.clip((edge - 0.02 * MASK_SIZE) / (0.08 * MASK_SIZE), 0, 1)
+    mask *= np.minimum(ramp[:, None], ramp[None, :])
+    out = out or size
+    return cv2.resize(mask, (out, out), interpolation=cv2.INTER_LINEAR)[..., None]
+
+
+def _head_outline(points: np.ndarray) -> np.ndarray:
+    """Points around the head: the jaw line, the brows raised to a hair line, the lower jaw
+    lowered to the neck (along the face's own up direction, so a tilted head keeps its shape)."""
+    brows, chin = points[17:27], points[8]
+    up = brows.mean(0) - chin
+    forehead = brows + 0.6 * up
+    neck = points[4:13] - 0.35 * up
+    return np.concatenate([points[0:17], forehead, neck])
 
 
 def paste_back(portrait: np.ndarray, box: np.ndarray, crop: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Blend a generated `[S, S, 3]` crop into the portrait at `box` (x0, y0, side)."""
+    """Blend a generated `[D, D, 3]` crop into the portrait at `box` (x0, y0, side) through a
+    `[D, D, 1]` mask, at the portrait's own resolution; what falls outside the portrait is dropped."""
     out = portrait.copy()
     x0, y0, side = (int(v) for v in box)
-    resized = cv2.resize(crop, (side, side), interpolation=cv2.INTER_CUBIC).astype(np.float32)
-    alpha = cv2.resize(mask, (side, side), interpolation=cv2.INTER_LINEAR)[..., None]
     height, width = portrait.shape[:2]
     ix0, iy0, ix1, iy1 = max(x0, 0), max(y0, 0), min(x0 + side, width), min(y0 + side, height)
     if ix0 >= ix1 or iy0 >= iy1:
         return out
+    interpolation = cv2.INTER_AREA if crop.shape[0] > side else cv2.INTER_CUBIC
+    resized = cv2.resize(crop, (side, side), interpolation=interpolation).astype(np.float32)
+    alpha = cv2.resize(mask, (side, side), interpolation=cv2.INTER_LINEAR)[..., None]
     region = out[iy0:iy1, ix0:ix1].astype(np.float32)
     patch = resized[iy0 - y0 : iy1 - y0, ix0 - x0 : ix1 - x0]
     a = alpha[iy0 - y0 : iy1 - y0, ix0 - x0 : ix1 - x0]
@@ -83,25 +113,24 @@ def render(
     batch_size: int = 8,
     runtime: str = "torch",
 ) -> Iterator[np.ndarray]:
-    """Output frames `[H, W, 3] uint8`, one per driving frame."""
+    """Output frames `[H, W, 3] uint8`, one per driving frame, at the avatar's output size (its
+    detail shots' D; `paste`: the portrait's own size)."""
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
-    size = avatar.size
+    size, out = avatar.size, avatar.output_size
     mode = choose_mode(avatar, motion) if mode == "auto" else mode
     landmarks = motion.smoothed(smooth).retarget(avatar.shot_landmarks[0], size, mode=mode, reference=reference)
     frames = with_runtime(avatar, runtime).generate(landmarks, batch_size=batch_size)
     if layout == "crop":
         yield from frames
     elif layout == "paste":
-        mask = face_mask(size)
-        for frame in frames:
+        for frame, driving in zip(frames, landmarks):
+            mask = paste_mask(avatar.shot_landmarks[0], driving, size, out)
             yield paste_back(avatar.portrait, avatar.portrait_box, frame, mask)
     else:
-        drivers = (
-            _driver_crops(driving_video, motion, size) if driving_video is not None and len(motion.boxes) else None
-        )
+        drivers = _driver_crops(driving_video, motion, out) if driving_video is not None and len(motion.boxes) else None
         for i, frame in enumerate(frames):
-            columns = [draw_landmarks(landmarks[i], size), frame]
+            columns = [draw_landmarks(rescale_points(landmarks[i], size, out), out), frame]
             if drivers is not None:
                 columns.insert(0, next(drivers, np.zeros_like(frame)))
             yield np.concatenate(columns, axis=1)

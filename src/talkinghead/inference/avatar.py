@@ -15,7 +15,7 @@ was made or of other runtimes (onnx.py wraps it for onnxruntime).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterator
 
@@ -42,9 +42,12 @@ class Avatar:
 
     - `generator`, `psi`: G (fine-tuned or not) and its AdaIN parameters `[1, n]`, on the device
       the avatar was fitted on (or moved to with `to`)
-    - `shots`: `[T, S, S, 3] uint8` face crops; `shot_landmarks`: `[T, 68, 2]` crop pixels
+    - `shots`: `[T, R, R, 3] uint8` face crops at the model's resolution R (what the networks
+      read); `shot_landmarks`: `[T, 68, 2]` crop pixels of R
     - `portrait`: the first input's full image, `[H, W, 3] uint8`; `portrait_box`: its crop box
       (x0, y0, side) in that image, for pasting generated crops back
+    - `detail`: the same crops at the output size D, `[T, D, D, 3] uint8`, whose pixels the
+      renderer moves (render.py); None: frames are made at R
     """
 
     config: Config
@@ -56,10 +59,31 @@ class Avatar:
     portrait_box: np.ndarray
     steps: int = 0
     notes: list[str] = field(default_factory=list)
+    detail: np.ndarray | None = None
 
     @property
     def size(self) -> int:
+        """The model's resolution R: the shots' and the landmarks' pixels."""
         return self.config.model.resolution
+
+    @property
+    def output_size(self) -> int:
+        """The frames' side: the detail shots' D, or R without them."""
+        return self.size if self.detail is None else int(self.detail.shape[1])
+
+    def at_size(self, size: int) -> "Avatar":
+        """The avatar rendering at `size` (at most its detail's size; R or more), sharing its
+        networks. An avatar without detail stays at R."""
+        import cv2
+
+        if self.detail is None or size >= self.output_size:
+            return self
+        size = max(self.size, size // 2 * 2)
+        smaller = [cv2.resize(shot, (size, size), interpolation=cv2.INTER_AREA) for shot in self.detail]
+        copy = replace(self, detail=None if size == self.size else np.stack(smaller))
+        copy._frozen, copy._source = getattr(self, "_frozen", None), getattr(self, "_source", None)
+        copy._detail = None
+        return copy
 
     @property
     def device(self) -> torch.device:
@@ -69,7 +93,7 @@ class Avatar:
         """Move the generator and psi (in place) and return the avatar."""
         self.generator.to(device=device, dtype=dtype)
         self.psi = self.psi.to(device=device, dtype=dtype)
-        self._frozen = self._source = None
+        self._frozen = self._source = self._detail = None
         return self
 
     # -- using one ------------------------------------------------------------------------------
@@ -109,9 +133,21 @@ class Avatar:
             yield generator(inputs, self.psi.expand(len(inputs), -1))
 
     def generate(self, landmarks: np.ndarray, *, batch_size: int = 8) -> Iterator[np.ndarray]:
-        """Frames `[S, S, 3] uint8` for `[N, 68, 2]` landmarks in this avatar's crop pixels."""
+        """Frames `[D, D, 3] uint8` (D: `output_size`) for `[N, 68, 2]` landmarks in this avatar's
+        crop pixels of R: the generator's output composed at D on the detail shots (render.py)."""
         for output in self.outputs(landmarks, batch_size=batch_size):
-            yield from to_uint8(output.frame.float())
+            yield from to_uint8(self.render(output).float())
+
+    @torch.inference_mode()
+    def render(self, output: GeneratorOutput) -> torch.Tensor:
+        """A generator output at the output size: `[B, 3, D, D]` in [-1, 1]."""
+        from talkinghead.inference.render import compose
+
+        if self.detail is None:
+            return output.frame
+        if getattr(self, "_detail", None) is None:
+            self._detail = to_tensor(self.detail).to(self.device, self.psi.dtype)  # [T, 3, D, D]
+        return compose(output, self._detail, self.output_size)
 
     def runtime_generator(self) -> torch.nn.Module:
         """The generator with spectral norm folded into plain weights: same output, and no
@@ -142,7 +178,8 @@ class Avatar:
     # -- files ----------------------------------------------------------------------------------
 
     def save(self, path: str | Path) -> Path:
-        """One safetensors file: generator weights, psi, shots, landmarks, portrait and config."""
+        """One safetensors file: generator weights, psi, shots (and their detail), landmarks,
+        portrait and config. Format version 2 added the detail; version 1 files load without it."""
         from safetensors.torch import save_file
 
         tensors = {f"generator.{k}": v.detach().cpu().contiguous() for k, v in self.generator.state_dict().items()}
@@ -153,9 +190,11 @@ class Avatar:
             portrait=torch.from_numpy(np.array(self.portrait, copy=True)),
             portrait_box=torch.from_numpy(self.portrait_box.astype(np.float32)),
         )
+        if self.detail is not None:
+            tensors["detail"] = torch.from_numpy(np.array(self.detail, copy=True))
         metadata = {
             "format": AVATAR_FORMAT,
-            "version": "1",
+            "version": "2",
             "config": json.dumps(self.config.to_dict()),
             "steps": str(self.steps),
             "notes": json.dumps(self.notes),
@@ -174,6 +213,8 @@ class Avatar:
         metadata, tensors = read_safetensors(
             path, AVATAR_FORMAT, "a talkinghead avatar (make one with talkinghead fit)"
         )
+        if metadata.get("version", "1") not in ("1", "2"):
+            raise ModelFileError(f"{path}: avatar format {metadata.get('version')} is newer than this talkinghead")
         config = config_from(path, lambda: json.loads(metadata["config"]))
         generator = build_generator(config.model)
         try:
@@ -185,7 +226,10 @@ class Avatar:
         except (RuntimeError, KeyError, ValueError):
             raise ModelFileError(f"{path}: a damaged avatar file (its parts do not fit together)") from None
         psi, shots, shot_landmarks, portrait, portrait_box = fixed
+        detail = tensors["detail"].numpy() if "detail" in tensors else None
+        if detail is not None and (len(detail) != len(shots) or detail.shape[1] < shots.shape[1]):
+            raise ModelFileError(f"{path}: a damaged avatar file (its detail shots do not fit its shots)")
         return cls(
             config, generator.eval(), psi, shots.numpy(), shot_landmarks.numpy(), portrait.numpy(),
-            portrait_box.numpy(), steps, notes,
+            portrait_box.numpy(), steps, notes, detail,
         )  # fmt: skip

@@ -133,20 +133,25 @@ def fit_avatar(
     model: str | Path | Model | None = None,
     shots: int = 8,
     options: FitOptions = FitOptions(),
+    size: int | None = None,
     device: str | torch.device | None = None,
     progress: bool = False,
 ) -> Avatar:
     """Portrait(s) (paths or `[H, W, 3] uint8` arrays) or T frames of videos -> an avatar: the face
     cropper, then the few-shot stage. `model`: a loaded model, a model file, or None for the
-    bundled one."""
+    bundled one. `size`: the frames' side (the shots are kept at it, at most what the inputs
+    hold); None: the model's resolution."""
     from talkinghead.checkpoint import load_model
     from talkinghead.inference.cropper import FaceCropper
 
     if not isinstance(model, Model):
         model = load_model(model)
-    found = FaceCropper(model.resolution)(inputs, shots)
+    detail = size if size and size > model.resolution else None
+    found = FaceCropper(model.resolution, detail=detail)(inputs, shots)
     avatar = fit_shots(model, found.crops, found.landmarks, options, device=device, progress=progress)
     avatar.portrait, avatar.portrait_box, avatar.notes = found.portrait, found.box, found.notes + avatar.notes
+    if found.detail is not None and found.detail.shape[1] > model.resolution:
+        avatar.detail = found.detail
     return avatar
 
 

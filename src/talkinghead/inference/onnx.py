@@ -34,14 +34,19 @@ from talkinghead.errors import UsageError
 from talkinghead.inference.avatar import Avatar
 from talkinghead.io import atomic_path
 from talkinghead.media.images import to_uint8
-from talkinghead.models import GeneratorInputs
+from talkinghead.models import GeneratorInputs, GeneratorOutput
 
 OPSET = 17
 INPUT_NAMES = ("driving_landmark_image", "driving_points")
+# What the graph gives back: the frame, and for a generator that moves the shots' pixels what the
+# renderer needs to repeat the move at the output size (render.py) beside the graph.
+OUTPUT_NAMES = ("frame", "flow", "shots", "fusion_weights", "blend_mask", "synthesised")
 
 
 class FramePath(nn.Module):
-    """An avatar's generator with its fixed inputs as buffers: (landmark image, points) -> frame."""
+    """An avatar's generator with its fixed inputs as buffers: (landmark image, points) -> the
+    frame at R and, where the generator has them, its flow, shots, fusion weights, blend mask and
+    synthesised frame (`OUTPUT_NAMES`)."""
 
     def __init__(self, avatar: Avatar):
         super().__init__()
@@ -55,7 +60,7 @@ class FramePath(nn.Module):
         has_features = fixed.source_features is not None
         self.register_buffer("shot_features", fixed.source_features[:1].float().clone() if has_features else None)
 
-    def forward(self, driving_landmark_image: torch.Tensor, driving_points: torch.Tensor) -> torch.Tensor:
+    def forward(self, driving_landmark_image: torch.Tensor, driving_points: torch.Tensor) -> tuple[torch.Tensor, ...]:
         inputs = GeneratorInputs.of(
             driving_landmark_images=driving_landmark_image,
             driving_points=driving_points,
@@ -64,7 +69,25 @@ class FramePath(nn.Module):
             source_points=self.shot_points[0],
             source_features=None if self.shot_features is None else self.shot_features[0],
         )
-        return self.generator(inputs, self.psi.expand(len(inputs), -1)).frame
+        output = self.generator(inputs, self.psi.expand(len(inputs), -1))
+        return tuple(v for v in (getattr(output, name) for name in OUTPUT_NAMES) if v is not None)
+
+    def output_names(self) -> list[str]:
+        """The graph's outputs: `OUTPUT_NAMES` that this generator fills."""
+        images, points = sample_inputs_for(self)
+        with torch.no_grad():
+            inputs = GeneratorInputs.of(
+                driving_landmark_images=images, driving_points=points, source_frames=self.shots[0],
+                source_landmark_images=self.shot_landmark_images[0], source_points=self.shot_points[0],
+                source_features=None if self.shot_features is None else self.shot_features[0],
+            )  # fmt: skip
+            output = self.generator(inputs, self.psi)
+        return [name for name in OUTPUT_NAMES if getattr(output, name) is not None]
+
+
+def sample_inputs_for(path: FramePath) -> tuple[torch.Tensor, torch.Tensor]:
+    """One driving frame: the first shot's own landmark image and points."""
+    return path.shot_landmark_images[:, 0], path.shot_points[:, 0]
 
 
 def sample_inputs(avatar: Avatar, count: int = 4) -> tuple[np.ndarray, np.ndarray]:
@@ -104,11 +127,11 @@ def export_onnx(avatar: Avatar, out: str | Path, *, portable: bool = False) -> d
             dynamo=False,
             opset_version=OPSET,
             input_names=list(INPUT_NAMES),
-            output_names=["frame"],
+            output_names=module.output_names(),
         )
         session = OnnxFramePath(tmp)
         with torch.inference_mode():
-            expected = module(torch.from_numpy(images), torch.from_numpy(points)).numpy()
+            expected = module(torch.from_numpy(images), torch.from_numpy(points))[0].numpy()
         difference = float(np.abs(session(images, points) - expected).max())
         contrib = sum(node.domain == "com.microsoft" for node in onnx.load(str(tmp)).graph.node)
     return {
@@ -139,14 +162,20 @@ class OnnxFramePath:
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
     def __call__(self, images: np.ndarray, points: np.ndarray) -> np.ndarray:
+        """The frames `[B, 3, R, R]`."""
+        return self.outputs(images, points)["frame"]
+
+    def outputs(self, images: np.ndarray, points: np.ndarray) -> dict[str, np.ndarray]:
+        """Every output of the graph (`OUTPUT_NAMES` it has), batched over the B frames."""
         images, points = np.asarray(images, np.float32), np.asarray(points, np.float32)
         # The paper's generator does not read the points: its graph has no such input.
         wanted = {i.name for i in self.session.get_inputs()}
-        frames = []
+        names = [o.name for o in self.session.get_outputs()]
+        runs = []
         for i in range(len(images)):
             feeds = dict(zip(INPUT_NAMES, (images[i : i + 1], points[i : i + 1])))
-            frames.append(self.session.run(None, {k: v for k, v in feeds.items() if k in wanted})[0])
-        return np.concatenate(frames)
+            runs.append(self.session.run(None, {k: v for k, v in feeds.items() if k in wanted}))
+        return {name: np.concatenate([run[j] for run in runs]) for j, name in enumerate(names)}
 
 
 class OnnxAvatar:
@@ -168,11 +197,15 @@ class OnnxAvatar:
         return getattr(self.avatar, name)
 
     def generate(self, landmarks: np.ndarray, *, batch_size: int = 8) -> Iterator[np.ndarray]:
-        """Frames `[S, S, 3] uint8` for `[N, 68, 2]` landmarks in the avatar's crop pixels."""
+        """Frames `[D, D, 3] uint8` (the avatar's output size) for `[N, 68, 2]` landmarks in its
+        crop pixels: the graph at R, the move repeated at D beside it (`Avatar.render`)."""
         for start in range(0, len(landmarks), batch_size):
             inputs = self.avatar.generator_inputs(landmarks[start : start + batch_size])
             images, points = (t.float().cpu().numpy() for t in (inputs.driving_landmark_images, inputs.driving_points))
-            yield from to_uint8(torch.from_numpy(self.session(images, points)))
+            output = GeneratorOutput(
+                **{k: torch.from_numpy(v) for k, v in self.session.outputs(images, points).items()}
+            )
+            yield from to_uint8(self.avatar.render(output).float())
 
 
 RUNTIMES = ("torch", "onnx")

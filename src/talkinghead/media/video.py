@@ -263,6 +263,7 @@ class VideoWriter:
         *,
         audio_from: str | Path | None = None,
         crf: int = 18,
+        preset: str | None = None,
     ):
         from fractions import Fraction
 
@@ -270,10 +271,18 @@ class VideoWriter:
 
         self._container = av.open(str(path), "w", format="mp4", options={"movflags": "faststart"})
         self._rate = Fraction(fps).limit_denominator(1001)
-        self._video = self._container.add_stream("libx264", rate=self._rate, options={"crf": str(crf)})
+        # x264's default preset (medium) spends 33 ms on a 1536 x 1536 frame on two cores, more than
+        # the rest of a frame's work; from about a megapixel up, "veryfast" (17 ms) keeps the
+        # writer from being the bottleneck, at the same CRF (docs/benchmarks.md).
+        preset = preset or ("veryfast" if width * height >= 1_000_000 else "medium")
+        self._video = self._container.add_stream(
+            "libx264", rate=self._rate, options={"crf": str(crf), "preset": preset}
+        )
         self._video.width, self._video.height = width + width % 2, height + height % 2
         self._video.pix_fmt = "yuv420p"
-        self.frames = 0
+        self.frames = 0  # written (queued)
+        self._encoded = 0
+        self._thread, self._failure = None, None
         self.has_audio = False
         self._source = None
         if audio_from is not None:
@@ -312,25 +321,60 @@ class VideoWriter:
             self._container.mux(self._audio.encode(chunk))
 
     def write(self, rgb: np.ndarray) -> None:
+        """Queue a frame `[H, W, 3] uint8`; it is encoded on the writer's thread (x264 lets go of
+        the GIL, so encoding overlaps the work that makes the next frame)."""
+        if self._thread is None:
+            import queue
+            import threading
+
+            self._queue = queue.Queue(maxsize=8)
+            self._thread = threading.Thread(target=self._encode_queued, name="video-writer", daemon=True)
+            self._thread.start()
+        self._raise_failure()
+        self._queue.put(rgb)
+        self.frames += 1
+
+    def _encode_queued(self) -> None:
+        try:
+            while (rgb := self._queue.get()) is not None:
+                self._encode(rgb)
+        except BaseException as error:  # handed to the caller at the next write or at close
+            self._failure = error
+            while self._queue.get() is not None:  # unblock the producer until it stops
+                pass
+
+    def _raise_failure(self) -> None:
+        if self._failure is not None:
+            raise self._failure
+
+    def _encode(self, rgb: np.ndarray) -> None:
         import av
 
         height, width = rgb.shape[:2]
         if height % 2 or width % 2:
             rgb = np.pad(rgb, ((0, height % 2), (0, width % 2), (0, 0)), mode="edge")
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
-        frame.pts = self.frames
+        frame.pts = self._encoded
         frame.time_base = 1 / self._rate
         self._container.mux(self._video.encode(frame))
-        self.frames += 1
+        self._encoded += 1
         if self.has_audio:
-            self._pump_audio(self.frames / self._rate)
+            self._pump_audio(self._encoded / self._rate)
 
     def close(self) -> None:
-        self._container.mux(self._video.encode())
-        if self.has_audio:
-            self._container.mux(self._audio.encode(None))
-            self._source.close()
-        self._container.close()
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
+        try:
+            self._raise_failure()
+            self._container.mux(self._video.encode())
+            if self.has_audio:
+                self._container.mux(self._audio.encode(None))
+        finally:
+            if self._source is not None:
+                self._source.close()
+            self._container.close()
 
     def __enter__(self) -> "VideoWriter":
         return self
