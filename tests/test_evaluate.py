@@ -52,7 +52,10 @@ def test_tiny_evaluation_end_to_end_and_resume(tiny_model, tiny_data, tmp_path, 
     with np.load(tmp_path / "eval" / "clips" / "00000.npz") as f:
         assert set(f.files) == {f"{m}.{t}" for m in ("real", *options.methods) for t in "12"}
     table = (tmp_path / "eval" / "table.md").read_text()
-    assert table.count("\n| ") == 12 + 4 and "landmark error" in table  # 12 rows; cross: header + 3 rows
+    # 12 rows; the mouth table: header + 12 rows; cross: header + 3 rows
+    assert table.count("\n| ") == 12 + 13 + 4 and "landmark error" in table and "mouth LPIPS" in table
+    entry = summary["methods"]["warp"]["2"]
+    assert entry["mouth_lpips"] > 0 and entry["teeth_targets"] >= 0 and "mouth_opening_error" in entry
     assert "Cross-identity" in table and set(summary["cross"]) == {"ff", "ft", "warp"}
     assert all("landmark_nme" in e for e in summary["cross"].values())
     # The face rate tells real frames from a collapsed generator: the baselines show real frames

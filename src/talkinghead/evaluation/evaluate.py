@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 
 METHODS = ("ff", "ft", "static", "nearest", "warp", "scratch", "ff_upscaled")
 METRICS = ("ssim", "psnr", "lpips", "csim", "landmark_nme", "faces", "sharpness")
+MOUTH_METRICS = ("mouth_lpips", "mouth_lpips_open", "mouth_lpips_closed", "mouth_opening_error", "teeth")
 
 
 @dataclass(frozen=True)
@@ -193,6 +194,7 @@ class Evaluator:
                 values = self.frame_metrics(fake_frames, target_lm, identities, real=real, real_frames=targets)
                 result["methods"].setdefault(method, {})[str(T)] = {k: _mean(v) for k, v in values.items()} | {
                     "targets": len(targets),
+                    "teeth_targets": int(np.isfinite(values["teeth"]).sum()),  # real mouth showing teeth
                     "steps": self.steps(method, T),
                     "notes": notes,
                 }
@@ -238,9 +240,12 @@ class Evaluator:
         values["landmark_nme"] = landmark_nme(frames, landmarks, found=found)
         values["faces"] = np.isfinite(values["landmark_nme"]).astype(np.float64)  # NaN: no face found
         if real_frames is not None:
+            from talkinghead.evaluation.mouth import mouth_metrics
+
             values["sharpness"] = np.array(
                 [face_detail(f, p) / max(face_detail(r, p), 1e-6) for f, r, p in zip(frames, real_frames, landmarks)]
             )
+            values.update(mouth_metrics(frames, real_frames, landmarks, found, self.lpips))
         return values
 
 
@@ -347,7 +352,7 @@ def _check_options(data, clips: list[int], options: EvalOptions, data_dir) -> No
 # Settings that change a clip's numbers (or how they are stored): a rerun into the same folder
 # must keep them.
 PROTOCOL = ("model", "data", "shots", "methods", "targets", "steps", "epochs", "seed", "size", "results_format")
-RESULTS_FORMAT = 4  # 2: results nested [method][T]; 3: with the face rate; 4: with sharpness, at a size
+RESULTS_FORMAT = 5  # 2: nested [method][T]; 3: the face rate; 4: sharpness, at a size; 5: the mouth
 
 
 def _check_resume(out: Path, config: dict) -> None:
@@ -487,7 +492,11 @@ def _summarise(out: Path, clips: list[int], options: EvalOptions, size: int) -> 
             rows = [r["methods"][method][T] for r in per_clip if T in r["methods"].get(method, {})]
             if not rows:
                 continue
-            entry = {m: _mean([r[m] for r in rows if r.get(m) is not None]) for m in METRICS}
+            entry = {m: _mean([r[m] for r in rows if r.get(m) is not None]) for m in (*METRICS, *MOUTH_METRICS)}
+            # Teeth: over all targets whose real mouth shows them, not a mean of clips' shares.
+            entry["teeth_targets"] = sum(r.get("teeth_targets", 0) for r in rows)
+            shown = sum(r["teeth"] * r["teeth_targets"] for r in rows if r.get("teeth") is not None)
+            entry["teeth"] = shown / entry["teeth_targets"] if entry["teeth_targets"] else None
             entry["faces_min"] = min(r["faces"] for r in rows)
             real, fake = features.get("real", {}).get(T, []), features.get(method, {}).get(T, [])
             enough = real and fake and len(np.concatenate(real)) > 1
@@ -501,6 +510,10 @@ def _summarise(out: Path, clips: list[int], options: EvalOptions, size: int) -> 
 
 def table(summary: dict, options: EvalOptions) -> str:
     """A markdown table laid out like the paper's Table 1: method x T rows, metric columns."""
+
+    def cell(value, form="{:.3f}") -> str:
+        return "—" if value is None else form.format(value)
+
     names = {
         "ff": "meta-learned, feed-forward",
         "ft": "meta-learned, fine-tuned",
@@ -519,10 +532,21 @@ def table(summary: dict, options: EvalOptions) -> str:
             e = _entry(summary, method, T) or None
             if e is None:
                 continue
-            cell = lambda v, f="{:.3f}": "—" if v is None else f.format(v)  # noqa: E731
             lines.append(
                 f"| {names[method]} | {T} | {cell(e['fid'], '{:.1f}')} | {cell(e['ssim'])} | {cell(e['csim'])} | {cell(e['lpips'])} | {cell(e['landmark_nme'])} | {cell(e.get('sharpness'), '{:.2f}')} | {_faces(e)} |"
             )
+    mouth = [
+        "| method | T | mouth LPIPS ↓ | open mouths ↓ | closed mouths ↓ | mouth opening error ↓ | teeth shown ↑ |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for method in options.methods:
+        for T in options.shots:
+            if (e := _entry(summary, method, T)) and e.get("mouth_lpips") is not None:
+                teeth = "—" if e.get("teeth") is None else f"{e['teeth']:.0%} of {e['teeth_targets']}"
+                mouth.append(
+                    f"| {names[method]} | {T} | {cell(e['mouth_lpips'])} | {cell(e['mouth_lpips_open'])} | "
+                    f"{cell(e['mouth_lpips_closed'])} | {cell(e['mouth_opening_error'])} | {teeth} |"
+                )
     guarded = [
         f"{names[method]}, T = {T}: {e['guarded']}"
         for method in options.methods
@@ -533,6 +557,12 @@ def table(summary: dict, options: EvalOptions) -> str:
         "\n".join(lines)
         + f"\n\n{summary['clips']} clips at {summary.get('size', '?')} px; landmark error = mean landmark distance / "
         "outer-eye-corner distance; sharpness = the variance of the Laplacian in the face box over the real frame's.\n"
+    )
+    text += (
+        "\nThe mouth (box of landmarks 48-67 padded 30 %, at 64 px; open: inner-lip gap over mouth width "
+        "above 0.1; teeth shown: of the targets whose real mouth shows teeth, docs/evaluation.md):\n\n"
+        + "\n".join(mouth)
+        + "\n"
     )
     if guarded:
         text += (

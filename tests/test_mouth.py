@@ -1,0 +1,62 @@
+"""The mouth metrics on real faces: the lip gap from dlib's landmarks, teeth by colour inside the
+inner lips, and the mouth box's LPIPS split by open and closed mouths."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from talkinghead.evaluation.mouth import (
+    INNER_LIPS,
+    OPEN,
+    lip_gap,
+    mouth_boxes,
+    mouth_metrics,
+    shows_teeth,
+    teeth_share,
+)
+
+
+@pytest.fixture(scope="module")
+def face(astronaut, landmarker):
+    """The astronaut (smiling, teeth showing) and her landmarks from the real detector."""
+    from talkinghead.face.tracking import FaceTracker
+
+    points = FaceTracker(landmarker)(astronaut)
+    assert points is not None
+    return astronaut, points
+
+
+def test_the_astronauts_smile_shows_teeth_and_a_painted_over_mouth_does_not(face):
+    image, points = face
+    assert lip_gap(points) > 0.05 and shows_teeth(image, points)
+    closed = image.copy()
+    inner = np.round(points[INNER_LIPS]).astype(np.int32)
+    import cv2
+
+    cv2.fillPoly(closed, [inner], (150, 60, 60))  # lips' red over the teeth
+    assert teeth_share(closed, points) < 0.02 and not shows_teeth(closed, points)
+    shut = points.copy()
+    shut[[65, 66, 67]] = shut[[63, 62, 61]]  # the lower inner lip on the upper one
+    assert lip_gap(shut) == pytest.approx(0, abs=1e-6) and teeth_share(image, shut) is None
+
+
+def test_mouth_metrics_split_open_and_closed_targets(face):
+    from talkinghead.evaluation.metrics import LPIPS
+
+    image, points = face
+    shut = points.copy()
+    shut[[65, 66, 67]] = shut[[63, 62, 61]]
+    landmarks = np.stack([points, shut])
+    real = np.stack([image, image])
+    blurred = np.stack([image, image])
+    x0, y0, x1, y1 = mouth_boxes(points[None], image.shape[0])[0]
+    blurred[:, y0:y1, x0:x1] = blurred[:, y0:y1, x0:x1].mean((1, 2), keepdims=True).astype(np.uint8)
+    lpips = LPIPS()
+    same = mouth_metrics(real, real, landmarks, [points, shut], lpips)
+    worse = mouth_metrics(blurred, real, landmarks, [points, points], lpips)
+    assert lip_gap(points) > OPEN  # the first target counts as open, the second as closed
+    assert np.isnan(same["mouth_lpips_open"][1]) and np.isnan(same["mouth_lpips_closed"][0])
+    assert same["mouth_lpips"].max() < 1e-3 and worse["mouth_lpips_open"][0] > 0.2
+    assert same["mouth_opening_error"].max() < 1e-6 and worse["mouth_opening_error"][1] > 0.05
+    assert same["teeth"][0] == 1.0 and worse["teeth"][0] == 0.0 and np.isnan(same["teeth"][1])
