@@ -60,3 +60,43 @@ def test_mouth_metrics_split_open_and_closed_targets(face):
     assert same["mouth_lpips"].max() < 1e-3 and worse["mouth_lpips_open"][0] > 0.2
     assert same["mouth_opening_error"].max() < 1e-6 and worse["mouth_opening_error"][1] > 0.05
     assert same["teeth"][0] == 1.0 and worse["teeth"][0] == 0.0 and np.isnan(same["teeth"][1])
+
+
+def test_a_mouth_aligned_crop_puts_the_corners_on_a_fixed_line(face):
+    import cv2
+
+    from talkinghead.face.mouth import MOUTH_WIDTH, align_mouth
+
+    image, points = face
+    tilted = cv2.warpAffine(image, cv2.getRotationMatrix2D((256, 256), 20, 1.0), (512, 512))
+    rotation = cv2.getRotationMatrix2D((256, 256), 20, 1.0)
+    tilted_points = points @ rotation[:, :2].T + rotation[:, 2]
+    for frame, landmarks in ((image, points), (tilted, tilted_points)):
+        crop, moved, _ = align_mouth(frame, landmarks, 64)
+        assert crop.shape == (64, 64, 3)
+        np.testing.assert_allclose(moved[48], [31.5 - 32 * MOUTH_WIDTH, 31.5], atol=1e-3)
+        np.testing.assert_allclose(moved[54], [31.5 + 32 * MOUTH_WIDTH, 31.5], atol=1e-3)
+        assert shows_teeth(crop, moved)  # the same smile, upright and at one scale
+
+
+@pytest.mark.slow
+def test_mouth_episodes_pair_closed_shots_with_open_targets(tiny_data):
+    from talkinghead.data import FaceDataset
+    from talkinghead.data.mouth import LIPS, MouthEpisodes, warp_mouth
+    from talkinghead.face.mouth import align_mouth
+
+    data = FaceDataset(tiny_data)
+    episodes = MouthEpisodes(data, shots=2, side=32, open_targets=1.0, closed_shots=1.0)
+    clip = next(c for c in range(len(data)) if (lip_gap(data.landmarks(c)) > OPEN).any())
+    item = episodes[(0, clip)]
+    assert item["shots"].shape == (2, 3, 32, 32) and item["warped"].shape == item["target"].shape == (3, 32, 32)
+    gaps = lip_gap(data.landmarks(clip))
+    assert float(item["opening"]) > OPEN  # an open target ...
+    picks = episodes._pick(clip, np.random.default_rng((0, 0, clip)))
+    assert gaps[picks[:-1]].max() < gaps[picks[-1]]  # ... from shots more closed than it
+    # The warp puts the shot's lips where the target's are.
+    frame, points = data.frame(clip, int(picks[0])), data.landmarks(clip)[picks[0]]
+    crop, moved, _ = align_mouth(frame, points, 32)
+    goal = moved.copy()
+    goal[LIPS[12:]] += np.float32([0.0, 1.5])  # the inner lips 1.5 px lower
+    assert np.abs(warp_mouth(crop, moved, goal).astype(int) - crop).mean() > 0.5

@@ -21,22 +21,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-INNER_LIPS = list(range(60, 68))
+from talkinghead.face.mouth import INNER_LIPS, OPEN, lip_gap, mouth_boxes
+
+__all__ = ["INNER_LIPS", "OPEN", "lip_gap", "mouth_boxes", "mouth_crops", "mouth_metrics", "shows_teeth", "teeth_share"]
+
 TEETH_VALUE = 130  # HSV value, 0..255: teeth are among the brightest pixels of a mouth
 TEETH_SATURATION = 90  # HSV saturation, 0..255: and nearly grey (lips and tongue are red)
 TEETH_CONTRAST = 20  # HSV saturation below the rest of the mouth box's median
 TEETH_SHARE = 0.1  # of the inner mouth's pixels
 MIN_MOUTH_PIXELS = 12
-OPEN = 0.1  # lip gap over mouth width above which a mouth counts as open
-
-
-def mouth_boxes(landmarks: np.ndarray, size: int, pad: float = 0.3) -> np.ndarray:
-    """`[N, 4]` (x0, y0, x1, y1) integer boxes around `[N, 68, 2]` landmarks' mouths in `size` px frames."""
-    mouth = landmarks[:, 48:68]
-    low, high = mouth.min(1), mouth.max(1)
-    margin = (high - low).max(1, keepdims=True) * pad
-    low, high = np.floor(low - margin).clip(0, size - 1), np.ceil(high + margin).clip(1, size)
-    return np.concatenate([low, high], 1).astype(int)
 
 
 def mouth_crops(frames: np.ndarray, boxes: np.ndarray, side: int = 64) -> torch.Tensor:
@@ -48,13 +41,6 @@ def mouth_crops(frames: np.ndarray, boxes: np.ndarray, side: int = 64) -> torch.
         piece = to_tensor(np.ascontiguousarray(frame[y0:y1, x0:x1])[None])
         out.append(F.interpolate(piece, size=(side, side), mode="bilinear", align_corners=False, antialias=True))
     return torch.cat(out)
-
-
-def lip_gap(landmarks: np.ndarray) -> np.ndarray:
-    """`[...]`: the inner-lip gap over the mouth's width (0 closed; 0.1 and more clearly open)."""
-    gap = np.linalg.norm(landmarks[..., [61, 62, 63], :] - landmarks[..., [67, 66, 65], :], axis=-1).mean(-1)
-    width = np.linalg.norm(landmarks[..., 48, :] - landmarks[..., 54, :], axis=-1)
-    return gap / np.maximum(width, 1.0)
 
 
 def teeth_share(frame: np.ndarray, landmarks: np.ndarray) -> float | None:

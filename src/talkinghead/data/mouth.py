@@ -1,0 +1,111 @@
+"""Mouth episodes: K shots and a target of one clip, each cut as a mouth-aligned crop (face/mouth.py:
+rotation and scale normalised, the corners on a fixed line), for a generator of the mouth alone.
+
+Where pixels must be invented is a mouth opened wider than every shot's, so episodes are drawn to
+hold many such pairs: with probability `open_targets` the target is one of the clip's open
+mouths (lip gap over mouth width above `OPEN`), and then, with probability `closed_shots`, the
+shots are its most closed frames. Each item also carries what the renderer gives today for the
+target: the shot whose lips are nearest the target's, warped by a thin-plate spline from its
+lip landmarks to the target's (plus fixed points on the crop border), the input the mouth
+generator corrects. Randomness is a pure function of (seed, epoch, clip), as in episodes.py.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from talkinghead.data.augment import Augment
+from talkinghead.data.dataset import FaceDataset
+from talkinghead.face.mouth import OPEN, align_mouth, draw_lips, lip_gap
+from talkinghead.media.images import to_tensor
+from talkinghead.models.flow import resize_grid, tps_grid, warp
+
+LIPS = list(range(48, 68))
+
+
+def warp_mouth(crop: np.ndarray, points: np.ndarray, target_points: np.ndarray) -> np.ndarray:
+    """`[S, S, 3] uint8`: a mouth crop warped so that its lip landmarks (`[68, 2]` crop pixels)
+    land on the target's, by a thin-plate spline over the 20 lip points and the crop border."""
+    size = crop.shape[0]
+    source, goal = (torch.from_numpy(np.asarray(p[LIPS], np.float32))[None] for p in (points, target_points))
+    grid = tps_grid(source, goal, size, out_size=size // 2)  # smooth: solved at half size
+    moved = warp(to_tensor(crop[None]), resize_grid(grid, size))
+    return ((moved[0].permute(1, 2, 0).clamp(-1, 1) + 1) * 127.5 + 0.5).to(torch.uint8).numpy()
+
+
+class MouthEpisodes(Dataset):
+    """Items are keyed `(epoch, clip)` and hold, at `side` px, in [-1, 1] unless said:
+
+    - `shots` `[K, 3, s, s]`: the shots' mouth crops; `shot_lips` `[K, 3, s, s]`: their lips drawn
+    - `target` `[3, s, s]`, `target_lips` `[3, s, s]`; `target_points` `[20, 2]` float32: its lip
+      landmarks in crop pixels
+    - `warped` `[3, s, s]`: the nearest shot warped to the target's lips (what the renderer gives)
+    - `opening` (float): the target's lip gap over mouth width; `video_index` (int): the clip
+    """
+
+    def __init__(
+        self,
+        data: FaceDataset,
+        *,
+        shots: int = 4,
+        side: int = 64,
+        seed: int = 0,
+        open_targets: float = 0.5,
+        closed_shots: float = 0.5,
+        augment: Augment | None = None,
+    ):
+        self.data, self.shots, self.side, self.seed = data, shots, side, seed
+        self.open_targets, self.closed_shots = open_targets, closed_shots
+        self.augment = augment if augment is not None and augment.active else None
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def _pick(self, clip: int, rng: np.random.Generator) -> np.ndarray:
+        """`[K + 1]` frame numbers: the shots, then the target."""
+        gaps = lip_gap(self.data.landmarks(clip))
+        count = len(gaps)
+        opened = np.flatnonzero(gaps > OPEN)
+        if len(opened) and rng.random() < self.open_targets:
+            target = int(rng.choice(opened))
+            if rng.random() < self.closed_shots:  # the most closed frames: the mouth must be invented
+                closed = np.argsort(gaps)[: max(self.shots, count // 4)]
+                closed = closed[closed != target]
+                if len(closed):
+                    shots = rng.choice(closed, size=self.shots, replace=len(closed) < self.shots)
+                    return np.append(shots, target)
+        else:
+            target = int(rng.integers(count))
+        others = np.delete(np.arange(count), target) if count > 1 else np.arange(count)
+        shots = rng.choice(others, size=self.shots, replace=len(others) < self.shots)
+        return np.append(shots, target)
+
+    def __getitem__(self, key: tuple[int, int]) -> dict[str, torch.Tensor]:
+        epoch, clip = key
+        rng = np.random.default_rng((self.seed, epoch, clip))
+        picks = self._pick(clip, rng)
+        landmarks = self.data.landmarks(clip)[picks].astype(np.float64)
+        aligned = [align_mouth(self.data.frame(clip, int(i)), p, self.side) for i, p in zip(picks, landmarks)]
+        crops = np.stack([c for c, _, _ in aligned])
+        points = np.stack([p for _, p, _ in aligned]).astype(np.float64)
+        if self.augment is not None:  # on the crops: mirror, colour, zoom (16x fewer pixels than the frames)
+            crops, points = self.augment(crops, points, rng)
+        target_points = points[-1]
+        # The nearest shot by its (centred) lips: the one the renderer's fusion favours.
+        centred = points[:-1, LIPS] - points[:-1, LIPS].mean(1, keepdims=True)
+        goal = target_points[LIPS] - target_points[LIPS].mean(0)
+        nearest = int(np.linalg.norm(centred - goal, axis=-1).mean(-1).argmin())
+        warped = warp_mouth(crops[nearest], points[nearest], target_points)
+        lips = np.stack([draw_lips(p, self.side) for p in points])
+        return {
+            "shots": to_tensor(crops[:-1]),
+            "shot_lips": to_tensor(lips[:-1]),
+            "target": to_tensor(crops[-1]),
+            "target_lips": to_tensor(lips[-1]),
+            "target_points": torch.from_numpy(target_points[LIPS].astype(np.float32)),
+            "warped": to_tensor(warped),
+            "opening": torch.tensor(float(lip_gap(points[-1]))),
+            "video_index": torch.tensor(clip),
+        }

@@ -1,0 +1,67 @@
+"""Mouth geometry on 68-point landmarks (48-59 the outer lips, 60-67 the inner lips): how open a
+mouth is, its box, and a crop aligned on it (rotation and scale normalised), for the metrics and
+the mouth data."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+OUTER_LIPS = list(range(48, 60))
+INNER_LIPS = list(range(60, 68))
+OPEN = 0.1  # lip gap over mouth width above which a mouth counts as open
+# In a mouth-aligned crop of side s: the mouth corners (48, 54) on a horizontal line through the
+# centre, `MOUTH_WIDTH * s` apart, so a wide-open mouth and some chin and nose fit.
+MOUTH_WIDTH = 0.45
+
+
+def lip_gap(landmarks: np.ndarray) -> np.ndarray:
+    """`[...]`: the inner-lip gap (mean of 61-67, 62-66, 63-65) over the mouth's width (48-54):
+    0 closed, 0.1 and more clearly open."""
+    gap = np.linalg.norm(landmarks[..., [61, 62, 63], :] - landmarks[..., [67, 66, 65], :], axis=-1).mean(-1)
+    width = np.linalg.norm(landmarks[..., 48, :] - landmarks[..., 54, :], axis=-1)
+    return gap / np.maximum(width, 1.0)
+
+
+def mouth_boxes(landmarks: np.ndarray, size: int, pad: float = 0.3) -> np.ndarray:
+    """`[N, 4]` (x0, y0, x1, y1) integer boxes around `[N, 68, 2]` landmarks' mouths (48-67),
+    padded by `pad` of the longer side, in `size` px frames."""
+    mouth = landmarks[:, 48:68]
+    low, high = mouth.min(1), mouth.max(1)
+    margin = (high - low).max(1, keepdims=True) * pad
+    low, high = np.floor(low - margin).clip(0, size - 1), np.ceil(high + margin).clip(1, size)
+    return np.concatenate([low, high], 1).astype(int)
+
+
+def mouth_transform(landmarks: np.ndarray, side: int) -> np.ndarray:
+    """`[2, 3]` similarity (rotation, scale, shift) from frame pixels to a `side` px mouth-aligned
+    crop: the corners' midpoint to the centre, the corners on a horizontal line `MOUTH_WIDTH *
+    side` apart."""
+    left, right = landmarks[48].astype(np.float64), landmarks[54].astype(np.float64)
+    along = right - left
+    scale = MOUTH_WIDTH * side / max(np.linalg.norm(along), 1e-6)
+    cos, sin = along / max(np.linalg.norm(along), 1e-6)
+    rotation = scale * np.array([[cos, sin], [-sin, cos]])
+    centre = (side - 1) / 2
+    shift = np.array([centre, centre]) - rotation @ ((left + right) / 2)
+    return np.concatenate([rotation, shift[:, None]], 1)
+
+
+def align_mouth(frame: np.ndarray, landmarks: np.ndarray, side: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(crop `[side, side, 3] uint8`, landmarks `[68, 2]` in crop pixels, the `[2, 3]` transform)
+    of a frame's mouth, aligned by `mouth_transform` (bicubic; mirrored past the frame's edge)."""
+    matrix = mouth_transform(landmarks, side)
+    crop = cv2.warpAffine(frame, matrix, (side, side), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT_101)
+    points = landmarks @ matrix[:, :2].T + matrix[:, 2]
+    return crop, points.astype(np.float32), matrix
+
+
+def draw_lips(points: np.ndarray, side: int) -> np.ndarray:
+    """`[side, side, 3] uint8`: the outer lip contour in red and the inner in green, closed, on
+    black (what the mouth generator reads of the driving mouth)."""
+    canvas = np.zeros((side, side, 3), np.uint8)
+    thickness = max(1, round(side / 64))
+    for part, colour in ((OUTER_LIPS, (255, 0, 0)), (INNER_LIPS, (0, 255, 0))):
+        contour = np.round(points[part]).astype(np.int32)
+        cv2.polylines(canvas, [contour], True, colour, thickness, lineType=cv2.LINE_AA)
+    return canvas
