@@ -187,6 +187,11 @@ CASES = [
     ("demo --max-upload-mb 0", 2, ["--max-upload-mb", "1..10000"]),
     ("demo --model {ws}/junk.safetensors", 1, ["junk.safetensors"]),
     ("demo --model {ws}/missing.safetensors", 2, ["--model", "not found"]),
+    # -- train-mouth ----------------------------------------------------------------------------
+    ("train-mouth --data {ws}/missing --out {ws}/m", 2, ["--data", "not found"]),
+    ("train-mouth --data {data} --out {ws}/notes.txt", 2, ["--out", "notes.txt"]),
+    ("train-mouth --data {data} --out {ws}/m --steps 0", 2, ["--steps", "> 0"]),
+    ("train-mouth --out {ws}/m", 2, ["required"]),
     # -- live -----------------------------------------------------------------------------------
     ("live --avatar {ws}/missing.avatar", 2, ["--avatar", "missing.avatar", "not found"]),
     ("live --avatar {ws}/junk.avatar", 1, ["junk.avatar", "not a talkinghead avatar"]),

@@ -100,3 +100,23 @@ def test_mouth_episodes_pair_closed_shots_with_open_targets(tiny_data):
     goal = moved.copy()
     goal[LIPS[12:]] += np.float32([0.0, 1.5])  # the inner lips 1.5 px lower
     assert np.abs(warp_mouth(crop, moved, goal).astype(int) - crop).mean() > 0.5
+
+
+@pytest.mark.slow
+def test_the_mouth_generator_trains_checkpoints_and_resumes(tiny_data, tmp_path):
+    """Two steps, a checkpoint, two more from it; an untrained generator returns mostly the warp."""
+    import torch
+
+    from talkinghead.checkpoint import list_checkpoints, load_checkpoint
+    from talkinghead.models.mouth import MouthGenerator
+    from talkinghead.training.mouth import MouthConfig, train_mouth
+
+    config = MouthConfig(side=32, shots=2, channels=8, embedding_dim=16, batch_size=2, workers=0, steps=4,
+                         checkpoint_every=2, log_every=1, sample_every=2)  # fmt: skip
+    assert train_mouth(tiny_data, tmp_path / "run", config, max_steps=2, progress=False) == 2
+    assert train_mouth(tiny_data, tmp_path / "run", config, resume=True, progress=False) == 4
+    assert load_checkpoint(list_checkpoints(tmp_path / "run" / "checkpoints")[-1])["step"] == 4
+    generator = MouthGenerator(side=32, channels=8, embedding_dim=16)
+    warped = torch.rand(1, 3, 32, 32) * 2 - 1
+    mouth, mask = generator(warped, torch.zeros(1, 3, 32, 32), generator.adain_params(torch.rand(1, 16)))
+    assert mouth.shape == warped.shape and float(mask.mean()) < 0.3

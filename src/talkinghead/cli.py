@@ -146,6 +146,26 @@ def _add_train(commands) -> None:
     p.set_defaults(stage="talkinghead.stages:train")
 
 
+def _add_train_mouth(commands) -> None:
+    p = commands.add_parser(
+        "train-mouth",
+        help="meta-learn the mouth generator on mouth-aligned crops of a prepared data set",
+        description="The paper's embedder, AdaIN generator and projection discriminator on 64 px "
+        "mouth-aligned crops, for the mouth the warp cannot open (docs/training.md). Not yet used "
+        "by the renderer. Killed runs resume with --resume.",
+    )
+    p.add_argument("--data", required=True, help="data set folder made by `talkinghead prepare` (>= 128 px crops)")
+    p.add_argument("--out", required=True, help="run folder: config, checkpoints, samples, logs")
+    p.add_argument("--steps", type=_positive(int), default=20_000, help="where training ends, > 0 (default: 20000)")
+    p.add_argument(
+        "--batch-size", type=_number(int, 1, 4096), default=8, help="episodes per step, 1..4096 (default: 8)"
+    )
+    p.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
+    p.add_argument("--max-steps", type=_positive(int), help="stop after this many steps in this call (> 0)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(stage="talkinghead.stages:train_mouth")
+
+
 def _add_fit(commands) -> None:
     p = commands.add_parser(
         "fit",
@@ -417,6 +437,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(title="stages", metavar="COMMAND", dest="command")
     _add_prepare(commands)
     _add_train(commands)
+    _add_train_mouth(commands)
     _add_fit(commands)
     _add_animate(commands)
     _add_motion(commands)

@@ -153,6 +153,28 @@ def train(
     return Report(exit_code=128 + result.stopped_by if result.stopped_by else 0)
 
 
+def train_mouth(
+    *,
+    data: str | Path,
+    out: str | Path,
+    steps: int = 20_000,
+    batch_size: int = 8,
+    resume: bool = False,
+    max_steps: int | None = None,
+    progress: bool = True,
+) -> Report:
+    """Meta-learn the mouth generator on a prepared data set (>= 128 px crops) into the run folder
+    `out` (issue 32; not yet used by the renderer)."""
+    from talkinghead.training.mouth import MouthConfig
+    from talkinghead.training.mouth import train_mouth as run
+
+    check_input_folder(data, "data set", option="--data")
+    run_folder = check_output_folder(out)
+    step = run(data, run_folder, MouthConfig(steps=steps, batch_size=batch_size), resume=resume,
+               max_steps=max_steps, progress=progress)  # fmt: skip
+    return Report(f"{run_folder}: step {step}; --resume continues")
+
+
 def fit(
     inputs: Sequence[str | Path],
     *,

@@ -1,0 +1,67 @@
+"""The mouth generator: a small network for the mouth region alone, where the warp must stretch
+closed lips over an open mouth and pixels must be invented (issue 32).
+
+It reads, at the mouth-aligned crop's side s (64 px): the warped mouth crop (what the renderer
+gives today) and the target's lips drawn (outer and inner contours), and the person through
+AdaIN parameters psi = P e-hat from the paper's embedder run on the shots' mouth crops. An
+encoder down to s/8, AdaIN residual blocks there and on the way up (the paper's conditioning),
+skips from the encoder at s/2 and s/4, and a head that gives a correction and a mask: the output
+is `mask * synthesised + (1 - mask) * warped`, with the mask starting near 0 (bias -2), so an
+untrained network returns the warp. The embedder and the projection discriminator are the
+paper's (`Embedder`, `Discriminator`) at the crop's size.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from talkinghead.models.blocks import AdaINResBlock, ResBlockDown, conv
+
+
+class MouthGenerator(nn.Module):
+    """(warped `[B, 3, s, s]`, lips `[B, 3, s, s]`, psi `[B, P]`) -> (mouth `[B, 3, s, s]` in
+    [-1, 1], mask `[B, 1, s, s]`: where it is synthesised)."""
+
+    def __init__(self, *, side: int = 64, channels: int = 16, embedding_dim: int = 64, blocks: int = 2):
+        super().__init__()
+        self.side = side
+        widths = [channels, channels * 2, channels * 4]  # at s/2, s/4, s/8
+        self.stem = conv(6, channels)
+        self.down = nn.ModuleList(
+            ResBlockDown(a, b, first=i == 0) for i, (a, b) in enumerate(zip([channels, *widths[:-1]], widths))
+        )
+        self.body = nn.ModuleList(AdaINResBlock(widths[2], widths[2]) for _ in range(blocks))
+        self.up = nn.ModuleList(
+            [
+                AdaINResBlock(widths[2], widths[1], upsample=True),  # s/4, + skip
+                AdaINResBlock(widths[1] * 2, widths[0], upsample=True),  # s/2, + skip
+                AdaINResBlock(widths[0] * 2, channels, upsample=True),  # s
+            ]
+        )
+        self.head = conv(channels, 4)
+        adain = [*self.body, *self.up]
+        self.num_adain_params = sum(b.num_params for b in adain)
+        self.projection = nn.Parameter(torch.randn(self.num_adain_params, embedding_dim) * 0.01)
+        self.mask_bias = -2.0  # sigmoid(-2) = 12 % synthesised at first
+
+    def adain_params(self, embedding: torch.Tensor) -> torch.Tensor:
+        """psi = P e: `[B, D] -> [B, num_adain_params]`."""
+        return embedding @ self.projection.t()
+
+    def forward(self, warped: torch.Tensor, lips: torch.Tensor, psi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.stem(torch.cat([warped, lips], 1))
+        skips = []
+        for block in self.down:
+            h = block(h)
+            skips.append(h)  # s/2, s/4, s/8
+        offset = 0
+        for i, block in enumerate([*self.body, *self.up]):
+            if i >= len(self.body) + 1:  # the up blocks after the first read the encoder's skip
+                h = torch.cat([h, skips[len(self.body) + 2 - i]], 1)
+            h = block(h, psi[:, offset : offset + block.num_params])
+            offset += block.num_params
+        out = self.head(F.relu(h))
+        mask = torch.sigmoid(out[:, 3:4] + self.mask_bias)
+        return torch.lerp(warped, torch.tanh(out[:, :3]), mask), mask
