@@ -120,3 +120,49 @@ def test_the_mouth_generator_trains_checkpoints_and_resumes(tiny_data, tmp_path)
     warped = torch.rand(1, 3, 32, 32) * 2 - 1
     mouth, mask = generator(warped, torch.zeros(1, 3, 32, 32), generator.adain_params(torch.rand(1, 16)))
     assert mouth.shape == warped.shape and float(mask.detach().mean()) < 0.3
+
+
+@pytest.mark.slow
+def test_a_model_file_carries_the_mouth_into_avatars_and_frames(tiny_data, astronaut, tmp_path):
+    """export --mouth puts a train-mouth checkpoint into a model file; an avatar fitted with it
+    keeps a fitted mouth through save and load; the mouth changes frames only around the driving
+    inner lips; old model files have none."""
+    from talkinghead.checkpoint import default_model_path, export_model, list_checkpoints, load_model
+    from talkinghead.face.points import rescale_points
+    from talkinghead.inference.avatar import Avatar
+    from talkinghead.inference.fitting import FitOptions, fit_avatar
+    from talkinghead.training.mouth import MouthConfig, train_mouth
+
+    assert load_model().mouth is None
+    config = MouthConfig(side=32, shots=2, channels=8, embedding_dim=16, batch_size=2, workers=0, steps=2,
+                         checkpoint_every=2, log_every=1, sample_every=2)  # fmt: skip
+    train_mouth(tiny_data, tmp_path / "run", config, progress=False)
+    path = export_model(
+        default_model_path(), tmp_path / "m.safetensors", mouth=list_checkpoints(tmp_path / "run" / "checkpoints")[-1]
+    )
+    model = load_model(path)
+    assert model.mouth is not None and model.mouth.settings.side == 32
+    with_mouth = fit_avatar([astronaut], model=model, size=256)
+    with_mouth.mouth.generator.mask_bias = 4.0  # untrained: its correction shows wherever it is let in
+    without = fit_avatar([astronaut], model=model, size=256, options=FitOptions(mouth=False))
+    assert with_mouth.mouth is not None and without.mouth is None
+    driving = with_mouth.shot_landmarks[:1].copy()
+    driving[0, 57:60, 1] += 6  # the lower lip down: an open mouth
+    driving[0, 65:68, 1] += 6
+    a, b = next(with_mouth.generate(driving)).astype(int), next(without.generate(driving)).astype(int)
+    changed = np.abs(a - b).max(-1) > 8
+    assert changed.any()
+    points = rescale_points(driving[0], with_mouth.size, with_mouth.output_size)
+    ys, xs = np.nonzero(changed)
+    inner = points[60:68]
+    width = np.linalg.norm(points[54] - points[48])
+    assert xs.min() > inner[:, 0].min() - width / 2 and xs.max() < inner[:, 0].max() + width / 2
+    assert ys.min() > inner[:, 1].min() - width / 2 and ys.max() < inner[:, 1].max() + width / 2
+    with_mouth.save(tmp_path / "a.avatar")
+    loaded = Avatar.load(tmp_path / "a.avatar")
+    assert loaded.mouth is not None
+    loaded.mouth.generator.mask_bias = 4.0
+    assert np.abs(next(loaded.generate(driving)).astype(int) - a).max() <= 1
+    fitted = fit_avatar([astronaut, np.ascontiguousarray(astronaut[:, ::-1])], model=model, size=256,
+                        options=FitOptions(steps=2))  # fmt: skip
+    assert fitted.mouth is not None and fitted.mouth.steps == 2

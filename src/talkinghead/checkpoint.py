@@ -7,6 +7,8 @@ while saving keeps its previous checkpoint.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -93,12 +95,27 @@ def inference_weights(state: dict[str, Any]) -> dict[str, torch.Tensor]:
     return state.get("embedder_generator_ema") or state["embedder_generator"]
 
 
-def export_model(checkpoint: str | Path, out: str | Path, *, half: bool = True) -> Path:
-    """Write a training checkpoint's E, G and D (less its per-training-clip table W) as a model file."""
-    state = load_checkpoint(checkpoint)
-    tensors = {f"eg.{k}": v for k, v in inference_weights(state).items()}
-    tensors.update({f"d.{k}": v for k, v in state["discriminator"].items()})
-    return _write_model(out, tensors, state["config"], state["step"], half)
+def export_model(
+    checkpoint: str | Path, out: str | Path, *, half: bool = True, mouth: str | Path | None = None
+) -> Path:
+    """Write a training checkpoint's E, G and D (less its per-training-clip table W) as a model
+    file. `checkpoint` may also be a model file (to add a mouth to it); `mouth`: a `train-mouth`
+    checkpoint whose networks go in beside the face's."""
+    path = Path(checkpoint)
+    if is_safetensors(path):
+        metadata, tensors = read_safetensors(path, "talkinghead-model", "a talkinghead model file")
+        tensors = {k: v for k, v in tensors.items() if not k.startswith("mouth.")}
+        config, step = config_from(path, lambda: json.loads(metadata["config"])).to_dict(), int(metadata.get("step", 0))
+    else:
+        state = load_checkpoint(path)
+        tensors = {f"eg.{k}": v for k, v in inference_weights(state).items()}
+        tensors.update({f"d.{k}": v for k, v in state["discriminator"].items()})
+        config, step = state["config"], state["step"]
+    settings = None
+    if mouth is not None:
+        settings, mouth_state = _mouth_checkpoint(Path(mouth))
+        tensors.update(mouth_state)
+    return _write_model(out, tensors, config, step, half, mouth=settings)
 
 
 def save_model(out: str | Path, model, *, step: int = 0, half: bool = True) -> Path:
@@ -106,16 +123,31 @@ def save_model(out: str | Path, model, *, step: int = 0, half: bool = True) -> P
     tensors = {f"eg.embedder.{k}": v for k, v in model.embedder.state_dict().items()}
     tensors.update({f"eg.generator.{k}": v for k, v in model.generator.state_dict().items()})
     tensors.update({f"d.{k}": v for k, v in model.discriminator.state_dict().items()})
-    return _write_model(out, tensors, model.config.to_dict(), step, half)
+    settings = None
+    if model.mouth is not None:
+        settings = dataclasses.asdict(model.mouth.settings)
+        tensors.update({f"mouth.eg.{k}": v for k, v in model.mouth.networks.state_dict().items()})
+        tensors.update({f"mouth.d.{k}": v for k, v in model.mouth.discriminator.state_dict().items()})
+    return _write_model(out, tensors, model.config.to_dict(), step, half, mouth=settings)
 
 
-def _write_model(out, tensors: dict, config: dict, step: int, half: bool) -> Path:
+def _mouth_checkpoint(path: Path) -> tuple[dict, dict[str, torch.Tensor]]:
+    """A `train-mouth` checkpoint's settings and its networks as model-file tensors (`mouth.*`)."""
+    state = load_checkpoint(path)
+    try:
+        settings = {k: int(state["config"][k]) for k in ("side", "channels", "embedding_dim")}
+        tensors = {f"mouth.eg.{k}": v for k, v in state["networks"].items()}
+        tensors.update({f"mouth.d.{k}": v for k, v in state["discriminator"].items()})
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise ModelFileError(f"{path}: not a train-mouth checkpoint (its mouth networks are missing)") from None
+    return settings, tensors
+
+
+def _write_model(out, tensors: dict, config: dict, step: int, half: bool, *, mouth: dict | None = None) -> Path:
     """One safetensors file; float16 when `half` (the bundled model must stay under 50 MB)."""
-    import json
-
     from safetensors.torch import save_file
 
-    tensors = {k: v for k, v in tensors.items() if not k.startswith("d.W.")}
+    tensors = {k: v for k, v in tensors.items() if not (k.startswith("d.W.") or k.startswith("mouth.d.W."))}
     if half:
         tensors = {k: v.half() if v.is_floating_point() else v for k, v in tensors.items()}
     metadata = {
@@ -125,30 +157,34 @@ def _write_model(out, tensors: dict, config: dict, step: int, half: bool) -> Pat
         "config": json.dumps(config),
         "step": str(step),
     }
+    if mouth is not None:
+        metadata["mouth"] = json.dumps(mouth)
     with atomic_path(Path(out)) as tmp:
         save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
     return Path(out)
 
 
 def load_model(path: str | Path | None = None):
-    """A `Model` (config, embedder, generator, discriminator) from a model file or a training checkpoint.
+    """A `Model` (config, embedder, generator, discriminator, and the mouth's networks when the
+    file has them) from a model file or a training checkpoint.
 
-    The discriminator comes with a one-row W (fine-tuning gives it the new person's vector).
+    The discriminators come with a one-row W (fine-tuning gives it the new person's vector).
     Networks are float32 and in eval mode. `ModelFileError` when the file is not one.
     """
-    import json
-
     from talkinghead.model import Model, build_model
 
     path = Path(path) if path is not None else default_model_path()
     if not path.is_file():
         raise ModelFileError(f"{path}: model file not found")
+    mouth = None
     if path.suffix == ".safetensors" or is_safetensors(path):
         metadata, tensors = read_safetensors(path, "talkinghead-model", "a talkinghead model file")
         tensors = {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
         config = config_from(path, lambda: json.loads(metadata["config"]))
         eg_state = {k[3:]: v for k, v in tensors.items() if k.startswith("eg.")}
         d_state = {k[2:]: v for k, v in tensors.items() if k.startswith("d.")}
+        if "mouth" in metadata:
+            mouth = _load_mouth(path, metadata["mouth"], _part(tensors, "mouth."))
     else:
         state = load_checkpoint(path)
         config = config_from(path, lambda: state["config"])
@@ -165,7 +201,24 @@ def load_model(path: str | Path | None = None):
         model.discriminator.load_state_dict(d_state)
     except RuntimeError:
         raise ModelFileError(f"{path}: its networks do not match the config it carries (damaged file)") from None
-    return Model(config, *(network.eval() for network in model.networks()))
+    return Model(config, *(network.eval() for network in model.networks()), mouth=mouth)
+
+
+def _load_mouth(path: Path, settings: str, tensors: dict[str, torch.Tensor]):
+    """The `Mouth` of a model file: its settings (JSON) and `eg.*`, `d.*` tensors."""
+    from talkinghead.model import Mouth
+    from talkinghead.models.mouth import MouthNetworks, MouthSettings, mouth_discriminator
+
+    try:
+        shape = MouthSettings.of(json.loads(settings))
+        networks, discriminator = MouthNetworks(shape), mouth_discriminator(shape, 1)
+        d_state = _part(tensors, "d.")
+        d_state["W.weight"] = discriminator.W.weight.detach().clone()
+        networks.load_state_dict(_part(tensors, "eg."))
+        discriminator.load_state_dict(d_state)
+    except (KeyError, TypeError, ValueError, RuntimeError):
+        raise ModelFileError(f"{path}: its mouth networks do not match their settings (damaged file)") from None
+    return Mouth(shape, networks.eval(), discriminator.eval())
 
 
 def read_safetensors(path: Path, format_name: str, what: str) -> tuple[dict[str, str], dict[str, torch.Tensor]]:

@@ -288,9 +288,15 @@ def _add_export(commands) -> None:
     )
     p.add_argument(
         "checkpoint",
-        help="training checkpoint (step-*.pt); with --onnx, an avatar (.avatar), or a model file with --images",
+        help="training checkpoint (step-*.pt), or a model file to add --mouth to; with --onnx, an avatar "
+        "(.avatar), or a model file with --images",
     )
     p.add_argument("--out", required=True, help="model file to write (.safetensors); with --onnx, .onnx")
+    p.add_argument(
+        "--mouth",
+        metavar="CHECKPOINT",
+        help="a train-mouth checkpoint (step-*.pt) whose mouth networks go into the model file",
+    )
     p.add_argument("--fp32", action="store_true", help="keep float32 weights")
     p.add_argument(
         "--onnx",

@@ -12,6 +12,7 @@ from torch import nn
 
 from talkinghead.config import Config, ModelConfig
 from talkinghead.models import Discriminator, Embedder, generator_entry
+from talkinghead.models.mouth import MouthNetworks, MouthSettings
 
 
 def _shared(config: ModelConfig) -> dict:
@@ -31,13 +32,25 @@ def build_generator(config: ModelConfig) -> nn.Module:
 
 
 @dataclass
+class Mouth:
+    """The meta-learned mouth (issue 32): its embedder and generator, and its projection
+    discriminator with a one-row W (fine-tuning gives it the person's w' = w0 + e-hat)."""
+
+    settings: MouthSettings
+    networks: MouthNetworks
+    discriminator: Discriminator
+
+
+@dataclass
 class Model:
-    """A meta-learned model: its config and the three networks (`checkpoint.load_model` makes one)."""
+    """A meta-learned model: its config and the three networks (`checkpoint.load_model` makes one),
+    and the mouth's networks when the file has them (None: the warp's mouth is kept)."""
 
     config: Config
     embedder: Embedder
     generator: nn.Module
     discriminator: Discriminator
+    mouth: Mouth | None = None
 
     @property
     def resolution(self) -> int:

@@ -297,9 +297,13 @@ def export(
     portable: bool = False,
     images: Sequence[str | Path] | None = None,
     size: int = OUTPUT_SIZE,
+    mouth: str | Path | None = None,
 ) -> Report:
-    """A training checkpoint -> a compact model file; with `onnx`, an avatar (or a model file and
+    """A training checkpoint (or a model file) -> a compact model file, with the mouth networks of
+    a `train-mouth` checkpoint when `mouth` names one; with `onnx`, an avatar (or a model file and
     `images` of one person, fitted feed-forward here) -> its per-frame path as an ONNX graph."""
+    if mouth and onnx:
+        raise UsageError("--mouth: not with --onnx (the mouth goes into model files)")
     if images and not onnx:
         raise UsageError("--images: only with --onnx (a model file and images of one person -> an ONNX graph)")
     if portable and not onnx:
@@ -309,8 +313,10 @@ def export(
     from talkinghead.checkpoint import export_model
 
     check_input_file(checkpoint, "training checkpoint")
+    if mouth:
+        check_input_file(mouth, "train-mouth checkpoint", option="--mouth")
     check_output_file(out, (".safetensors",))
-    path = export_model(checkpoint, out, half=not fp32)
+    path = export_model(checkpoint, out, half=not fp32, mouth=mouth)
     return Report(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MB)")
 
 

@@ -26,6 +26,8 @@ from talkinghead.checkpoint import config_from, read_safetensors
 from talkinghead.config import Config
 from talkinghead.errors import ModelFileError
 from talkinghead.face.drawing import draw_batch
+from talkinghead.face.points import rescale_points
+from talkinghead.inference.mouth import FittedMouth
 from talkinghead.io import atomic_path
 from talkinghead.media.images import to_tensor, to_uint8
 from talkinghead.model import build_generator
@@ -48,6 +50,8 @@ class Avatar:
       (x0, y0, side) in that image, for pasting generated crops back
     - `detail`: the same crops at the output size D, `[T, D, D, 3] uint8`, whose pixels the
       renderer moves (render.py); None: frames are made at R
+    - `mouth`: the person's fitted mouth generator, pasted into every frame inside the driving
+      inner lips (mouth.py); None: the warp's mouth
     """
 
     config: Config
@@ -60,6 +64,7 @@ class Avatar:
     steps: int = 0
     notes: list[str] = field(default_factory=list)
     detail: np.ndarray | None = None
+    mouth: FittedMouth | None = None
 
     @property
     def size(self) -> int:
@@ -93,6 +98,8 @@ class Avatar:
         """Move the generator and psi (in place) and return the avatar."""
         self.generator.to(device=device, dtype=dtype)
         self.psi = self.psi.to(device=device, dtype=dtype)
+        if self.mouth is not None:
+            self.mouth.to(device=device, dtype=dtype)
         self._frozen = self._source = self._detail = None
         return self
 
@@ -135,19 +142,26 @@ class Avatar:
     def generate(self, landmarks: np.ndarray, *, batch_size: int = 8) -> Iterator[np.ndarray]:
         """Frames `[D, D, 3] uint8` (D: `output_size`) for `[N, 68, 2]` landmarks in this avatar's
         crop pixels of R: the generator's output composed at D on the detail shots (render.py)."""
-        for output in self.outputs(landmarks, batch_size=batch_size):
-            yield from to_uint8(self.render(output).float())
+        for start, output in zip(range(0, len(landmarks), batch_size), self.outputs(landmarks, batch_size=batch_size)):
+            yield from to_uint8(self.render(output, landmarks[start : start + batch_size]).float())
 
     @torch.inference_mode()
-    def render(self, output: GeneratorOutput) -> torch.Tensor:
-        """A generator output at the output size: `[B, 3, D, D]` in [-1, 1]."""
+    def render(self, output: GeneratorOutput, landmarks: np.ndarray | None = None) -> torch.Tensor:
+        """A generator output at the output size: `[B, 3, D, D]` in [-1, 1], with the mouth made by
+        the mouth generator inside the driving inner lips when the avatar has one and the driving
+        `landmarks` `[B, 68, 2]` (crop pixels of R) are given."""
         from talkinghead.inference.render import compose
 
-        if self.detail is None:
-            return output.frame
-        if getattr(self, "_detail", None) is None:
-            self._detail = to_tensor(self.detail).to(self.device, self.psi.dtype)  # [T, 3, D, D]
-        return compose(output, self._detail, self.output_size)
+        frames = output.frame
+        if self.detail is not None:
+            if getattr(self, "_detail", None) is None:
+                self._detail = to_tensor(self.detail).to(self.device, self.psi.dtype)  # [T, 3, D, D]
+            frames = compose(output, self._detail, self.output_size)
+        if self.mouth is not None and landmarks is not None:
+            frames = self.mouth.paste(
+                frames, rescale_points(np.asarray(landmarks, np.float64), self.size, frames.shape[-1])
+            )
+        return frames
 
     def runtime_generator(self) -> torch.nn.Module:
         """The generator with spectral norm folded into plain weights: same output, and no
@@ -179,7 +193,8 @@ class Avatar:
 
     def save(self, path: str | Path) -> Path:
         """One safetensors file: generator weights, psi, shots (and their detail), landmarks,
-        portrait and config. Format version 2 added the detail; version 1 files load without it."""
+        portrait and config, and the fitted mouth. Format version 2 added the detail, 3 the mouth
+        (written only when there is one); older files load without them."""
         from safetensors.torch import save_file
 
         tensors = {f"generator.{k}": v.detach().cpu().contiguous() for k, v in self.generator.state_dict().items()}
@@ -192,13 +207,17 @@ class Avatar:
         )
         if self.detail is not None:
             tensors["detail"] = torch.from_numpy(np.array(self.detail, copy=True))
+        if self.mouth is not None:
+            tensors.update({f"mouth.{k}": v.detach().cpu().contiguous() for k, v in self.mouth.state_dict().items()})
         metadata = {
             "format": AVATAR_FORMAT,
-            "version": "2",
+            "version": "3" if self.mouth is not None else "2",
             "config": json.dumps(self.config.to_dict()),
             "steps": str(self.steps),
             "notes": json.dumps(self.notes),
         }
+        if self.mouth is not None:
+            metadata["mouth"] = json.dumps(self.mouth.metadata())
         path = Path(path)
         with atomic_path(path) as tmp:
             save_file(tensors, str(tmp), metadata=metadata)
@@ -213,7 +232,7 @@ class Avatar:
         metadata, tensors = read_safetensors(
             path, AVATAR_FORMAT, "a talkinghead avatar (make one with talkinghead fit)"
         )
-        if metadata.get("version", "1") not in ("1", "2"):
+        if metadata.get("version", "1") not in ("1", "2", "3"):
             raise ModelFileError(f"{path}: avatar format {metadata.get('version')} is newer than this talkinghead")
         config = config_from(path, lambda: json.loads(metadata["config"]))
         generator = build_generator(config.model)
@@ -229,7 +248,15 @@ class Avatar:
         detail = tensors["detail"].numpy() if "detail" in tensors else None
         if detail is not None and (len(detail) != len(shots) or detail.shape[1] < shots.shape[1]):
             raise ModelFileError(f"{path}: a damaged avatar file (its detail shots do not fit its shots)")
+        mouth = None
+        if "mouth" in metadata:
+            try:
+                mouth = FittedMouth.from_state(
+                    json.loads(metadata["mouth"]), {k[6:]: v for k, v in tensors.items() if k.startswith("mouth.")}
+                )
+            except (RuntimeError, KeyError, ValueError, TypeError):
+                raise ModelFileError(f"{path}: a damaged avatar file (its mouth does not fit together)") from None
         return cls(
             config, generator.eval(), psi, shots.numpy(), shot_landmarks.numpy(), portrait.numpy(),
-            portrait_box.numpy(), steps, notes, detail,
+            portrait_box.numpy(), steps, notes, detail, mouth,
         )  # fmt: skip

@@ -24,7 +24,9 @@ import torch
 from talkinghead.config import Config
 from talkinghead.errors import UsageError
 from talkinghead.face.drawing import draw_batch
+from talkinghead.face.points import rescale_points
 from talkinghead.inference.avatar import Avatar
+from talkinghead.inference.mouth import fit_mouth
 from talkinghead.media.images import to_tensor
 from talkinghead.model import Model
 from talkinghead.models import GeneratorInputs
@@ -43,6 +45,7 @@ class FitOptions:
     psi_only: bool | None = None  # the generator side moves psi' only, not G's weights
     seed: int = 0
     guard: bool = True  # go back to the last good state when fine-tuning diverges (gan.DivergenceGuard)
+    mouth: bool = True  # use the model's mouth generator when it has one (False: the warp's mouth)
 
     def __post_init__(self) -> None:
         if self.steps < 0:
@@ -95,6 +98,7 @@ def fit_shots(
     landmarks: np.ndarray,
     options: FitOptions = FitOptions(),
     *,
+    detail: np.ndarray | None = None,
     device: str | torch.device | None = None,
     progress: bool = False,
     callback=None,
@@ -102,8 +106,10 @@ def fit_shots(
     """The few-shot stage on shots that are already face crops; the avatar stays on `device`.
 
     `crops`: `[T, S, S, 3] uint8` at the model's resolution; `landmarks`: `[T, 68, 2]` in crop
-    pixels. The portrait is the first crop. `callback(step, generator, psi)` runs after each
-    fine-tuning step (scripts/finetune_sweep.py measures there).
+    pixels. The portrait is the first crop. `detail`: the same crops at the output size D
+    `[T, D, D, 3]` (the renderer moves their pixels; the mouth is fitted on them), or None.
+    `callback(step, generator, psi)` runs after each fine-tuning step (scripts/finetune_sweep.py
+    measures there).
     """
     config = model.config
     steps = options.total_steps(len(crops))
@@ -124,7 +130,17 @@ def fit_shots(
         notes = _finetune(config, person, shots, options, steps, progress=progress, callback=callback)
         psi = person.psi
     box = np.array([0, 0, size], np.float32)
-    return Avatar(config, generator.eval(), psi.detach(), crops, landmarks, crops[0], box, steps, notes)
+    if detail is not None and detail.shape[1] <= size:
+        detail = None
+    mouth = None
+    if model.mouth is not None and options.mouth:
+        mouth_crops = detail if detail is not None else crops
+        mouth, mouth_notes = fit_mouth(
+            model.mouth, mouth_crops, rescale_points(landmarks, size, mouth_crops.shape[1]), steps=steps, device=device,
+            seed=options.seed, progress=progress,
+        )  # fmt: skip
+        notes = notes + mouth_notes
+    return Avatar(config, generator.eval(), psi.detach(), crops, landmarks, crops[0], box, steps, notes, detail, mouth)
 
 
 def fit_avatar(
@@ -148,10 +164,10 @@ def fit_avatar(
         model = load_model(model)
     detail = size if size and size > model.resolution else None
     found = FaceCropper(model.resolution, detail=detail)(inputs, shots)
-    avatar = fit_shots(model, found.crops, found.landmarks, options, device=device, progress=progress)
+    avatar = fit_shots(
+        model, found.crops, found.landmarks, options, detail=found.detail, device=device, progress=progress
+    )
     avatar.portrait, avatar.portrait_box, avatar.notes = found.portrait, found.box, found.notes + avatar.notes
-    if found.detail is not None and found.detail.shape[1] > model.resolution:
-        avatar.detail = found.detail
     return avatar
 
 

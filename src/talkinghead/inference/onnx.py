@@ -198,14 +198,15 @@ class OnnxAvatar:
 
     def generate(self, landmarks: np.ndarray, *, batch_size: int = 8) -> Iterator[np.ndarray]:
         """Frames `[D, D, 3] uint8` (the avatar's output size) for `[N, 68, 2]` landmarks in its
-        crop pixels: the graph at R, the move repeated at D beside it (`Avatar.render`)."""
+        crop pixels: the graph at R, the move repeated at D and the mouth beside it (`Avatar.render`)."""
         for start in range(0, len(landmarks), batch_size):
-            inputs = self.avatar.generator_inputs(landmarks[start : start + batch_size])
+            driving = landmarks[start : start + batch_size]
+            inputs = self.avatar.generator_inputs(driving)
             images, points = (t.float().cpu().numpy() for t in (inputs.driving_landmark_images, inputs.driving_points))
             output = GeneratorOutput(
                 **{k: torch.from_numpy(v) for k, v in self.session.outputs(images, points).items()}
             )
-            yield from to_uint8(self.avatar.render(output).float())
+            yield from to_uint8(self.avatar.render(output, driving).float())
 
 
 RUNTIMES = ("torch", "onnx")

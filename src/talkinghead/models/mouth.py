@@ -13,11 +13,28 @@ paper's (`Embedder`, `Discriminator`) at the crop's size.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from talkinghead.models.blocks import AdaINResBlock, ResBlockDown, conv
+from talkinghead.models.discriminator import Discriminator
+from talkinghead.models.embedder import Embedder
+
+
+@dataclass(frozen=True)
+class MouthSettings:
+    """The mouth networks' shape (stored in model files beside the face's config)."""
+
+    side: int = 64  # the mouth-aligned crops' side
+    channels: int = 16
+    embedding_dim: int = 64
+
+    @classmethod
+    def of(cls, values: dict) -> "MouthSettings":
+        return cls(**{k: int(values[k]) for k in ("side", "channels", "embedding_dim")})
 
 
 class MouthGenerator(nn.Module):
@@ -63,5 +80,40 @@ class MouthGenerator(nn.Module):
             h = block(h, psi[:, offset : offset + block.num_params])
             offset += block.num_params
         out = self.head(F.relu(h))
+        out = out.to(warped.dtype)  # bf16 under autocast
         mask = torch.sigmoid(out[:, 3:4] + self.mask_bias)
         return torch.lerp(warped, torch.tanh(out[:, :3]), mask), mask
+
+
+class MouthNetworks(nn.Module):
+    """E and G of the mouth as one module (one optimizer, one state dict: `embedder.*`, `generator.*`)."""
+
+    def __init__(self, settings: MouthSettings):
+        super().__init__()
+        s = settings
+        self.settings = settings
+        self.embedder = Embedder(
+            resolution=s.side, base_channels=s.channels, max_channels=4 * s.channels, embedding_dim=s.embedding_dim
+        )
+        self.generator = MouthGenerator(side=s.side, channels=s.channels, embedding_dim=s.embedding_dim)
+
+    def embed(self, shots: torch.Tensor, shot_lips: torch.Tensor) -> torch.Tensor:
+        """e-hat `[B, D]` of `[B, K, 3, s, s]` shots' mouth crops and their lips drawn."""
+        return self.embedder.embed_shots(shots, shot_lips)
+
+    def forward(
+        self, shots: torch.Tensor, shot_lips: torch.Tensor, warped: torch.Tensor, target_lips: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(mouth `[B, 3, s, s]`, mask `[B, 1, s, s]`, e-hat `[B, D]`)."""
+        embedding = self.embed(shots, shot_lips)
+        mouth, mask = self.generator(warped, target_lips, self.generator.adain_params(embedding))
+        return mouth, mask, embedding
+
+
+def mouth_discriminator(settings: MouthSettings, num_videos: int) -> Discriminator:
+    """The paper's projection discriminator at the mouth crops' side, one row of W per video."""
+    s = settings
+    return Discriminator(
+        resolution=s.side, base_channels=s.channels, max_channels=4 * s.channels, embedding_dim=s.embedding_dim,
+        num_videos=num_videos,
+    )  # fmt: skip

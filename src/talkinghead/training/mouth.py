@@ -39,7 +39,7 @@ from talkinghead.data.mouth import MouthEpisodes
 from talkinghead.io import write_json
 from talkinghead.media.images import to_uint8
 from talkinghead.models import Discriminator, Embedder, GeneratorOutput
-from talkinghead.models.mouth import MouthGenerator
+from talkinghead.models.mouth import MouthNetworks, MouthSettings, mouth_discriminator
 from talkinghead.training.gan import Adversary, Generated, StepInputs, StepOutput, adversarial_step
 from talkinghead.training.losses import GeneratorLoss
 from talkinghead.training.train import Logger, TrainError, log_values
@@ -56,43 +56,31 @@ class MouthConfig:
     lr_discriminator: float = 4e-4
     steps: int = 20_000
     seed: int = 0
-    workers: int = 2
+    workers: int = 1  # one loader process makes 200 episodes/s: ten times what a step uses
+    amp: bool = True  # bf16 autocast where the CPU runs bf16 natively (2x here)
     log_every: int = 25
     sample_every: int = 250
     checkpoint_every: int = 250
     keep_checkpoints: int = 3
     loss: LossConfig = field(
-        # The embedding match at 1, not the paper's 80: W starts random here (the face's trainer
-        # starts it at the embedder's vectors; at 80 a random W collapsed that embedder).
+        # The embedding match at 1, not the paper's 80: at 80 the embedder's ReLU output collapsed
+        # to zero (and stays dead) before W could move. W starts at the embedder's vectors, as the
+        # face's trainer does (`init_person_vectors`); a W left at its random init pulled e-hat to 0.
         default_factory=lambda: LossConfig(
             vgg=0.1, face=0.0, adversarial=0.1, feature_matching=1.0, embedding_match=1.0, l1=1.0
         )
     )
 
 
-class MouthNetworks(nn.Module):
-    """E and G of the mouth as one module (one optimizer, one state dict)."""
-
-    def __init__(self, config: MouthConfig):
-        super().__init__()
-        c = config
-        self.embedder = Embedder(
-            resolution=c.side, base_channels=c.channels, max_channels=4 * c.channels, embedding_dim=c.embedding_dim
-        )
-        self.generator = MouthGenerator(side=c.side, channels=c.channels, embedding_dim=c.embedding_dim)
-
-    def forward(self, batch: dict[str, torch.Tensor]) -> Generated:
-        embedding = self.embedder.embed_shots(batch["shots"], batch["shot_lips"])  # e-hat [B, D]
-        mouth, mask = self.generator(batch["warped"], batch["target_lips"], self.generator.adain_params(embedding))
-        return Generated(GeneratorOutput(frame=mouth, blend_mask=mask), embedding)
+def settings_of(config: MouthConfig) -> MouthSettings:
+    """The networks' shape in a training config."""
+    return MouthSettings(side=config.side, channels=config.channels, embedding_dim=config.embedding_dim)
 
 
-def build_discriminator(config: MouthConfig, num_videos: int) -> Discriminator:
-    c = config
-    return Discriminator(
-        resolution=c.side, base_channels=c.channels, max_channels=4 * c.channels, embedding_dim=c.embedding_dim,
-        num_videos=num_videos,
-    )  # fmt: skip
+def generate_mouth(networks: MouthNetworks, batch: dict[str, torch.Tensor]) -> Generated:
+    """One step's generator side on a batch of `MouthEpisodes` items."""
+    mouth, mask, embedding = networks(batch["shots"], batch["shot_lips"], batch["warped"], batch["target_lips"])
+    return Generated(GeneratorOutput(frame=mouth, blend_mask=mask), embedding)
 
 
 def train_mouth(
@@ -115,13 +103,15 @@ def train_mouth(
     state = load_checkpoint(found[-1]) if found and resume else None
     config = _config_from(state["config"]) if state is not None else config
     torch.manual_seed(config.seed)
-    networks, discriminator = MouthNetworks(config), build_discriminator(config, len(data))
+    networks = MouthNetworks(settings_of(config))
+    discriminator = mouth_discriminator(settings_of(config), len(data))
     betas = (0.0, 0.999)
     adversary = Adversary(
         discriminator,
         GeneratorLoss(config.loss),
         torch.optim.Adam(networks.parameters(), lr=config.lr_generator, betas=betas),
         torch.optim.Adam(discriminator.parameters(), lr=config.lr_discriminator, betas=betas),
+        amp=config.amp,
     )
     step = 0
     if state is not None:
@@ -130,6 +120,8 @@ def train_mouth(
         adversary.opt_g.load_state_dict(state["opt_g"])
         adversary.opt_d.load_state_dict(state["opt_d"])
         step = int(state["step"])
+    else:
+        init_person_vectors(networks.embedder, discriminator, data, config)
     run.mkdir(parents=True, exist_ok=True)
     write_json(run / "config.json", {**dataclasses.asdict(config), "num_videos": len(data)})
     batches = _batches(data, config, step)
@@ -142,7 +134,7 @@ def train_mouth(
         while step < last and stopped["signal"] is None:
             batch = next(batches)
             real = StepInputs(batch["target"], batch["target_lips"], person=batch["video_index"])
-            out = adversarial_step(partial(networks, batch), real, adversary)
+            out = adversarial_step(partial(generate_mouth, networks, batch), real, adversary)
             step += 1
             bar.update(1)
             if step % config.log_every == 0 or step == last:
@@ -160,6 +152,18 @@ def train_mouth(
         for s, handler in previous.items():
             signal.signal(s, handler)
     return step
+
+
+@torch.no_grad()
+def init_person_vectors(embedder: Embedder, discriminator: Discriminator, data: FaceDataset, config: MouthConfig):
+    """Each clip's row of W set to the embedder's e-hat of K of its mouth crops (un-augmented)."""
+    episodes = MouthEpisodes(data, shots=config.shots, side=config.side, seed=config.seed)
+    was_training = embedder.training
+    embedder.eval()
+    for clip in range(len(data)):
+        item = episodes[0, clip]
+        discriminator.W.weight[clip] = embedder.embed_shots(item["shots"][None], item["shot_lips"][None])[0]
+    embedder.train(was_training)
 
 
 def _batches(data: FaceDataset, config: MouthConfig, step: int):

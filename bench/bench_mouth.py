@@ -1,0 +1,133 @@
+"""Benchmark the mouth networks (issue 32): training samples/s and the generator's inference time
+per frame. Prints one JSON object.
+
+    python bench/bench_mouth.py [--steps 10] [--threads 2] [--data data/shared256/train]
+
+Training: `train_mouth`'s own step (embedder on K shots + mouth generator, the projection
+discriminator, L1 + VGG + hinge + feature matching + embedding match) on a synthetic batch, with and
+without bf16 autocast (where the CPU runs bf16 natively). Inference: the mouth generator alone
+on one crop with psi precomputed (what `animate` runs per frame), and `MouthEpisodes` items/s in
+one process when `--data` names a prepared data set. The first step is warm-up, not timed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from functools import partial
+from pathlib import Path
+
+from common import machine
+
+
+def synthetic_batch(config, generator):
+    import torch
+
+    B, K, s = config.batch_size, config.shots, config.side
+
+    def image(*shape):
+        return torch.rand(*shape, 3, s, s, generator=generator) * 2 - 1
+
+    return {
+        "shots": image(B, K),
+        "shot_lips": image(B, K),
+        "target": image(B),
+        "target_lips": image(B),
+        "warped": image(B),
+        "video_index": torch.arange(B) % 4,
+    }
+
+
+def train_rate(config, steps: int, amp: bool) -> float:
+    import torch
+
+    from talkinghead.models.mouth import MouthNetworks, mouth_discriminator
+    from talkinghead.training.gan import Adversary, StepInputs, adversarial_step
+    from talkinghead.training.losses import GeneratorLoss
+    from talkinghead.training.mouth import generate_mouth, settings_of
+
+    torch.manual_seed(0)
+    networks = MouthNetworks(settings_of(config))
+    discriminator = mouth_discriminator(settings_of(config), 4)
+    adversary = Adversary(
+        discriminator,
+        GeneratorLoss(config.loss),
+        torch.optim.Adam(networks.parameters(), lr=1e-4, betas=(0.0, 0.999)),
+        torch.optim.Adam(discriminator.parameters(), lr=4e-4, betas=(0.0, 0.999)),
+        amp=amp,
+    )
+    batch = synthetic_batch(config, torch.Generator().manual_seed(0))
+    real = StepInputs(batch["target"], batch["target_lips"], person=batch["video_index"])
+    times = []
+    for _ in range(steps + 1):
+        start = time.perf_counter()
+        adversarial_step(partial(generate_mouth, networks, batch), real, adversary)
+        times.append(time.perf_counter() - start)
+    return config.batch_size * steps / sum(times[1:])
+
+
+def inference_ms(config, repeats: int = 50) -> float:
+    import torch
+
+    from talkinghead.models.mouth import MouthGenerator
+
+    generator = MouthGenerator(side=config.side, channels=config.channels, embedding_dim=config.embedding_dim).eval()
+    x = torch.rand(1, 3, config.side, config.side) * 2 - 1
+    psi = generator.adain_params(torch.randn(1, config.embedding_dim))
+    best = float("inf")
+    with torch.no_grad():
+        generator(x, x, psi)
+        for _ in range(repeats):
+            start = time.perf_counter()
+            generator(x, x, psi)
+            best = min(best, time.perf_counter() - start)
+    return best * 1000
+
+
+def episode_rate(data: Path, config, items: int = 64) -> float:
+    from talkinghead.data import FaceDataset
+    from talkinghead.data.mouth import MouthEpisodes
+
+    dataset = FaceDataset(data)
+    episodes = MouthEpisodes(dataset, shots=config.shots, side=config.side)
+    episodes[(0, 0)]
+    start = time.perf_counter()
+    for i in range(items):
+        episodes[(1, i % len(dataset))]
+    return items / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--data", type=Path, default=None, help="a prepared data set for the episodes' rate")
+    args = parser.parse_args()
+
+    import torch
+
+    from talkinghead.training.gan import cpu_has_bf16
+    from talkinghead.training.mouth import MouthConfig
+
+    torch.set_num_threads(args.threads)
+    config = MouthConfig()
+    result = {
+        "machine": machine(),
+        "threads": args.threads,
+        "side": config.side,
+        "batch_size": config.batch_size,
+        "shots": config.shots,
+        "train_samples_per_second_fp32": round(train_rate(config, args.steps, amp=False), 1),
+    }
+    if cpu_has_bf16():
+        result["train_samples_per_second_bf16"] = round(train_rate(config, args.steps, amp=True), 1)
+    torch.set_num_threads(1)
+    result["generator_ms_per_frame_1_thread"] = round(inference_ms(config), 2)
+    if args.data is not None:
+        result["episodes_per_second_1_process"] = round(episode_rate(args.data, config), 1)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

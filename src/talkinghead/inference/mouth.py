@@ -1,0 +1,313 @@
+"""The mouth in use (issue 32): a person's mouth generator, fitted on the T shots, and its paste
+into rendered frames at the output size.
+
+    mouth = fit_mouth(model.mouth, detail_shots, landmarks, steps=100)   # psi' = P e-hat (+ fine-tuning)
+    frames = mouth.paste(frames, driving_landmarks)                      # [B, 3, D, D] in [-1, 1]
+
+Per frame, the rendered frame's mouth is cut as a mouth-aligned crop (face/mouth.py) on the
+driving landmarks, the generator corrects it from the driving lips drawn and psi', and its
+output goes back into the frame inside the driving inner-lip polygon, dilated and feathered, and
+only where the generator's own mask says it synthesised: elsewhere the frame keeps its pixels at
+full resolution (the crop is 64 px; a 512 px frame's mouth is about 4x that).
+
+Fitting follows the paper's few-shot stage on the mouth crops: e-hat of the T shots, psi' = P
+e-hat, w' = w0 + e-hat, then (T >= 2 and steps > 0) G, psi' and D fine-tuned on pairs among the
+shots (each shot re-made from the one whose lips are nearest, warped to its lips, as in
+meta-learning) with the divergence guard; held out for the guard: the same pairs mirrored.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from dataclasses import dataclass
+from functools import partial
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from talkinghead.face.mouth import INNER_LIPS, MOUTH_WIDTH, align_mouth, draw_lips, mouth_transform
+from talkinghead.media.images import to_tensor
+from talkinghead.model import Mouth
+from talkinghead.models.mouth import MouthGenerator, MouthSettings
+
+# Fine-tuning: the meta-learning rates (training/mouth.py MouthConfig) and its losses less the
+# embedding match.
+LR_GENERATOR, LR_DISCRIMINATOR, BATCH = 1e-4, 4e-4, 4
+# The paste: the inner-lip polygon grown by DILATE and feathered over FEATHER, in mouth widths.
+DILATE, FEATHER = 0.08, 0.06
+
+
+@dataclass
+class FittedMouth:
+    """A person's mouth generator (spectral norm folded in) and its psi' `[1, P]`."""
+
+    settings: MouthSettings
+    generator: MouthGenerator
+    psi: torch.Tensor
+    steps: int = 0
+
+    def to(self, device=None, dtype=None) -> "FittedMouth":
+        self.generator.to(device=device, dtype=dtype)
+        self.psi = self.psi.to(device=device, dtype=dtype)
+        return self
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """What an avatar file stores: `generator.*` (plain weights) and `psi`."""
+        return {**{f"generator.{k}": v for k, v in self.generator.state_dict().items()}, "psi": self.psi}
+
+    def metadata(self) -> dict:
+        return {**dataclasses.asdict(self.settings), "steps": self.steps}
+
+    @classmethod
+    def from_state(cls, metadata: dict, tensors: dict[str, torch.Tensor]) -> "FittedMouth":
+        """The inverse of `state_dict` and `metadata`."""
+        settings = MouthSettings.of(metadata)
+        generator = _plain(settings)
+        generator.load_state_dict({k[10:]: v for k, v in tensors.items() if k.startswith("generator.")})
+        return cls(settings, generator, tensors["psi"], int(metadata.get("steps", 0)))
+
+    @torch.inference_mode()
+    def paste(self, frames: torch.Tensor, landmarks: np.ndarray) -> torch.Tensor:
+        """`frames` `[B, 3, D, D]` in [-1, 1] with the mouth made inside the driving inner lips;
+        `landmarks`: `[B, 68, 2]` driving landmarks in the frames' pixels."""
+        s, size = self.settings.side, frames.shape[-1]
+        matrices = np.stack([mouth_transform(points, s) for points in landmarks])  # frame px -> crop px
+        crops = cut_mouths(frames, matrices, s)
+        points = np.einsum("bij,bkj->bki", matrices[:, :, :2], landmarks) + matrices[:, None, :, 2]
+        lips = to_tensor(np.stack([draw_lips(p, s) for p in points])).to(frames.device, frames.dtype)
+        mouth, mask = self.generator(crops, lips, self.psi.expand(len(frames), -1))
+        alpha = inner_lip_alpha(points, s).to(mask.device, mask.dtype) * mask
+        out = frames.clone()
+        for b in range(len(frames)):
+            box = _paste_box(landmarks[b], matrices[b], size)
+            if box is None:
+                continue
+            x0, y0, x1, y1 = box
+            grid = _frame_to_crop_grid(matrices[b], (x0, y0, x1, y1), s).to(frames.device, frames.dtype)
+            moved = F.grid_sample(mouth[b : b + 1], grid, mode="bilinear", padding_mode="border", align_corners=False)
+            weight = F.grid_sample(alpha[b : b + 1], grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+            region = out[b : b + 1, :, y0:y1, x0:x1]
+            out[b : b + 1, :, y0:y1, x0:x1] = torch.lerp(region, moved.clamp(-1, 1), weight)
+        return out
+
+
+def cut_mouths(frames: torch.Tensor, matrices: np.ndarray, side: int) -> torch.Tensor:
+    """`[B, 3, side, side]` mouth-aligned crops of `[B, 3, H, W]` frames by `[B, 2, 3]` similarities
+    (frame px -> crop px), sampled at the frame's own scale and area-averaged down (no aliasing)."""
+    B, _, H, W = frames.shape
+    scale = float(np.sqrt(np.abs(np.linalg.det(matrices[:, :, :2]))).min())  # crop px per frame px
+    k = max(1, int(round(1 / scale)))
+    fine = side * k
+    u = (torch.arange(fine, dtype=torch.float64) + 0.5) / k - 0.5  # crop px of the fine samples
+    uu, vv = torch.meshgrid(u, u, indexing="xy")
+    crop_points = torch.stack([uu, vv, torch.ones_like(uu)], -1)  # [f, f, 3]
+    inverse = torch.from_numpy(np.stack([_invert(m) for m in matrices]))  # crop px -> frame px
+    frame_points = torch.einsum("bij,yxj->byxi", inverse, crop_points)  # [B, f, f, 2]
+    grid = torch.stack([(2 * frame_points[..., 0] + 1) / W - 1, (2 * frame_points[..., 1] + 1) / H - 1], -1)
+    crops = F.grid_sample(
+        frames, grid.to(frames.dtype), mode="bilinear", padding_mode="reflection", align_corners=False
+    )
+    return F.avg_pool2d(crops, k) if k > 1 else crops
+
+
+def inner_lip_alpha(points: np.ndarray, side: int) -> torch.Tensor:
+    """`[B, 1, side, side]` in [0, 1]: the inner-lip polygon of `[B, 68, 2]` crop-pixel landmarks,
+    grown by `DILATE` mouth widths and feathered over `FEATHER`."""
+    width = MOUTH_WIDTH * side
+    grow, sigma = max(1, round(DILATE * width)), max(0.5, FEATHER * width / 2)
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1))
+    masks = []
+    for p in points:
+        canvas = np.zeros((side, side), np.uint8)
+        cv2.fillPoly(canvas, [np.round(p[INNER_LIPS] * 16).astype(np.int32)], 255, cv2.LINE_AA, shift=4)
+        canvas = cv2.dilate(canvas, kernel)
+        masks.append(cv2.GaussianBlur(canvas.astype(np.float32) / 255, (0, 0), sigma))
+    return torch.from_numpy(np.stack(masks))[:, None]
+
+
+def _invert(matrix: np.ndarray) -> np.ndarray:
+    return cv2.invertAffineTransform(matrix)
+
+
+def _paste_box(landmarks: np.ndarray, matrix: np.ndarray, size: int) -> tuple[int, int, int, int] | None:
+    """The frame's pixels the paste can change: the inner lips' box grown by the dilation and
+    feather (in frame px), clipped to the frame; None when it is empty."""
+    scale = float(np.sqrt(abs(np.linalg.det(matrix[:, :2]))))
+    margin = (DILATE + 2 * FEATHER) * np.linalg.norm(landmarks[54] - landmarks[48]) + 2 / scale
+    low, high = landmarks[INNER_LIPS].min(0) - margin, landmarks[INNER_LIPS].max(0) + margin
+    x0, y0 = (int(max(0, np.floor(v))) for v in low)
+    x1, y1 = (int(min(size, np.ceil(v))) for v in high)
+    return (x0, y0, x1, y1) if x1 > x0 and y1 > y0 else None
+
+
+def _frame_to_crop_grid(matrix: np.ndarray, box: tuple[int, int, int, int], side: int) -> torch.Tensor:
+    """`[1, h, w, 2]` grid_sample coordinates in the crop for the frame pixels of `box`."""
+    x0, y0, x1, y1 = box
+    xs, ys = np.meshgrid(np.arange(x0, x1, dtype=np.float64), np.arange(y0, y1, dtype=np.float64))
+    u = matrix[0, 0] * xs + matrix[0, 1] * ys + matrix[0, 2]
+    v = matrix[1, 0] * xs + matrix[1, 1] * ys + matrix[1, 2]
+    grid = np.stack([(2 * u + 1) / side - 1, (2 * v + 1) / side - 1], -1)
+    return torch.from_numpy(grid)[None].float()
+
+
+# -- fitting ------------------------------------------------------------------------------------
+
+
+def mouth_shots(crops: np.ndarray, landmarks: np.ndarray, side: int) -> tuple[np.ndarray, np.ndarray]:
+    """The shots' mouth-aligned crops `[T, side, side, 3] uint8` and their landmarks `[T, 68, 2]`
+    in crop pixels, from face crops `[T, S, S, 3]` and their landmarks in those crops' pixels."""
+    aligned = [align_mouth(crop, points.astype(np.float64), side) for crop, points in zip(crops, landmarks)]
+    return np.stack([c for c, _, _ in aligned]), np.stack([p for _, p, _ in aligned])
+
+
+def fit_mouth(
+    mouth: Mouth,
+    crops: np.ndarray,
+    landmarks: np.ndarray,
+    *,
+    steps: int = 0,
+    device: str | torch.device = "cpu",
+    seed: int = 0,
+    progress: bool = False,
+) -> tuple[FittedMouth, list[str]]:
+    """The few-shot stage of the mouth on face crops `[T, S, S, 3] uint8` (any S; the detail shots
+    give the sharpest mouths) and their landmarks `[T, 68, 2]` in those pixels. Returns the fitted
+    mouth (on `device`) and notes. `steps` of fine-tuning when T >= 2 (with one shot there are no
+    pairs to learn from: feed-forward)."""
+    s = mouth.settings.side
+    shots, points = mouth_shots(crops, landmarks, s)
+    lips = np.stack([draw_lips(p, s) for p in points])
+    frames, drawn = to_tensor(shots).to(device), to_tensor(lips).to(device)
+    networks = copy.deepcopy(mouth.networks).to(device).eval()
+    with torch.no_grad():
+        embedding = networks.embedder(frames, drawn).mean(0, keepdim=True)  # e-hat [1, D]
+        psi = networks.generator.adain_params(embedding)  # psi' = P e-hat
+    generator, notes = networks.generator, []
+    if steps > 0 and len(shots) >= 2:
+        pairs = _pairs(shots, points)
+        discriminator = copy.deepcopy(mouth.discriminator).to(device)
+        psi, notes = _finetune(generator, discriminator, psi, embedding, pairs, steps, seed=seed, progress=progress)
+    elif steps > 0:
+        notes = ["the mouth was not fine-tuned: one shot has no pairs to learn from (feed-forward)"]
+    fitted = FittedMouth(mouth.settings, _frozen(generator, mouth.settings), psi.detach(), steps if not notes else 0)
+    return fitted.to(device), notes
+
+
+def _frozen(generator: MouthGenerator, settings: MouthSettings) -> MouthGenerator:
+    """A copy with spectral norm folded into plain weights (the same output, no power iteration),
+    in eval mode."""
+    frozen = MouthGenerator(side=settings.side, channels=settings.channels, embedding_dim=settings.embedding_dim)
+    frozen.load_state_dict(generator.state_dict())
+    _fold(frozen)
+    return frozen.to(next(generator.parameters()).device).eval().requires_grad_(False)
+
+
+def _plain(settings: MouthSettings) -> MouthGenerator:
+    """A mouth generator with plain weights (no spectral norm), to load a frozen one's state into."""
+    generator = MouthGenerator(side=settings.side, channels=settings.channels, embedding_dim=settings.embedding_dim)
+    _fold(generator)
+    return generator.eval().requires_grad_(False)
+
+
+def _fold(module: torch.nn.Module) -> None:
+    from torch.nn.utils import parametrize
+
+    for m in module.modules():
+        if parametrize.is_parametrized(m, "weight"):
+            parametrize.remove_parametrizations(m, "weight", leave_parametrized=True)
+
+
+@dataclass
+class Pairs:
+    """Self-reconstruction pairs among the shots, `[T, 3, s, s]` in [-1, 1] each: target i, the
+    shot nearest it warped to its lips, and its lips drawn."""
+
+    target: torch.Tensor
+    warped: torch.Tensor
+    lips: torch.Tensor
+
+    def mirrored(self) -> "Pairs":
+        return Pairs(*(t.flip(-1) for t in (self.target, self.warped, self.lips)))
+
+
+def _pairs(shots: np.ndarray, points: np.ndarray) -> Pairs:
+    from talkinghead.data.mouth import LIPS, warp_mouth
+
+    side = shots.shape[1]
+    centred = points[:, LIPS] - points[:, LIPS].mean(1, keepdims=True)
+    distance = np.linalg.norm(centred[:, None] - centred[None], axis=-1).mean(-1)
+    np.fill_diagonal(distance, np.inf)
+    nearest = distance.argmin(1)
+    warped = np.stack([warp_mouth(shots[j], points[j], points[i]) for i, j in enumerate(nearest)])
+    lips = np.stack([draw_lips(p, side) for p in points])
+    return Pairs(to_tensor(shots), to_tensor(warped), to_tensor(lips))
+
+
+def _finetune(generator, discriminator, psi, embedding, pairs: Pairs, steps: int, *, seed: int, progress: bool):
+    """G, psi' and D (with w' = w0 + e-hat) on the pairs, in place on `generator`; returns the tuned
+    psi' and the guard's notes."""
+    from tqdm import tqdm
+
+    from talkinghead.config import LossConfig
+    from talkinghead.models import GeneratorOutput
+    from talkinghead.training.gan import (
+        Adversary,
+        DivergenceGuard,
+        Generated,
+        ParameterModule,
+        StepInputs,
+        adversarial_step,
+    )
+    from talkinghead.training.losses import GeneratorLoss
+
+    device = psi.device
+    pairs = Pairs(*(t.to(device) for t in (pairs.target, pairs.warped, pairs.lips)))
+    psi, vector = torch.nn.Parameter(psi.clone()), torch.nn.Parameter(embedding.clone())
+    generator.train(), discriminator.train()
+    loss = LossConfig(vgg=0.1, face=0.0, adversarial=0.1, feature_matching=1.0, embedding_match=0.0, l1=1.0)
+    adversary = Adversary(
+        discriminator,
+        GeneratorLoss(loss).to(device),
+        torch.optim.Adam([*generator.parameters(), psi], lr=LR_GENERATOR, betas=(0.0, 0.999)),
+        torch.optim.Adam([*discriminator.parameters(), vector], lr=LR_DISCRIMINATOR, betas=(0.0, 0.999)),
+    )
+    free = ParameterModule(psi=psi, person=vector)
+    guard = DivergenceGuard(
+        {"generator": generator, "discriminator": discriminator, "free": free}, [adversary.opt_g, adversary.opt_d]
+    )
+
+    def generate(index):
+        mouth, mask = generator(pairs.warped[index], pairs.lips[index], psi.expand(len(index), -1))
+        return Generated(GeneratorOutput(frame=mouth, blend_mask=mask))
+
+    rng = torch.Generator().manual_seed(seed)
+    count = len(pairs.target)
+    for step in tqdm(range(1, steps + 1), unit="step", desc="mouth fine-tuning", leave=None, disable=not progress):
+        index = torch.randperm(count, generator=rng)[: min(BATCH, count)].to(device)
+        real = StepInputs(pairs.target[index], pairs.lips[index], person=vector.expand(len(index), -1))
+        guard(step, adversarial_step(partial(generate, index), real, adversary))
+    held_out = pairs.mirrored()
+    settled = guard.settle(steps, partial(_errors, generator, psi, pairs, held_out))
+    generator.eval()
+    notes = []
+    if guard.restored:
+        notes.append(f"mouth fine-tuning diverged {len(guard.restored)} time(s); it went back to a good state")
+    if settled:
+        notes.append(f"after mouth fine-tuning, {settled}")
+    return psi.detach(), notes
+
+
+@torch.no_grad()
+def _errors(generator, psi, pairs: Pairs, held_out: Pairs) -> dict[str, float]:
+    """The guard's measures: L1 of the re-made shots' mouths and of the mirrored ones (new lips)."""
+    training = generator.training
+    generator.eval()
+    values = {}
+    for name, p in (("the re-made mouths' L1", pairs), ("the mirrored mouths' L1", held_out)):
+        made, _ = generator(p.warped, p.lips, psi.expand(len(p.target), -1))
+        values[name] = (made.float() - p.target).abs().mean().item()
+    generator.train(training)
+    return values
