@@ -102,6 +102,8 @@ def export_model(
     file. `checkpoint` may also be a model file (to add a mouth to it); `mouth`: a `train-mouth`
     checkpoint whose networks go in beside the face's."""
     path = Path(checkpoint)
+    if is_safetensors(path) and mouth is None:
+        raise ModelFileError(f"{path}: a model file, not a training checkpoint (with --mouth, one to add a mouth to)")
     if is_safetensors(path):
         metadata, tensors = read_safetensors(path, "talkinghead-model", "a talkinghead model file")
         tensors = {k: v for k, v in tensors.items() if not k.startswith("mouth.")}
