@@ -166,3 +166,22 @@ def test_a_model_file_carries_the_mouth_into_avatars_and_frames(tiny_data, astro
     fitted = fit_avatar([astronaut, np.ascontiguousarray(astronaut[:, ::-1])], model=model, size=256,
                         options=FitOptions(steps=2))  # fmt: skip
     assert fitted.mouth is not None and fitted.mouth.steps == 2
+
+
+def test_the_renderers_mouth_cut_matches_the_training_crops(face):
+    """`cut_mouths` (torch, batched, at the frame's scale then area-averaged) gives the crop that
+    `align_mouth` (OpenCV, what the mouth generator trained on) gives, at 1x and at 4x the size."""
+    import cv2
+
+    from talkinghead.face.mouth import align_mouth
+    from talkinghead.inference.mouth import cut_mouths
+    from talkinghead.media.images import to_tensor, to_uint8
+
+    image, points = face
+    for scale in (1, 4):
+        big = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
+        moved = (points + 0.5) * scale - 0.5
+        reference, _, matrix = align_mouth(big, moved.astype(np.float64), 64)
+        cut = to_uint8(cut_mouths(to_tensor(big[None]), matrix[None], 64))[0]
+        assert np.abs(cut.astype(int) - reference).mean() < 4
+        assert np.abs(cut.astype(int) - np.roll(reference, 3, axis=1)).mean() > 6  # a 3 px shift shows

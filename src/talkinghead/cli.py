@@ -151,8 +151,8 @@ def _add_train_mouth(commands) -> None:
         "train-mouth",
         help="meta-learn the mouth generator on mouth-aligned crops of a prepared data set",
         description="The paper's embedder, AdaIN generator and projection discriminator on 64 px "
-        "mouth-aligned crops, for the mouth the warp cannot open (docs/training.md). Not yet used "
-        "by the renderer. Killed runs resume with --resume.",
+        "mouth-aligned crops, for the mouth the warp cannot open (docs/training.md). `talkinghead "
+        "export MODEL --mouth CHECKPOINT` puts it into a model file. Killed runs resume with --resume.",
     )
     p.add_argument("--data", required=True, help="data set folder made by `talkinghead prepare` (>= 128 px crops)")
     p.add_argument("--out", required=True, help="run folder: config, checkpoints, samples, logs")

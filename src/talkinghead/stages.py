@@ -164,7 +164,7 @@ def train_mouth(
     progress: bool = True,
 ) -> Report:
     """Meta-learn the mouth generator on a prepared data set (>= 128 px crops) into the run folder
-    `out` (issue 32; not yet used by the renderer)."""
+    `out` (issue 32); `export --mouth` puts a checkpoint of it into a model file."""
     from talkinghead.training.mouth import MouthConfig
     from talkinghead.training.mouth import train_mouth as run
 

@@ -164,12 +164,12 @@ class Evaluator:
         model = self._scratch_model(self.options.seed) if method == "scratch" else self.model
         R, S = self.resolution, self.size
         small, small_lm = _resized(shots, R), rescale_points(shot_lm, S, R).astype(np.float32)
-        avatar = fit_shots(model, small, small_lm, self.fit_options(method), progress=self.progress)
+        detail = shots if S > R and method != "ff_upscaled" else None
+        avatar = fit_shots(model, small, small_lm, self.fit_options(method), detail=detail, progress=self.progress)
         driving = rescale_points(target_lm, S, R).astype(np.float32)
         if method == "ff_upscaled":
             frames = np.stack(list(avatar.generate(driving)))
             return to_uint8(upscale(to_tensor(frames), S)) if S != R else frames, avatar.notes
-        avatar.detail = shots if S > R else None
         return np.stack(list(avatar.generate(driving))), avatar.notes
 
     def clip(self, data, clip: int) -> tuple[dict, dict[str, dict[str, np.ndarray]], np.ndarray | None]:

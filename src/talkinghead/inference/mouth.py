@@ -86,7 +86,7 @@ class FittedMouth:
             if box is None:
                 continue
             x0, y0, x1, y1 = box
-            grid = _frame_to_crop_grid(matrices[b], (x0, y0, x1, y1), s).to(frames.device, frames.dtype)
+            grid = _grid(matrices[b], np.arange(x0, x1), np.arange(y0, y1), (s, s)).to(frames.device, frames.dtype)
             moved = F.grid_sample(mouth[b : b + 1], grid, mode="bilinear", padding_mode="border", align_corners=False)
             weight = F.grid_sample(alpha[b : b + 1], grid, mode="bilinear", padding_mode="zeros", align_corners=False)
             region = out[b : b + 1, :, y0:y1, x0:x1]
@@ -97,16 +97,11 @@ class FittedMouth:
 def cut_mouths(frames: torch.Tensor, matrices: np.ndarray, side: int) -> torch.Tensor:
     """`[B, 3, side, side]` mouth-aligned crops of `[B, 3, H, W]` frames by `[B, 2, 3]` similarities
     (frame px -> crop px), sampled at the frame's own scale and area-averaged down (no aliasing)."""
-    B, _, H, W = frames.shape
+    H, W = frames.shape[-2:]
     scale = float(np.sqrt(np.abs(np.linalg.det(matrices[:, :, :2]))).min())  # crop px per frame px
     k = max(1, int(round(1 / scale)))
-    fine = side * k
-    u = (torch.arange(fine, dtype=torch.float64) + 0.5) / k - 0.5  # crop px of the fine samples
-    uu, vv = torch.meshgrid(u, u, indexing="xy")
-    crop_points = torch.stack([uu, vv, torch.ones_like(uu)], -1)  # [f, f, 3]
-    inverse = torch.from_numpy(np.stack([_invert(m) for m in matrices]))  # crop px -> frame px
-    frame_points = torch.einsum("bij,yxj->byxi", inverse, crop_points)  # [B, f, f, 2]
-    grid = torch.stack([(2 * frame_points[..., 0] + 1) / W - 1, (2 * frame_points[..., 1] + 1) / H - 1], -1)
+    fine = (np.arange(side * k) + 0.5) / k - 0.5  # crop px of the fine samples
+    grid = torch.cat([_grid(cv2.invertAffineTransform(m), fine, fine, (W, H)) for m in matrices])
     crops = F.grid_sample(
         frames, grid.to(frames.dtype), mode="bilinear", padding_mode="reflection", align_corners=False
     )
@@ -128,10 +123,6 @@ def inner_lip_alpha(points: np.ndarray, side: int) -> torch.Tensor:
     return torch.from_numpy(np.stack(masks))[:, None]
 
 
-def _invert(matrix: np.ndarray) -> np.ndarray:
-    return cv2.invertAffineTransform(matrix)
-
-
 def _paste_box(landmarks: np.ndarray, matrix: np.ndarray, size: int) -> tuple[int, int, int, int] | None:
     """The frame's pixels the paste can change: the inner lips' box grown by the dilation and
     feather (in frame px), clipped to the frame; None when it is empty."""
@@ -143,14 +134,14 @@ def _paste_box(landmarks: np.ndarray, matrix: np.ndarray, size: int) -> tuple[in
     return (x0, y0, x1, y1) if x1 > x0 and y1 > y0 else None
 
 
-def _frame_to_crop_grid(matrix: np.ndarray, box: tuple[int, int, int, int], side: int) -> torch.Tensor:
-    """`[1, h, w, 2]` grid_sample coordinates in the crop for the frame pixels of `box`."""
-    x0, y0, x1, y1 = box
-    xs, ys = np.meshgrid(np.arange(x0, x1, dtype=np.float64), np.arange(y0, y1, dtype=np.float64))
-    u = matrix[0, 0] * xs + matrix[0, 1] * ys + matrix[0, 2]
-    v = matrix[1, 0] * xs + matrix[1, 1] * ys + matrix[1, 2]
-    grid = np.stack([(2 * u + 1) / side - 1, (2 * v + 1) / side - 1], -1)
-    return torch.from_numpy(grid)[None].float()
+def _grid(matrix: np.ndarray, xs: np.ndarray, ys: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
+    """`[1, len(ys), len(xs), 2]` grid_sample coordinates (align_corners=False) in an image of
+    `size` (width, height) for the pixels (xs x ys) of another, mapped by the `[2, 3]` `matrix`
+    (those pixels -> the image's pixels)."""
+    xx, yy = np.meshgrid(np.asarray(xs, np.float64), np.asarray(ys, np.float64))
+    u = matrix[0, 0] * xx + matrix[0, 1] * yy + matrix[0, 2]
+    v = matrix[1, 0] * xx + matrix[1, 1] * yy + matrix[1, 2]
+    return torch.from_numpy(np.stack([(2 * u + 1) / size[0] - 1, (2 * v + 1) / size[1] - 1], -1))[None].float()
 
 
 # -- fitting ------------------------------------------------------------------------------------
