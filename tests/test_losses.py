@@ -13,6 +13,7 @@ from talkinghead.training.losses import (
     embedding_match_loss,
     feature_matching_loss,
     generator_hinge_loss,
+    region_l1_loss,
 )
 
 
@@ -34,6 +35,19 @@ def test_feature_matching_pulls_only_the_fake_side():
 
 def test_embedding_match_is_l1():
     assert embedding_match_loss(torch.tensor([[1.0, 2.0]]), torch.tensor([[0.0, 4.0]])) == pytest.approx(1.5)
+
+
+def test_the_region_l1_counts_only_inside_the_region_over_its_area():
+    real, fake = torch.zeros(1, 3, 8, 8), torch.zeros(1, 3, 8, 8)
+    region = torch.zeros(1, 1, 8, 8)
+    region[..., 2:4, 2:4] = 1.0  # 4 of 64 pixels
+    fake[..., 2:4, 2:4] = 0.5
+    assert region_l1_loss(fake, real, region) == pytest.approx(0.5)  # not diluted by the other 60
+    fake[..., 6:, 6:] = 1.0  # outside: does not count
+    assert region_l1_loss(fake, real, region) == pytest.approx(0.5)
+    loss = GeneratorLoss(LossConfig(vgg=0, face=0, adversarial=0, feature_matching=0, embedding_match=0, region=2.0))
+    _, terms = loss(real=real, fake=fake, fake_scores=torch.zeros(1), real_features=[], fake_features=[], region=region)
+    assert set(terms) == {"region"} and terms["region"] == pytest.approx(1.0)
 
 
 def test_zero_weights_skip_terms_and_networks():

@@ -185,3 +185,31 @@ def test_the_renderers_mouth_cut_matches_the_training_crops(face):
         cut = to_uint8(cut_mouths(to_tensor(big[None]), matrix[None], 64))[0]
         assert np.abs(cut.astype(int) - reference).mean() < 4
         assert np.abs(cut.astype(int) - np.roll(reference, 3, axis=1)).mean() > 6  # a 3 px shift shows
+
+
+def test_the_lips_drawing_fills_the_opening_and_the_discriminator_sees_only_the_middle(face):
+    import torch
+
+    from talkinghead.face.mouth import align_mouth, draw_lips, inner_mouth_mask
+    from talkinghead.models.mouth import MouthSettings, mouth_discriminator
+
+    image, points = face
+    crop, moved, _ = align_mouth(image, points, 64)
+    drawn = draw_lips(moved, 64)
+    centre = np.round(moved[[62, 66]].mean(0)).astype(int)  # between the inner lips: open
+    assert drawn[centre[1], centre[0], 2] == 255 and drawn[..., 2].sum() / 255 > 20
+    assert drawn[:8, :, 2].max() == 0 and drawn[-8:, :, 2].max() == 0
+    region = inner_mouth_mask(moved[None], 64)[0]
+    assert region[centre[1], centre[0]] > 0.9 and region[:8].max() < 0.01
+    torch.manual_seed(0)
+    d = mouth_discriminator(MouthSettings(side=64, channels=8, embedding_dim=16), 2).eval()  # no power steps
+    frames = torch.rand(2, 3, 64, 64) * 2 - 1
+    lips, person = torch.zeros(2, 3, 64, 64), torch.tensor([0, 1])
+    edited = frames.clone()
+    edited[..., :16, :] = 1.0  # the chin and nose, outside its middle half
+    middle = frames.clone()
+    middle[..., 30:34, 30:34] = 1.0
+    with torch.no_grad():
+        score = d(frames, lips, person)[0]
+        assert torch.equal(d(edited, lips, person)[0], score)
+        assert not torch.equal(d(middle, lips, person)[0], score)

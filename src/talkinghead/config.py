@@ -109,6 +109,10 @@ class LossConfig:
     # synthesis only where the mask lets it through (2 % at blend bias 4), so without this term it
     # never learns enough to be let through (docs/training-log.md, 2026-12-02 fourth entry).
     synthesis: float = 0.0
+    # Pixel L1 inside a region the batch marks (StepInputs.region, [B, 1, H, W] in [0, 1]), over
+    # the region's area: the mouth trainer's inner mouth, a few percent of its crop, where the
+    # crop-wide L1 barely moved the generator (docs/training.md, the mouth's first run).
+    region: float = 0.0
 
 
 @dataclass

@@ -18,7 +18,7 @@ from torch.utils.data import Dataset
 
 from talkinghead.data.augment import Augment
 from talkinghead.data.dataset import FaceDataset
-from talkinghead.face.mouth import OPEN, align_mouth, draw_lips, lip_gap
+from talkinghead.face.mouth import OPEN, align_mouth, draw_lips, inner_mouth_mask, lip_gap
 from talkinghead.media.images import to_tensor
 from talkinghead.models.flow import resize_grid, tps_grid, warp
 
@@ -40,7 +40,8 @@ class MouthEpisodes(Dataset):
 
     - `shots` `[K, 3, s, s]`: the shots' mouth crops; `shot_lips` `[K, 3, s, s]`: their lips drawn
     - `target` `[3, s, s]`, `target_lips` `[3, s, s]`; `target_points` `[20, 2]` float32: its lip
-      landmarks in crop pixels
+      landmarks in crop pixels; `target_region` `[1, s, s]` in [0, 1]: its inner mouth, grown and
+      feathered as the renderer pastes it (face/mouth.py `inner_mouth_mask`)
     - `warped` `[3, s, s]`: the nearest shot warped to the target's lips (what the renderer gives)
     - `opening` (float): the target's lip gap over mouth width; `video_index` (int): the clip
     """
@@ -105,6 +106,7 @@ class MouthEpisodes(Dataset):
             "target": to_tensor(crops[-1]),
             "target_lips": to_tensor(lips[-1]),
             "target_points": torch.from_numpy(target_points[LIPS].astype(np.float32)),
+            "target_region": torch.from_numpy(inner_mouth_mask(target_points[None], self.side)),
             "warped": to_tensor(warped),
             "opening": torch.tensor(float(lip_gap(points[-1]))),
             "video_index": torch.tensor(clip),

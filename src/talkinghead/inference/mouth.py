@@ -28,16 +28,22 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from talkinghead.face.mouth import INNER_LIPS, MOUTH_WIDTH, align_mouth, draw_lips, mouth_transform
+from talkinghead.face.mouth import (
+    DILATE,
+    FEATHER,
+    INNER_LIPS,
+    align_mouth,
+    draw_lips,
+    inner_mouth_mask,
+    mouth_transform,
+)
 from talkinghead.media.images import to_tensor
 from talkinghead.model import Mouth
 from talkinghead.models.mouth import MouthGenerator, MouthSettings
 
-# Fine-tuning: the meta-learning rates (training/mouth.py MouthConfig) and its losses less the
-# embedding match.
+# Fine-tuning: half the meta-learning rate for G (training/mouth.py MouthConfig), D's rate, and its
+# losses less the embedding match.
 LR_GENERATOR, LR_DISCRIMINATOR, BATCH = 1e-4, 4e-4, 4
-# The paste: the inner-lip polygon grown by DILATE and feathered over FEATHER, in mouth widths.
-DILATE, FEATHER = 0.08, 0.06
 
 
 @dataclass
@@ -111,16 +117,7 @@ def cut_mouths(frames: torch.Tensor, matrices: np.ndarray, side: int) -> torch.T
 def inner_lip_alpha(points: np.ndarray, side: int) -> torch.Tensor:
     """`[B, 1, side, side]` in [0, 1]: the inner-lip polygon of `[B, 68, 2]` crop-pixel landmarks,
     grown by `DILATE` mouth widths and feathered over `FEATHER`."""
-    width = MOUTH_WIDTH * side
-    grow, sigma = max(1, round(DILATE * width)), max(0.5, FEATHER * width / 2)
-    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1))
-    masks = []
-    for p in points:
-        canvas = np.zeros((side, side), np.uint8)
-        cv2.fillPoly(canvas, [np.round(p[INNER_LIPS] * 16).astype(np.int32)], 255, cv2.LINE_AA, shift=4)
-        canvas = cv2.dilate(canvas, kernel)
-        masks.append(cv2.GaussianBlur(canvas.astype(np.float32) / 255, (0, 0), sigma))
-    return torch.from_numpy(np.stack(masks))[:, None]
+    return torch.from_numpy(inner_mouth_mask(points, side))[:, None]
 
 
 def _paste_box(landmarks: np.ndarray, matrix: np.ndarray, size: int) -> tuple[int, int, int, int] | None:
@@ -214,14 +211,19 @@ def _fold(module: torch.nn.Module) -> None:
 @dataclass
 class Pairs:
     """Self-reconstruction pairs among the shots, `[T, 3, s, s]` in [-1, 1] each: target i, the
-    shot nearest it warped to its lips, and its lips drawn."""
+    shot nearest it warped to its lips, and its lips drawn; `region` `[T, 1, s, s]`: its inner
+    mouth as pasted (where the region loss weighs)."""
 
     target: torch.Tensor
     warped: torch.Tensor
     lips: torch.Tensor
+    region: torch.Tensor
+
+    def tensors(self) -> tuple[torch.Tensor, ...]:
+        return self.target, self.warped, self.lips, self.region
 
     def mirrored(self) -> "Pairs":
-        return Pairs(*(t.flip(-1) for t in (self.target, self.warped, self.lips)))
+        return Pairs(*(t.flip(-1) for t in self.tensors()))
 
 
 def _pairs(shots: np.ndarray, points: np.ndarray) -> Pairs:
@@ -234,7 +236,7 @@ def _pairs(shots: np.ndarray, points: np.ndarray) -> Pairs:
     nearest = distance.argmin(1)
     warped = np.stack([warp_mouth(shots[j], points[j], points[i]) for i, j in enumerate(nearest)])
     lips = np.stack([draw_lips(p, side) for p in points])
-    return Pairs(to_tensor(shots), to_tensor(warped), to_tensor(lips))
+    return Pairs(to_tensor(shots), to_tensor(warped), to_tensor(lips), inner_lip_alpha(points, side))
 
 
 def _finetune(generator, discriminator, psi, embedding, pairs: Pairs, steps: int, *, seed: int, progress: bool):
@@ -255,10 +257,10 @@ def _finetune(generator, discriminator, psi, embedding, pairs: Pairs, steps: int
     from talkinghead.training.losses import GeneratorLoss
 
     device = psi.device
-    pairs = Pairs(*(t.to(device) for t in (pairs.target, pairs.warped, pairs.lips)))
+    pairs = Pairs(*(t.to(device) for t in pairs.tensors()))
     psi, vector = torch.nn.Parameter(psi.clone()), torch.nn.Parameter(embedding.clone())
     generator.train(), discriminator.train()
-    loss = LossConfig(vgg=0.1, face=0.0, adversarial=0.1, feature_matching=1.0, embedding_match=0.0, l1=1.0)
+    loss = LossConfig(vgg=0.1, face=0.0, adversarial=0.1, feature_matching=1.0, embedding_match=0.0, l1=1.0, region=1.0)
     adversary = Adversary(
         discriminator,
         GeneratorLoss(loss).to(device),
@@ -278,7 +280,9 @@ def _finetune(generator, discriminator, psi, embedding, pairs: Pairs, steps: int
     count = len(pairs.target)
     for step in tqdm(range(1, steps + 1), unit="step", desc="mouth fine-tuning", leave=None, disable=not progress):
         index = torch.randperm(count, generator=rng)[: min(BATCH, count)].to(device)
-        real = StepInputs(pairs.target[index], pairs.lips[index], person=vector.expand(len(index), -1))
+        real = StepInputs(
+            pairs.target[index], pairs.lips[index], person=vector.expand(len(index), -1), region=pairs.region[index]
+        )
         guard(step, adversarial_step(partial(generate, index), real, adversary))
     held_out = pairs.mirrored()
     settled = guard.settle(steps, partial(_errors, generator, psi, pairs, held_out))

@@ -81,6 +81,7 @@ class StepInputs:
     # [B] int64 training-video indices (rows of D's W), or [B, D] vectors w' (fine-tuning)
     person: torch.Tensor
     real_content: dict[str, list[torch.Tensor]] | None = None  # content features of `real`, computed once
+    region: torch.Tensor | None = None  # [B, 1, H, W] in [0, 1]: where LossConfig.region weighs the L1
 
 
 @dataclass
@@ -137,6 +138,7 @@ def adversarial_step(generate: Callable[[], Generated], batch: StepInputs, gan: 
             video_vector=None if embedding is None else d.person_vectors(batch.person),
             real_content=batch.real_content,
             synthesis=made.output.synthesised,
+            region=batch.region,
         )
     step(gan.opt_g, loss_g.float())
 

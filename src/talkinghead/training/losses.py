@@ -30,6 +30,13 @@ def feature_matching_loss(real_features: list[torch.Tensor], fake_features: list
     return sum(F.l1_loss(fake, real.detach()) for real, fake in zip(real_features, fake_features)) / len(real_features)
 
 
+def region_l1_loss(fake: torch.Tensor, real: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
+    """Pixel L1 weighted by `region` `[B, 1, H, W]` in [0, 1], averaged over the region's area (so
+    a small region weighs as much as a whole frame would)."""
+    area = region.sum() * fake.shape[1]
+    return ((fake - real).abs() * region).sum() / area.clamp_min(1.0)
+
+
 def embedding_match_loss(embedding: torch.Tensor, video_vector: torch.Tensor) -> torch.Tensor:
     """L1 between the embedder's e-hat and the discriminator's W_i (paper's L_MCH(phi, W)).
 
@@ -104,9 +111,11 @@ class GeneratorLoss(nn.Module):
         video_vector: torch.Tensor | None = None,
         real_content: dict[str, list[torch.Tensor]] | None = None,
         synthesis: torch.Tensor | None = None,
+        region: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """`real_content`: the content networks' features of `real`, when computed once before;
-        `synthesis`: the warp generator's synthesised frame before its blend, `[B, 3, H, W]`."""
+        `synthesis`: the warp generator's synthesised frame before its blend, `[B, 3, H, W]`;
+        `region`: `[B, 1, H, W]` in [0, 1], where `LossConfig.region` weighs the pixel L1."""
         c = self.config
         terms: dict[str, torch.Tensor] = {}
         if self.content is not None:
@@ -115,6 +124,8 @@ class GeneratorLoss(nn.Module):
             terms["l1"] = c.l1 * F.l1_loss(fake, real)
         if c.synthesis and synthesis is not None:
             terms["synthesis"] = c.synthesis * F.l1_loss(synthesis, real)
+        if c.region and region is not None:
+            terms["region"] = c.region * region_l1_loss(fake, real, region)
         if c.adversarial:
             terms["adversarial"] = c.adversarial * generator_hinge_loss(fake_scores)
         if c.feature_matching:

@@ -52,7 +52,7 @@ class MouthConfig:
     channels: int = 16
     embedding_dim: int = 64
     batch_size: int = 8
-    lr_generator: float = 1e-4
+    lr_generator: float = 2e-4
     lr_discriminator: float = 4e-4
     steps: int = 20_000
     seed: int = 0
@@ -66,8 +66,10 @@ class MouthConfig:
         # The embedding match at 1, not the paper's 80: at 80 the embedder's ReLU output collapsed
         # to zero (and stays dead) before W could move. W starts at the embedder's vectors, as the
         # face's trainer does (`init_person_vectors`); a W left at its random init pulled e-hat to 0.
+        # The region term (the L1 inside the target's inner mouth, grown and feathered as pasted)
+        # is what makes it invent: the crop-wide L1 and VGG alone left the warp as it was.
         default_factory=lambda: LossConfig(
-            vgg=0.1, face=0.0, adversarial=0.1, feature_matching=1.0, embedding_match=1.0, l1=1.0
+            vgg=0.1, face=0.0, adversarial=0.1, feature_matching=1.0, embedding_match=1.0, l1=1.0, region=1.0
         )
     )
 
@@ -133,7 +135,9 @@ def train_mouth(
     try:
         while step < last and stopped["signal"] is None:
             batch = next(batches)
-            real = StepInputs(batch["target"], batch["target_lips"], person=batch["video_index"])
+            real = StepInputs(
+                batch["target"], batch["target_lips"], person=batch["video_index"], region=batch["target_region"]
+            )
             out = adversarial_step(partial(generate_mouth, networks, batch), real, adversary)
             step += 1
             bar.update(1)

@@ -1,0 +1,84 @@
+"""How far a portrait's mouth opens when driven, against the driver's (issue 32's bar): animate the
+portrait by each driving video (paste layout), track the output with dlib as `talkinghead motion`
+does, and compare the inner-lip gap over mouth width (face/mouth.py `lip_gap`, in pixels) with the
+driver's, each beyond its own most closed frame. Prints one JSON object per driver:
+
+- `opening`: mean(output gap - its minimum) / mean(driver gap - its minimum) (1: opens as much)
+- `correlation`: Pearson correlation of the two gaps over the frames
+- `asked`: the same ratio for the retargeted landmarks the renderer was given (what a perfect
+  renderer would reach)
+
+    python scripts/mouth_opening.py PORTRAIT --driving VIDEO... [--model M] [--size 512] [--seconds 8] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+
+def pixel_gaps(motion) -> np.ndarray:
+    """`[N]` lip gap over mouth width of a motion's landmarks, in (isotropic) pixels."""
+    from talkinghead.face.mouth import lip_gap
+    from talkinghead.face.points import from_unit
+
+    return lip_gap(from_unit(motion.landmarks.astype(np.float64), 512))
+
+
+def compare(made: np.ndarray, driver: np.ndarray) -> tuple[float, float]:
+    """(opening ratio beyond each one's most closed frame, correlation)."""
+    n = min(len(made), len(driver))
+    made, driver = made[:n], driver[:n]
+    ratio = (made - made.min()).mean() / max((driver - driver.min()).mean(), 1e-9)
+    return float(ratio), float(np.corrcoef(made, driver)[0, 1])
+
+
+def measure(portrait: Path, driving: Path, model: str | None, size: int, seconds: float, out: Path) -> dict:
+    from talkinghead.face.mouth import lip_gap
+    from talkinghead.inference.motion import Motion
+    from talkinghead.stages import animate
+
+    motion = Motion.from_video(driving).trimmed(0, seconds)
+    template = out / f"{driving.parent.name}-motion.npz"
+    motion.save(template)
+    video = out / f"{portrait.stem}-{driving.parent.name}.mp4"
+    report = animate(source=[portrait], driving=template, model=model, out=video, layout="paste", size=size,
+                     mode="relative", progress=False)  # fmt: skip
+    avatar = report.avatar
+    asked = lip_gap(motion.retarget(avatar.shot_landmarks[0], avatar.size).astype(np.float64))
+    made, driver = pixel_gaps(Motion.from_video(video)), pixel_gaps(motion)
+    opening, correlation = compare(made, driver)
+    return {
+        "portrait": portrait.name,
+        "driver": driving.parent.name,
+        "frames": len(motion),
+        "opening": round(opening, 3),
+        "correlation": round(correlation, 3),
+        "asked": round(compare(asked, driver)[0], 3),
+        "mouth": avatar.mouth is not None,
+        "video": str(video),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("portrait", type=Path)
+    parser.add_argument("--driving", type=Path, nargs="+", required=True, help="driving videos")
+    parser.add_argument("--model", help="model file (default: the bundled one)")
+    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--seconds", type=float, default=8.0, help="of each driver, from its start")
+    parser.add_argument("--out", type=Path, help="keep the videos here")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as scratch:
+        out = args.out or Path(scratch)
+        out.mkdir(parents=True, exist_ok=True)
+        for driving in args.driving:
+            print(json.dumps(measure(args.portrait, driving, args.model, args.size, args.seconds, out)), flush=True)
+
+
+if __name__ == "__main__":
+    main()
