@@ -39,7 +39,12 @@ def measure(checkpoint: str, data: str, episodes: int) -> list[dict]:
         batch = {k: torch.stack([item[k] for item in items]) for k in items[0]}
         made, mask, _ = networks(batch["shots"], batch["shot_lips"], batch["warped"], batch["target_lips"])
         real, region = batch["target"], batch["target_region"]
-        row = {"kind": kind, "step": int(state["step"]), "targets": len(items), "synthesised": round(float(mask.mean()), 3)}
+        row = {
+            "kind": kind,
+            "step": int(state["step"]),
+            "targets": len(items),
+            "synthesised": round(float(mask.mean()), 3),
+        }
         for name, image in (("warp", batch["warped"]), ("mouth", made)):
             row[f"{name}_lpips"] = round(float(lpips(real, image).mean()), 4)
             row[f"{name}_inner_l1"] = round(float(region_l1_loss(image, real, region)), 4)
