@@ -84,7 +84,9 @@ class FittedMouth:
         crops = cut_mouths(frames, matrices, s)
         points = np.einsum("bij,bkj->bki", matrices[:, :, :2], landmarks) + matrices[:, None, :, 2]
         lips = to_tensor(np.stack([draw_lips(p, s) for p in points])).to(frames.device, frames.dtype)
-        mouth, mask = self.generator(crops, lips, self.psi.expand(len(frames), -1))
+        # The synthesis itself, not the generator's blend with the 64 px crop: blended here into the
+        # frame's own pixels under the same mask (the blend applied twice would square it).
+        mouth, mask = self.generator.synthesise(crops, lips, self.psi.expand(len(frames), -1))
         alpha = inner_lip_alpha(points, s).to(mask.device, mask.dtype) * mask
         out = frames.clone()
         for b in range(len(frames)):

@@ -68,6 +68,15 @@ class MouthGenerator(nn.Module):
         return embedding @ self.projection.t()
 
     def forward(self, warped: torch.Tensor, lips: torch.Tensor, psi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        synthesised, mask = self.synthesise(warped, lips, psi)
+        return torch.lerp(warped, synthesised, mask), mask
+
+    def synthesise(
+        self, warped: torch.Tensor, lips: torch.Tensor, psi: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(the synthesised mouth `[B, 3, s, s]` in [-1, 1] before the blend with `warped`, the
+        mask `[B, 1, s, s]`): the renderer blends the synthesis into frames at their own
+        resolution, where `warped` is only their 64 px copy."""
         h = self.stem(torch.cat([warped, lips], 1))
         skips = []
         for block in self.down:
@@ -81,8 +90,7 @@ class MouthGenerator(nn.Module):
             offset += block.num_params
         out = self.head(F.relu(h))
         out = out.to(warped.dtype)  # bf16 under autocast
-        mask = torch.sigmoid(out[:, 3:4] + self.mask_bias)
-        return torch.lerp(warped, torch.tanh(out[:, :3]), mask), mask
+        return torch.tanh(out[:, :3]), torch.sigmoid(out[:, 3:4] + self.mask_bias)
 
 
 class MouthNetworks(nn.Module):
