@@ -6,7 +6,15 @@ with the clip's most closed frames as shots: the mouth must be invented) and `an
 shots drawn at random), with LPIPS of the whole 64 px crop and L1 inside the inner mouth (grown and
 feathered as pasted), both against the real crop.
 
-    python scripts/mouth_crops.py CHECKPOINT --data data/shared256/validation [--episodes 4]
+With `--shots T`, the few-shot stage instead (`fit_mouth`, as `fit` runs it): per clip, T shots
+from its first part and 8 targets from the rest (`evaluate`'s split, at 256 px), the mouth fitted
+feed-forward and fine-tuned for `--steps`, each target made from the shot with the nearest lips
+warped to its lips; one JSON object with both, and the warp.
+
+    python scripts/mouth_crops.py MOUTH --data data/shared256/validation [--episodes 4]
+    python scripts/mouth_crops.py MOUTH --data data/shared256/validation --shots 8 [--steps 100]
+
+MOUTH: a `train-mouth` checkpoint (.pt) or a model file that carries a mouth.
 """
 
 from __future__ import annotations
@@ -17,31 +25,44 @@ import json
 import torch
 
 
+def load_mouth(path: str):
+    """(the `Mouth`, its step or None) of a train-mouth checkpoint or a model file."""
+    from talkinghead.checkpoint import load_checkpoint, load_model
+    from talkinghead.model import Mouth
+    from talkinghead.models.mouth import MouthNetworks, mouth_discriminator
+    from talkinghead.training.mouth import _config_from, settings_of
+
+    if not path.endswith(".pt"):
+        mouth = load_model(path).mouth
+        if mouth is None:
+            raise SystemExit(f"{path}: the model file has no mouth (talkinghead export MODEL --mouth CHECKPOINT)")
+        return mouth, None
+    state = load_checkpoint(path)
+    settings = settings_of(_config_from(state["config"]))
+    networks, discriminator = MouthNetworks(settings), mouth_discriminator(settings, int(state["num_videos"]))
+    networks.load_state_dict(state["networks"])
+    discriminator.load_state_dict(state["discriminator"])
+    return Mouth(settings, networks.eval(), discriminator.eval()), int(state["step"])
+
+
 @torch.no_grad()
-def measure(checkpoint: str, data: str, episodes: int) -> list[dict]:
-    from talkinghead.checkpoint import load_checkpoint
+def measure(mouth, step: int | None, data: str, episodes: int) -> list[dict]:
     from talkinghead.data import FaceDataset
     from talkinghead.data.mouth import MouthEpisodes
     from talkinghead.features.lpips import LPIPS
-    from talkinghead.models.mouth import MouthNetworks
     from talkinghead.training.losses import region_l1_loss
-    from talkinghead.training.mouth import _config_from, settings_of
 
-    state = load_checkpoint(checkpoint)
-    config = _config_from(state["config"])
-    networks = MouthNetworks(settings_of(config)).eval()
-    networks.load_state_dict(state["networks"])
+    networks, side = mouth.networks, mouth.settings.side
     dataset, lpips, rows = FaceDataset(data), LPIPS().eval(), []
     for kind, open_targets in (("open", 1.0), ("any", 0.0)):
-        source = MouthEpisodes(dataset, shots=config.shots, side=config.side, seed=1, open_targets=open_targets,
-                               closed_shots=1.0)  # fmt: skip
+        source = MouthEpisodes(dataset, shots=4, side=side, seed=1, open_targets=open_targets, closed_shots=1.0)
         items = [source[epoch, clip] for epoch in range(episodes) for clip in range(len(dataset))]
         batch = {k: torch.stack([item[k] for item in items]) for k in items[0]}
         made, mask, _ = networks(batch["shots"], batch["shot_lips"], batch["warped"], batch["target_lips"])
         real, region = batch["target"], batch["target_region"]
         row = {
             "kind": kind,
-            "step": int(state["step"]),
+            "step": step,
             "targets": len(items),
             "synthesised": round(float(mask.mean()), 3),
         }
@@ -52,14 +73,68 @@ def measure(checkpoint: str, data: str, episodes: int) -> list[dict]:
     return rows
 
 
+def few_shot(mouth, data: str, shots: int, steps: int) -> dict:
+    """Feed-forward and fine-tuned mouths on each clip's later frames, and the warp."""
+    import numpy as np
+
+    from talkinghead.data import FaceDataset
+    from talkinghead.data.mouth import LIPS, warp_mouth
+    from talkinghead.evaluation.evaluate import load_split
+    from talkinghead.face.mouth import OPEN, draw_lips, inner_mouth_mask, lip_gap
+    from talkinghead.features.lpips import LPIPS
+    from talkinghead.inference.mouth import fit_mouth, mouth_shots
+    from talkinghead.media.images import to_tensor
+    from talkinghead.training.losses import region_l1_loss
+
+    dataset, lpips, side = FaceDataset(data), LPIPS().eval(), mouth.settings.side
+    scores: dict[str, list[float]] = {}
+    for clip in range(len(dataset)):
+        split = load_split(dataset, clip, shots, 8, 256)
+        if split is None:
+            continue
+        shot_frames, shot_points, target_frames, target_points = split
+        crops, points = mouth_shots(shot_frames, shot_points, side)
+        targets, goals = mouth_shots(target_frames, target_points, side)
+        centred = points[:, LIPS] - points[:, LIPS].mean(1, keepdims=True)
+        warped = []
+        for goal in goals:
+            distance = np.linalg.norm(centred - (goal[LIPS] - goal[LIPS].mean(0)), axis=-1).mean(-1)
+            nearest = int(distance.argmin())
+            warped.append(warp_mouth(crops[nearest], points[nearest], goal))
+        real, warped = to_tensor(targets), to_tensor(np.stack(warped))
+        lips, region = (
+            to_tensor(np.stack([draw_lips(g, side) for g in goals])),
+            torch.from_numpy(inner_mouth_mask(goals, side))[:, None],
+        )
+        opened = lip_gap(goals) > OPEN
+        made = {"warp": warped}
+        for name, n in (("ff", 0), ("ft", steps)):
+            fitted, _ = fit_mouth(mouth, shot_frames, shot_points, steps=n, seed=clip)
+            with torch.no_grad():
+                made[name] = fitted.generator(warped, lips, fitted.psi.expand(len(warped), -1))[0]
+        for name, image in made.items():
+            with torch.no_grad():
+                distance = lpips(real, image).numpy()
+            scores.setdefault(f"{name}_lpips", []).extend(distance)
+            scores.setdefault(f"{name}_lpips_open", []).extend(distance[opened])
+            scores.setdefault(f"{name}_inner_l1", []).append(float(region_l1_loss(image, real, region)))
+    return {"shots": shots, "steps": steps, **{k: round(float(np.mean(v)), 4) for k, v in scores.items()}}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("checkpoint")
+    parser.add_argument("mouth", help="train-mouth checkpoint (.pt) or a model file with a mouth")
     parser.add_argument("--data", required=True)
     parser.add_argument("--episodes", type=int, default=4, help="per clip and kind")
+    parser.add_argument("--shots", type=int, help="the few-shot stage with T shots instead")
+    parser.add_argument("--steps", type=int, default=100, help="fine-tuning steps with --shots")
     args = parser.parse_args()
     torch.manual_seed(0)
-    for row in measure(args.checkpoint, args.data, args.episodes):
+    mouth, step = load_mouth(args.mouth)
+    if args.shots:
+        print(json.dumps(few_shot(mouth, args.data, args.shots, args.steps)), flush=True)
+        return
+    for row in measure(mouth, step, args.data, args.episodes):
         print(json.dumps(row), flush=True)
 
 

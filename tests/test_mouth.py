@@ -127,13 +127,17 @@ def test_a_model_file_carries_the_mouth_into_avatars_and_frames(tiny_data, astro
     """export --mouth puts a train-mouth checkpoint into a model file; an avatar fitted with it
     keeps a fitted mouth through save and load; the mouth changes frames only around the driving
     inner lips; old model files have none."""
+    from pathlib import Path
+
     from talkinghead.checkpoint import default_model_path, export_model, list_checkpoints, load_model
     from talkinghead.face.points import rescale_points
     from talkinghead.inference.avatar import Avatar
     from talkinghead.inference.fitting import FitOptions, fit_avatar
     from talkinghead.training.mouth import MouthConfig, train_mouth
 
-    assert load_model().mouth is None
+    root = Path(__file__).resolve().parents[1]
+    assert load_model(root / "models" / "cpu-warp-0769.safetensors").mouth is None  # files from before the mouth
+    assert load_model().mouth.settings.side == 64  # the bundled model carries the trained one
     config = MouthConfig(side=32, shots=2, channels=8, embedding_dim=16, batch_size=2, workers=0, steps=2,
                          checkpoint_every=2, log_every=1, sample_every=2)  # fmt: skip
     train_mouth(tiny_data, tmp_path / "run", config, progress=False)
