@@ -73,7 +73,7 @@ def measure(mouth, step: int | None, data: str, episodes: int) -> list[dict]:
     return rows
 
 
-def few_shot(mouth, data: str, shots: int, steps: int) -> dict:
+def few_shot(mouth, data: str, shots: int, steps: int, clips: int = 0) -> dict:
     """Feed-forward and fine-tuned mouths on each clip's later frames, and the warp."""
     import numpy as np
 
@@ -88,7 +88,7 @@ def few_shot(mouth, data: str, shots: int, steps: int) -> dict:
 
     dataset, lpips, side = FaceDataset(data), LPIPS().eval(), mouth.settings.side
     scores: dict[str, list[float]] = {}
-    for clip in range(len(dataset)):
+    for clip in range(min(clips or len(dataset), len(dataset))):
         split = load_split(dataset, clip, shots, 8, 256)
         if split is None:
             continue
@@ -118,7 +118,12 @@ def few_shot(mouth, data: str, shots: int, steps: int) -> dict:
             scores.setdefault(f"{name}_lpips", []).extend(distance)
             scores.setdefault(f"{name}_lpips_open", []).extend(distance[opened])
             scores.setdefault(f"{name}_inner_l1", []).append(float(region_l1_loss(image, real, region)))
-    return {"shots": shots, "steps": steps, **{k: round(float(np.mean(v)), 4) for k, v in scores.items()}}
+    return {
+        "shots": shots,
+        "steps": steps,
+        "clips": len(scores.get("warp_inner_l1", [])),
+        **{k: round(float(np.mean(v)), 4) for k, v in scores.items()},
+    }
 
 
 def main() -> None:
@@ -128,11 +133,12 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=4, help="per clip and kind")
     parser.add_argument("--shots", type=int, help="the few-shot stage with T shots instead")
     parser.add_argument("--steps", type=int, default=100, help="fine-tuning steps with --shots")
+    parser.add_argument("--clips", type=int, default=0, help="with --shots: the first N clips (0: all)")
     args = parser.parse_args()
     torch.manual_seed(0)
     mouth, step = load_mouth(args.mouth)
     if args.shots:
-        print(json.dumps(few_shot(mouth, args.data, args.shots, args.steps)), flush=True)
+        print(json.dumps(few_shot(mouth, args.data, args.shots, args.steps, args.clips)), flush=True)
         return
     for row in measure(mouth, step, args.data, args.episodes):
         print(json.dumps(row), flush=True)
