@@ -104,7 +104,10 @@ def test_mouth_episodes_pair_closed_shots_with_open_targets(tiny_data):
 
 @pytest.mark.slow
 def test_the_mouth_generator_trains_checkpoints_and_resumes(tiny_data, tmp_path):
-    """Two steps, a checkpoint, two more from it; an untrained generator returns mostly the warp."""
+    """Two steps, a checkpoint, two more from it, one more with a later end; an untrained
+    generator returns mostly the warp."""
+    import dataclasses
+
     import torch
 
     from talkinghead.checkpoint import list_checkpoints, load_checkpoint
@@ -116,6 +119,8 @@ def test_the_mouth_generator_trains_checkpoints_and_resumes(tiny_data, tmp_path)
     assert train_mouth(tiny_data, tmp_path / "run", config, max_steps=2, progress=False) == 2
     assert train_mouth(tiny_data, tmp_path / "run", config, resume=True, progress=False) == 4
     assert load_checkpoint(list_checkpoints(tmp_path / "run" / "checkpoints")[-1])["step"] == 4
+    longer = dataclasses.replace(config, steps=5)  # a finished run goes on to a new end
+    assert train_mouth(tiny_data, tmp_path / "run", longer, resume=True, progress=False) == 5
     generator = MouthGenerator(side=32, channels=8, embedding_dim=16)
     warped = torch.rand(1, 3, 32, 32) * 2 - 1
     mouth, mask = generator(warped, torch.zeros(1, 3, 32, 32), generator.adain_params(torch.rand(1, 16)))

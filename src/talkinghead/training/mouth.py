@@ -103,7 +103,8 @@ def train_mouth(
     if found and not resume:
         raise TrainError(f"{run} already has checkpoints; add --resume to continue it, or choose another --out")
     state = load_checkpoint(found[-1]) if found and resume else None
-    config = _config_from(state["config"]) if state is not None else config
+    if state is not None:  # the run's own settings, but this call's end: --steps extends a finished run
+        config = dataclasses.replace(_config_from(state["config"]), steps=config.steps)
     torch.manual_seed(config.seed)
     networks = MouthNetworks(settings_of(config))
     discriminator = mouth_discriminator(settings_of(config), len(data))
