@@ -128,8 +128,7 @@ def save_model(out: str | Path, model, *, step: int = 0, half: bool = True) -> P
     settings = None
     if model.mouth is not None:
         settings = dataclasses.asdict(model.mouth.settings)
-        tensors.update({f"mouth.eg.{k}": v for k, v in model.mouth.networks.state_dict().items()})
-        tensors.update({f"mouth.d.{k}": v for k, v in model.mouth.discriminator.state_dict().items()})
+        tensors.update(_mouth_tensors(model.mouth.networks.state_dict(), model.mouth.discriminator.state_dict()))
     return _write_model(out, tensors, model.config.to_dict(), step, half, mouth=settings)
 
 
@@ -138,11 +137,18 @@ def _mouth_checkpoint(path: Path) -> tuple[dict, dict[str, torch.Tensor]]:
     state = load_checkpoint(path)
     try:
         settings = {k: int(state["config"][k]) for k in ("side", "channels", "embedding_dim")}
-        tensors = {f"mouth.eg.{k}": v for k, v in state["networks"].items()}
-        tensors.update({f"mouth.d.{k}": v for k, v in state["discriminator"].items()})
+        tensors = _mouth_tensors(state["networks"], state["discriminator"])
     except (KeyError, TypeError, ValueError, AttributeError):
         raise ModelFileError(f"{path}: not a train-mouth checkpoint (its mouth networks are missing)") from None
     return settings, tensors
+
+
+def _mouth_tensors(networks: dict, discriminator: dict) -> dict[str, torch.Tensor]:
+    """The mouth's E and G (`mouth.eg.*`) and D (`mouth.d.*`) state dicts as model-file tensors."""
+    return {
+        **{f"mouth.eg.{k}": v for k, v in networks.items()},
+        **{f"mouth.d.{k}": v for k, v in discriminator.items()},
+    }
 
 
 def _write_model(out, tensors: dict, config: dict, step: int, half: bool, *, mouth: dict | None = None) -> Path:
