@@ -35,6 +35,7 @@ def synthetic_batch(config, generator):
         "target": image(B),
         "target_lips": image(B),
         "warped": image(B),
+        "target_region": torch.rand(B, 1, s, s, generator=generator),
         "video_index": torch.arange(B) % 4,
     }
 
@@ -58,7 +59,7 @@ def train_rate(config, steps: int, amp: bool) -> float:
         amp=amp,
     )
     batch = synthetic_batch(config, torch.Generator().manual_seed(0))
-    real = StepInputs(batch["target"], batch["target_lips"], person=batch["video_index"])
+    real = StepInputs(batch["target"], batch["target_lips"], person=batch["video_index"], region=batch["target_region"])
     times = []
     for _ in range(steps + 1):
         start = time.perf_counter()
@@ -70,17 +71,17 @@ def train_rate(config, steps: int, amp: bool) -> float:
 def inference_ms(config, repeats: int = 50) -> float:
     import torch
 
-    from talkinghead.models.mouth import MouthGenerator
+    from talkinghead.training.mouth import settings_of
 
-    generator = MouthGenerator(side=config.side, channels=config.channels, embedding_dim=config.embedding_dim).eval()
+    generator = settings_of(config).generator().eval()
     x = torch.rand(1, 3, config.side, config.side) * 2 - 1
     psi = generator.adain_params(torch.randn(1, config.embedding_dim))
     best = float("inf")
     with torch.no_grad():
-        generator(x, x, psi)
+        generator.synthesise(x, x, psi)
         for _ in range(repeats):
             start = time.perf_counter()
-            generator(x, x, psi)
+            generator.synthesise(x, x, psi)
             best = min(best, time.perf_counter() - start)
     return best * 1000
 

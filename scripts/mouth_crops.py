@@ -58,7 +58,9 @@ def measure(mouth, step: int | None, data: str, episodes: int) -> list[dict]:
         source = MouthEpisodes(dataset, shots=4, side=side, seed=1, open_targets=open_targets, closed_shots=1.0)
         items = [source[epoch, clip] for epoch in range(episodes) for clip in range(len(dataset))]
         batch = {k: torch.stack([item[k] for item in items]) for k in items[0]}
-        made, mask, _ = networks(batch["shots"], batch["shot_lips"], batch["warped"], batch["target_lips"])
+        made, mask, _ = networks(
+            batch["shots"], batch["shot_lips"], batch["warped"], batch["target_lips"], batch["target_region"]
+        )
         real, region = batch["target"], batch["target_region"]
         row = {
             "kind": kind,
@@ -111,7 +113,7 @@ def few_shot(mouth, data: str, shots: int, steps: int, clips: int = 0) -> dict:
         for name, n in (("ff", 0), ("ft", steps)):
             fitted, _ = fit_mouth(mouth, shot_frames, shot_points, steps=n, seed=clip)
             with torch.no_grad():
-                made[name] = fitted.generator(warped, lips, fitted.psi.expand(len(warped), -1))[0]
+                made[name] = fitted.generator(warped, lips, fitted.psi.expand(len(warped), -1), region)[0]
         for name, image in made.items():
             with torch.no_grad():
                 distance = lpips(real, image).numpy()

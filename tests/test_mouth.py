@@ -104,8 +104,9 @@ def test_mouth_episodes_pair_closed_shots_with_open_targets(tiny_data):
 
 @pytest.mark.slow
 def test_the_mouth_generator_trains_checkpoints_and_resumes(tiny_data, tmp_path):
-    """Two steps, a checkpoint, two more from it, one more with a later end; an untrained
-    generator returns mostly the warp."""
+    """Two steps, a checkpoint, two more from it, one more with a later end; a new run warm-started
+    from it keeps its networks; the "region" blend changes only the region, the "learned" one
+    starts near the warp."""
     import dataclasses
 
     import torch
@@ -121,10 +122,22 @@ def test_the_mouth_generator_trains_checkpoints_and_resumes(tiny_data, tmp_path)
     assert load_checkpoint(list_checkpoints(tmp_path / "run" / "checkpoints")[-1])["step"] == 4
     longer = dataclasses.replace(config, steps=5)  # a finished run goes on to a new end
     assert train_mouth(tiny_data, tmp_path / "run", longer, resume=True, progress=False) == 5
-    generator = MouthGenerator(side=32, channels=8, embedding_dim=16)
-    warped = torch.rand(1, 3, 32, 32) * 2 - 1
-    mouth, mask = generator(warped, torch.zeros(1, 3, 32, 32), generator.adain_params(torch.rand(1, 16)))
-    assert mouth.shape == warped.shape and float(mask.detach().mean()) < 0.3
+    last = list_checkpoints(tmp_path / "run" / "checkpoints")[-1]
+    warm = dataclasses.replace(config, steps=1, init=str(last), lr_generator=0.0)
+    train_mouth(tiny_data, tmp_path / "warm", warm, progress=False)
+    start, trained = (load_checkpoint(list_checkpoints(tmp_path / r / "checkpoints")[-1]) for r in ("warm", "run"))
+    key = "generator.head.parametrizations.weight.original"
+    assert torch.equal(start["networks"][key], trained["networks"][key])
+    warped, lips, region = torch.rand(1, 3, 32, 32) * 2 - 1, torch.zeros(1, 3, 32, 32), torch.zeros(1, 1, 32, 32)
+    region[..., 12:20, 8:24] = 1
+    for blend in ("region", "learned"):
+        generator = MouthGenerator(side=32, channels=8, embedding_dim=16, blend=blend)
+        mouth, mask = generator(warped, lips, generator.adain_params(torch.rand(1, 16)), region)
+        changed = (mouth - warped).abs().detach()[0].amax(0) > 1e-6
+        if blend == "region":
+            assert torch.equal(changed, region[0, 0] > 0)
+        else:
+            assert mouth.shape == warped.shape and float(mask.detach().mean()) < 0.3
 
 
 @pytest.mark.slow
@@ -143,6 +156,13 @@ def test_a_model_file_carries_the_mouth_into_avatars_and_frames(tiny_data, astro
     root = Path(__file__).resolve().parents[1]
     assert load_model(root / "models" / "cpu-warp-0769.safetensors").mouth is None  # files from before the mouth
     assert load_model().mouth.settings.side == 64  # the bundled model carries the trained one
+    older = root / "checkpoints" / "mouth-step-000008265.pt"  # a run from before the region blend
+    old = load_model(export_model(default_model_path(), tmp_path / "old.safetensors", mouth=older))
+    assert old.mouth.settings.blend == "learned"
+    old_avatar = fit_avatar([astronaut], model=old, size=256)
+    assert (
+        old_avatar.mouth.generator.blend == "learned" and next(old_avatar.generate(old_avatar.shot_landmarks[:1])).shape
+    )
     config = MouthConfig(side=32, shots=2, channels=8, embedding_dim=16, batch_size=2, workers=0, steps=2,
                          checkpoint_every=2, log_every=1, sample_every=2)  # fmt: skip
     train_mouth(tiny_data, tmp_path / "run", config, progress=False)
@@ -152,7 +172,6 @@ def test_a_model_file_carries_the_mouth_into_avatars_and_frames(tiny_data, astro
     model = load_model(path)
     assert model.mouth is not None and model.mouth.settings.side == 32
     with_mouth = fit_avatar([astronaut], model=model, size=256)
-    with_mouth.mouth.generator.mask_bias = 4.0  # untrained: its correction shows wherever it is let in
     without = fit_avatar([astronaut], model=model, size=256, options=FitOptions(mouth=False))
     assert with_mouth.mouth is not None and without.mouth is None
     driving = with_mouth.shot_landmarks[:1].copy()
@@ -170,7 +189,6 @@ def test_a_model_file_carries_the_mouth_into_avatars_and_frames(tiny_data, astro
     with_mouth.save(tmp_path / "a.avatar")
     loaded = Avatar.load(tmp_path / "a.avatar")
     assert loaded.mouth is not None
-    loaded.mouth.generator.mask_bias = 4.0
     assert np.abs(next(loaded.generate(driving)).astype(int) - a).max() <= 1
     fitted = fit_avatar([astronaut, np.ascontiguousarray(astronaut[:, ::-1])], model=model, size=256,
                         options=FitOptions(steps=2))  # fmt: skip

@@ -125,3 +125,20 @@ def test_onnx_frames_at_the_output_size_match_pytorch(warp_model, portrait, tmp_
     onnx_frames = np.stack(list(OnnxAvatar(avatar, report["path"]).generate(points)))
     assert torch_frames.shape == onnx_frames.shape == (len(points), 96, 96, 3)
     assert np.abs(torch_frames.astype(int) - onnx_frames).max() <= 2
+
+
+def test_the_bundled_mouth_runs_in_onnxruntime_as_in_pytorch(astronaut):
+    """With a mouth (the bundled model's, trained), `OnnxAvatar` runs the mouth generator in its own
+    graph; an open mouth's frames match PyTorch's, and the avatar it was given keeps its own."""
+    from talkinghead.inference.onnx import OnnxMouth
+
+    avatar = fit_avatar([astronaut], size=256)
+    assert avatar.mouth is not None
+    points = np.repeat(avatar.shot_landmarks[:1], 2, 0).copy()
+    points[1, 57:60, 1] += 6  # the lower lip down: an open mouth
+    points[1, 65:68, 1] += 6
+    runner = OnnxAvatar(avatar)
+    assert isinstance(runner.avatar.mouth.synthesiser, OnnxMouth) and avatar.mouth.synthesiser is None
+    torch_frames, onnx_frames = (np.stack(list(a.generate(points))).astype(int) for a in (avatar, runner))
+    assert np.abs(torch_frames - onnx_frames).max() <= 2
+    assert np.abs(torch_frames[1] - torch_frames[0]).max() > 30  # the mouth changed between them

@@ -134,9 +134,11 @@ def save_model(out: str | Path, model, *, step: int = 0, half: bool = True) -> P
 
 def _mouth_checkpoint(path: Path) -> tuple[dict, dict[str, torch.Tensor]]:
     """A `train-mouth` checkpoint's settings and its networks as model-file tensors (`mouth.*`)."""
+    from talkinghead.models.mouth import MouthSettings
+
     state = load_checkpoint(path)
     try:
-        settings = {k: int(state["config"][k]) for k in ("side", "channels", "embedding_dim")}
+        settings = dataclasses.asdict(MouthSettings.of(state["config"]))  # runs before `blend`: "learned"
         tensors = _mouth_tensors(state["networks"], state["discriminator"])
     except (KeyError, TypeError, ValueError, AttributeError):
         raise ModelFileError(f"{path}: not a train-mouth checkpoint (its mouth networks are missing)") from None

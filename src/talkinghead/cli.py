@@ -162,6 +162,9 @@ def _add_train_mouth(commands) -> None:
     )
     p.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
     p.add_argument("--max-steps", type=_positive(int), help="stop after this many steps in this call (> 0)")
+    p.add_argument(
+        "--init", help="start a new run's networks from another train-mouth checkpoint (step-*.pt): what fits is kept"
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(stage="talkinghead.stages:train_mouth")
 

@@ -161,16 +161,19 @@ def train_mouth(
     batch_size: int = 8,
     resume: bool = False,
     max_steps: int | None = None,
+    init: str | Path | None = None,
     progress: bool = True,
 ) -> Report:
     """Meta-learn the mouth generator on a prepared data set (>= 128 px crops) into the run folder
-    `out` (issue 32); `export --mouth` puts a checkpoint of it into a model file."""
+    `out` (issue 32), from scratch or from another run's checkpoint (`init`); `export --mouth`
+    puts a checkpoint of it into a model file."""
     from talkinghead.training.mouth import MouthConfig
     from talkinghead.training.mouth import train_mouth as run
 
     check_input_folder(data, "data set", option="--data")
     run_folder = check_output_folder(out)
-    step = run(data, run_folder, MouthConfig(steps=steps, batch_size=batch_size), resume=resume,
+    start = "" if init is None else str(check_input_file(init, "checkpoint", option="--init"))
+    step = run(data, run_folder, MouthConfig(steps=steps, batch_size=batch_size, init=start), resume=resume,
                max_steps=max_steps, progress=progress)  # fmt: skip
     return Report(f"{run_folder}: step {step}; --resume continues")
 

@@ -6,9 +6,10 @@ into rendered frames at the output size.
 
 Per frame, the rendered frame's mouth is cut as a mouth-aligned crop (face/mouth.py) on the
 driving landmarks, the generator corrects it from the driving lips drawn and psi', and its
-output goes back into the frame inside the driving inner-lip polygon, dilated and feathered, and
-only where the generator's own mask says it synthesised: elsewhere the frame keeps its pixels at
-full resolution (the crop is 64 px; a 512 px frame's mouth is about 4x that).
+output goes back into the frame inside the driving inner-lip polygon, dilated and feathered (and,
+in older files whose generator learned a mask, only where that mask says it synthesised):
+elsewhere the frame keeps its pixels at full resolution (the crop is 64 px; a 512 px frame's mouth
+is about 4x that).
 
 Fitting follows the paper's few-shot stage on the mouth crops: e-hat of the T shots, psi' = P
 e-hat, w' = w0 + e-hat, then (T >= 2 and steps > 0) G, psi' and D fine-tuned on pairs among the
@@ -20,8 +21,9 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
+from typing import Callable
 
 import cv2
 import numpy as np
@@ -48,12 +50,15 @@ LR_GENERATOR, LR_DISCRIMINATOR, BATCH = 1e-4, 4e-4, 4
 
 @dataclass
 class FittedMouth:
-    """A person's mouth generator (spectral norm folded in) and its psi' `[1, P]`."""
+    """A person's mouth generator (spectral norm folded in) and its psi' `[1, P]`. `synthesiser`:
+    the same synthesis run elsewhere, `(crops, lips) -> (mouth, learned mask or None)` on `[B, 3,
+    s, s]` float32 (onnxruntime: onnx.py `OnnxMouth`, set by `OnnxAvatar`); None: this generator."""
 
     settings: MouthSettings
     generator: MouthGenerator
     psi: torch.Tensor
     steps: int = 0
+    synthesiser: Callable | None = field(default=None, repr=False, compare=False)
 
     def to(self, device=None, dtype=None) -> "FittedMouth":
         self.generator.to(device=device, dtype=dtype)
@@ -86,8 +91,10 @@ class FittedMouth:
         lips = to_tensor(np.stack([draw_lips(p, s) for p in points])).to(frames.device, frames.dtype)
         # The synthesis itself, not the generator's blend with the 64 px crop: blended here into the
         # frame's own pixels under the same mask (the blend applied twice would square it).
-        mouth, mask = self.generator.synthesise(crops, lips, self.psi.expand(len(frames), -1))
-        alpha = inner_lip_alpha(points, s).to(mask.device, mask.dtype) * mask
+        mouth, learned = self.synthesise(crops, lips)
+        alpha = inner_lip_alpha(points, s).to(mouth.device, mouth.dtype)
+        if learned is not None:
+            alpha = alpha * learned
         out = frames.clone()
         for b in range(len(frames)):
             box = _paste_box(landmarks[b], matrices[b], size)
@@ -100,6 +107,15 @@ class FittedMouth:
             region = out[b : b + 1, :, y0:y1, x0:x1]
             out[b : b + 1, :, y0:y1, x0:x1] = torch.lerp(region, moved.clamp(-1, 1), weight)
         return out
+
+    def synthesise(self, crops: torch.Tensor, lips: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The generator's synthesis (`MouthGenerator.synthesise`) of `[B, 3, s, s]` crops and lips
+        with this person's psi', by `synthesiser` when set."""
+        if self.synthesiser is None:
+            return self.generator.synthesise(crops, lips, self.psi.expand(len(crops), -1))
+        mouth, learned = self.synthesiser(crops.float(), lips.float())
+        cast = partial(torch.Tensor.to, device=crops.device, dtype=crops.dtype)
+        return cast(mouth), None if learned is None else cast(learned)
 
 
 def cut_mouths(frames: torch.Tensor, matrices: np.ndarray, side: int) -> torch.Tensor:
@@ -189,7 +205,7 @@ def fit_mouth(
 def _frozen(generator: MouthGenerator, settings: MouthSettings) -> MouthGenerator:
     """A copy with spectral norm folded into plain weights (the same output, no power iteration),
     in eval mode."""
-    frozen = MouthGenerator(side=settings.side, channels=settings.channels, embedding_dim=settings.embedding_dim)
+    frozen = settings.generator()
     frozen.load_state_dict(generator.state_dict())
     _fold(frozen)
     return frozen.to(next(generator.parameters()).device).eval().requires_grad_(False)
@@ -197,7 +213,7 @@ def _frozen(generator: MouthGenerator, settings: MouthSettings) -> MouthGenerato
 
 def _plain(settings: MouthSettings) -> MouthGenerator:
     """A mouth generator with plain weights (no spectral norm), to load a frozen one's state into."""
-    generator = MouthGenerator(side=settings.side, channels=settings.channels, embedding_dim=settings.embedding_dim)
+    generator = settings.generator()
     _fold(generator)
     return generator.eval().requires_grad_(False)
 
@@ -275,7 +291,7 @@ def _finetune(generator, discriminator, psi, embedding, pairs: Pairs, steps: int
     )
 
     def generate(index):
-        mouth, mask = generator(pairs.warped[index], pairs.lips[index], psi.expand(len(index), -1))
+        mouth, mask = generator(pairs.warped[index], pairs.lips[index], psi.expand(len(index), -1), pairs.region[index])
         return Generated(GeneratorOutput(frame=mouth, blend_mask=mask))
 
     rng = torch.Generator().manual_seed(seed)
@@ -304,7 +320,7 @@ def _errors(generator, psi, pairs: Pairs, held_out: Pairs) -> dict[str, float]:
     generator.eval()
     values = {}
     for name, p in (("the re-made mouths' L1", pairs), ("the mirrored mouths' L1", held_out)):
-        made, _ = generator(p.warped, p.lips, psi.expand(len(p.target), -1))
+        made, _ = generator(p.warped, p.lips, psi.expand(len(p.target), -1), p.region)
         values[name] = (made.float() - p.target).abs().mean().item()
     generator.train(training)
     return values

@@ -5,10 +5,20 @@ It reads, at the mouth-aligned crop's side s (64 px): the warped mouth crop (wha
 gives today) and the target's lips drawn (outer and inner contours), and the person through
 AdaIN parameters psi = P e-hat from the paper's embedder run on the shots' mouth crops. An
 encoder down to s/8, AdaIN residual blocks there and on the way up (the paper's conditioning),
-skips from the encoder at s/2 and s/4, and a head that gives a correction and a mask: the output
-is `mask * synthesised + (1 - mask) * warped`, with the mask starting near 0 (bias -2), so an
-untrained network returns the warp. The embedder and the projection discriminator are the
-paper's (`Embedder`, `Discriminator`) at the crop's size.
+skips from the encoder at s/2 and s/4, and a head that gives the synthesised mouth. Where it goes
+(`blend`):
+
+- "region" (since the third mouth run): inside the target's inner-lip polygon, grown and
+  feathered (face/mouth.py `inner_mouth_mask`), the region the renderer pastes; the output is
+  `region * synthesised + (1 - region) * warped`. Trained as it is pasted, so it must paint the
+  whole inside of the mouth.
+- "learned" (older files): where the head's fourth channel, a mask starting near 0 (bias -2),
+  says. That mask learned to let only teeth in: about 0.2 of the inner mouth on a painting, whose
+  lips then stayed shut (issue 32's opening 0.2 of the driver's; 0.92 with the same synthesis
+  pasted over the whole region).
+
+The embedder and the projection discriminator are the paper's (`Embedder`, `Discriminator`) at
+the crop's size.
 """
 
 from __future__ import annotations
@@ -31,19 +41,36 @@ class MouthSettings:
     side: int = 64  # the mouth-aligned crops' side
     channels: int = 16
     embedding_dim: int = 64
+    blend: str = "region"  # where the synthesis goes: "region" (the inner mouth) or "learned" (a mask)
+
+    def __post_init__(self):
+        if self.blend not in BLENDS:
+            raise ValueError(f"mouth blend must be one of {', '.join(BLENDS)}, not {self.blend!r}")
 
     @classmethod
     def of(cls, values: dict) -> "MouthSettings":
-        return cls(**{k: int(values[k]) for k in ("side", "channels", "embedding_dim")})
+        """From stored settings; files from before `blend` learned their mask."""
+        shape = {k: int(values[k]) for k in ("side", "channels", "embedding_dim")}
+        return cls(**shape, blend=str(values.get("blend", "learned")))
+
+    def generator(self) -> "MouthGenerator":
+        return MouthGenerator(
+            side=self.side, channels=self.channels, embedding_dim=self.embedding_dim, blend=self.blend
+        )
+
+
+BLENDS = ("region", "learned")
 
 
 class MouthGenerator(nn.Module):
-    """(warped `[B, 3, s, s]`, lips `[B, 3, s, s]`, psi `[B, P]`) -> (mouth `[B, 3, s, s]` in
-    [-1, 1], mask `[B, 1, s, s]`: where it is synthesised)."""
+    """(warped `[B, 3, s, s]`, lips `[B, 3, s, s]`, psi `[B, P]`, region `[B, 1, s, s]`) -> (mouth
+    `[B, 3, s, s]` in [-1, 1], mask `[B, 1, s, s]`: where it is synthesised)."""
 
-    def __init__(self, *, side: int = 64, channels: int = 16, embedding_dim: int = 64, blocks: int = 2):
+    def __init__(
+        self, *, side: int = 64, channels: int = 16, embedding_dim: int = 64, blocks: int = 2, blend: str = "region"
+    ):
         super().__init__()
-        self.side = side
+        self.side, self.blend = side, blend
         widths = [channels, channels * 2, channels * 4]  # at s/2, s/4, s/8
         self.stem = conv(6, channels)
         self.down = nn.ModuleList(
@@ -57,7 +84,7 @@ class MouthGenerator(nn.Module):
                 AdaINResBlock(widths[0] * 2, channels, upsample=True),  # s
             ]
         )
-        self.head = conv(channels, 4)
+        self.head = conv(channels, 3 if blend == "region" else 4)
         adain = [*self.body, *self.up]
         self.num_adain_params = sum(b.num_params for b in adain)
         self.projection = nn.Parameter(torch.randn(self.num_adain_params, embedding_dim) * 0.01)
@@ -67,16 +94,19 @@ class MouthGenerator(nn.Module):
         """psi = P e: `[B, D] -> [B, num_adain_params]`."""
         return embedding @ self.projection.t()
 
-    def forward(self, warped: torch.Tensor, lips: torch.Tensor, psi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        synthesised, mask = self.synthesise(warped, lips, psi)
+    def forward(
+        self, warped: torch.Tensor, lips: torch.Tensor, psi: torch.Tensor, region: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        synthesised, learned = self.synthesise(warped, lips, psi)
+        mask = region.to(warped.dtype) if learned is None else learned
         return torch.lerp(warped, synthesised, mask), mask
 
     def synthesise(
         self, warped: torch.Tensor, lips: torch.Tensor, psi: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(the synthesised mouth `[B, 3, s, s]` in [-1, 1] before the blend with `warped`, the
-        mask `[B, 1, s, s]`): the renderer blends the synthesis into frames at their own
-        resolution, where `warped` is only their 64 px copy."""
+        learned mask `[B, 1, s, s]`, None with the "region" blend): the renderer blends the
+        synthesis into frames at their own resolution, where `warped` is only their 64 px copy."""
         h = self.stem(torch.cat([warped, lips], 1))
         skips = []
         for block in self.down:
@@ -90,7 +120,8 @@ class MouthGenerator(nn.Module):
             offset += block.num_params
         out = self.head(F.relu(h))
         out = out.to(warped.dtype)  # bf16 under autocast
-        return torch.tanh(out[:, :3]), torch.sigmoid(out[:, 3:4] + self.mask_bias)
+        learned = torch.sigmoid(out[:, 3:4] + self.mask_bias) if self.blend == "learned" else None
+        return torch.tanh(out[:, :3]), learned
 
 
 class MouthNetworks(nn.Module):
@@ -103,18 +134,24 @@ class MouthNetworks(nn.Module):
         self.embedder = Embedder(
             resolution=s.side, base_channels=s.channels, max_channels=4 * s.channels, embedding_dim=s.embedding_dim
         )
-        self.generator = MouthGenerator(side=s.side, channels=s.channels, embedding_dim=s.embedding_dim)
+        self.generator = s.generator()
 
     def embed(self, shots: torch.Tensor, shot_lips: torch.Tensor) -> torch.Tensor:
         """e-hat `[B, D]` of `[B, K, 3, s, s]` shots' mouth crops and their lips drawn."""
         return self.embedder.embed_shots(shots, shot_lips)
 
     def forward(
-        self, shots: torch.Tensor, shot_lips: torch.Tensor, warped: torch.Tensor, target_lips: torch.Tensor
+        self,
+        shots: torch.Tensor,
+        shot_lips: torch.Tensor,
+        warped: torch.Tensor,
+        target_lips: torch.Tensor,
+        target_region: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(mouth `[B, 3, s, s]`, mask `[B, 1, s, s]`, e-hat `[B, D]`)."""
+        """(mouth `[B, 3, s, s]`, mask `[B, 1, s, s]`, e-hat `[B, D]`); `target_region` `[B, 1, s, s]`:
+        the target's inner mouth as pasted (the "region" blend's mask)."""
         embedding = self.embed(shots, shot_lips)
-        mouth, mask = self.generator(warped, target_lips, self.generator.adain_params(embedding))
+        mouth, mask = self.generator(warped, target_lips, self.generator.adain_params(embedding), target_region)
         return mouth, mask, embedding
 
 

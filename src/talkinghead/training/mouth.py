@@ -48,6 +48,7 @@ from talkinghead.training.train import Logger, TrainError, log_values
 @dataclass
 class MouthConfig:
     side: int = 64  # the mouth-aligned crops' side
+    blend: str = "region"  # where the synthesis goes (models/mouth.py); runs before it: "learned"
     shots: int = 4  # K per episode
     channels: int = 16
     embedding_dim: int = 64
@@ -56,6 +57,7 @@ class MouthConfig:
     lr_discriminator: float = 4e-4
     steps: int = 20_000
     seed: int = 0
+    init: str = ""  # a train-mouth checkpoint this run started from (warm start), "" for none
     workers: int = 1  # one loader process makes 200 episodes/s: ten times what a step uses
     amp: bool = True  # bf16 autocast where the CPU runs bf16 natively (2x here)
     log_every: int = 25
@@ -76,12 +78,16 @@ class MouthConfig:
 
 def settings_of(config: MouthConfig) -> MouthSettings:
     """The networks' shape in a training config."""
-    return MouthSettings(side=config.side, channels=config.channels, embedding_dim=config.embedding_dim)
+    return MouthSettings(
+        side=config.side, channels=config.channels, embedding_dim=config.embedding_dim, blend=config.blend
+    )
 
 
 def generate_mouth(networks: MouthNetworks, batch: dict[str, torch.Tensor]) -> Generated:
     """One step's generator side on a batch of `MouthEpisodes` items."""
-    mouth, mask, embedding = networks(batch["shots"], batch["shot_lips"], batch["warped"], batch["target_lips"])
+    mouth, mask, embedding = networks(
+        batch["shots"], batch["shot_lips"], batch["warped"], batch["target_lips"], batch["target_region"]
+    )
     return Generated(GeneratorOutput(frame=mouth, blend_mask=mask), embedding)
 
 
@@ -125,6 +131,8 @@ def train_mouth(
         step = int(state["step"])
     else:
         init_person_vectors(networks.embedder, discriminator, data, config)
+        if config.init:
+            warm_start(networks, discriminator, Path(config.init))
     run.mkdir(parents=True, exist_ok=True)
     write_json(run / "config.json", {**dataclasses.asdict(config), "num_videos": len(data)})
     batches = _batches(data, config, step)
@@ -171,6 +179,28 @@ def init_person_vectors(embedder: Embedder, discriminator: Discriminator, data: 
     embedder.train(was_training)
 
 
+def warm_start(networks: MouthNetworks, discriminator: Discriminator, checkpoint: Path) -> None:
+    """A new run's E, G and D from another run's checkpoint: every tensor whose shape matches, and
+    the leading part of one that shrank along its first axis (the "learned" blend's four-channel
+    head into the "region" blend's three); W only when the clips are the same."""
+    state = load_checkpoint(checkpoint)
+    try:
+        sources = (state["networks"], state["discriminator"])
+    except (KeyError, TypeError):
+        raise TrainError(f"{checkpoint}: not a train-mouth checkpoint (--init)") from None
+    for module, source in zip((networks, discriminator), sources):
+        target = module.state_dict()
+        for key, value in target.items():
+            old = source.get(key)
+            if old is None or old.shape == value.shape:
+                target[key] = value if old is None else old.clone()
+                continue
+            shrank = value.dim() > 0 and old.shape[1:] == value.shape[1:] and len(old) > len(value)
+            if shrank and key != "W.weight":  # W: another data set's clips
+                target[key] = old[: len(value)].clone()
+        module.load_state_dict(target)
+
+
 def _batches(data: FaceDataset, config: MouthConfig, step: int):
     episodes = MouthEpisodes(data, shots=config.shots, side=config.side, seed=config.seed, augment=Augment(scale=0.05))
     sampler = EpisodeSampler(len(data), batch_size=config.batch_size, seed=config.seed, start_step=step)
@@ -205,4 +235,5 @@ def _save(run: Path, step: int, config: MouthConfig, num_videos: int, networks: 
 
 
 def _config_from(values: dict) -> MouthConfig:
-    return MouthConfig(**{**values, "loss": LossConfig(**values["loss"])})
+    """A run's stored config; runs from before `blend` learned their mask."""
+    return MouthConfig(**{"blend": "learned", **values, "loss": LossConfig(**values["loss"])})
