@@ -75,13 +75,14 @@ def inference_ms(config, repeats: int = 50) -> float:
 
     generator = settings_of(config).generator().eval()
     x = torch.rand(1, 3, config.side, config.side) * 2 - 1
+    region = torch.rand(1, 1, config.side, config.side)
     psi = generator.adain_params(torch.randn(1, config.embedding_dim))
     best = float("inf")
     with torch.no_grad():
-        generator.synthesise(x, x, psi)
+        generator.synthesise(x, x, psi, region)
         for _ in range(repeats):
             start = time.perf_counter()
-            generator.synthesise(x, x, psi)
+            generator.synthesise(x, x, psi, region)
             best = min(best, time.perf_counter() - start)
     return best * 1000
 

@@ -131,11 +131,19 @@ def test_the_mouth_generator_trains_checkpoints_and_resumes(tiny_data, tmp_path)
     warped, lips, region = torch.rand(1, 3, 32, 32) * 2 - 1, torch.zeros(1, 3, 32, 32), torch.zeros(1, 1, 32, 32)
     region[..., 12:20, 8:24] = 1
     for blend in ("region", "learned"):
-        generator = MouthGenerator(side=32, channels=8, embedding_dim=16, blend=blend)
-        mouth, mask = generator(warped, lips, generator.adain_params(torch.rand(1, 16)), region)
+        generator = MouthGenerator(side=32, channels=8, embedding_dim=16, blend=blend).eval()  # no power steps
+        psi = generator.adain_params(torch.rand(1, 16))
+        mouth, mask = generator(warped, lips, psi, region)
         changed = (mouth - warped).abs().detach()[0].amax(0) > 1e-6
         if blend == "region":
             assert torch.equal(changed, region[0, 0] > 0)
+            # What the warp left inside the region (stretched lips) is hidden from the generator.
+            inside = torch.where(region > 0, torch.rand_like(warped), warped)
+            assert torch.allclose(generator(inside, lips, psi, region)[0], mouth)
+            outside = torch.where(region > 0, warped, torch.rand_like(warped))
+            assert not torch.allclose(
+                generator.synthesise(outside, lips, psi, region)[0], generator.synthesise(warped, lips, psi, region)[0]
+            )
         else:
             assert mouth.shape == warped.shape and float(mask.detach().mean()) < 0.3
 

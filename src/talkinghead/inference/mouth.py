@@ -51,8 +51,8 @@ LR_GENERATOR, LR_DISCRIMINATOR, BATCH = 1e-4, 4e-4, 4
 @dataclass
 class FittedMouth:
     """A person's mouth generator (spectral norm folded in) and its psi' `[1, P]`. `synthesiser`:
-    the same synthesis run elsewhere, `(crops, lips) -> (mouth, learned mask or None)` on `[B, 3,
-    s, s]` float32 (onnxruntime: onnx.py `OnnxMouth`, set by `OnnxAvatar`); None: this generator."""
+    the same synthesis run elsewhere, `(crops, lips, regions) -> (mouth, learned mask or None)`,
+    float32 (onnxruntime: onnx.py `OnnxMouth`, set by `OnnxAvatar`); None: this generator."""
 
     settings: MouthSettings
     generator: MouthGenerator
@@ -91,8 +91,8 @@ class FittedMouth:
         lips = to_tensor(np.stack([draw_lips(p, s) for p in points])).to(frames.device, frames.dtype)
         # The synthesis itself, not the generator's blend with the 64 px crop: blended here into the
         # frame's own pixels under the same mask (the blend applied twice would square it).
-        mouth, learned = self.synthesise(crops, lips)
-        alpha = inner_lip_alpha(points, s).to(mouth.device, mouth.dtype)
+        alpha = inner_lip_alpha(points, s).to(crops.device, crops.dtype)
+        mouth, learned = self.synthesise(crops, lips, alpha)
         if learned is not None:
             alpha = alpha * learned
         out = frames.clone()
@@ -108,12 +108,14 @@ class FittedMouth:
             out[b : b + 1, :, y0:y1, x0:x1] = torch.lerp(region, moved.clamp(-1, 1), weight)
         return out
 
-    def synthesise(self, crops: torch.Tensor, lips: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def synthesise(
+        self, crops: torch.Tensor, lips: torch.Tensor, region: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The generator's synthesis (`MouthGenerator.synthesise`) of `[B, 3, s, s]` crops and lips
-        with this person's psi', by `synthesiser` when set."""
+        and `[B, 1, s, s]` regions with this person's psi', by `synthesiser` when set."""
         if self.synthesiser is None:
-            return self.generator.synthesise(crops, lips, self.psi.expand(len(crops), -1))
-        mouth, learned = self.synthesiser(crops.float(), lips.float())
+            return self.generator.synthesise(crops, lips, self.psi.expand(len(crops), -1), region)
+        mouth, learned = self.synthesiser(crops.float(), lips.float(), region.float())
         cast = partial(torch.Tensor.to, device=crops.device, dtype=crops.dtype)
         return cast(mouth), None if learned is None else cast(learned)
 

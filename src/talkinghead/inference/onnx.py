@@ -21,7 +21,8 @@ pivoting in plain ONNX ops that any runtime runs (`models/flow.py solve_by_elimi
 difference. onnxruntime is optional: `pip install "talkinghead[onnx]"`.
 
 An avatar with a mouth (inference/mouth.py) runs its mouth generator in a second graph,
-`MouthPath` (psi' baked in; `[1, 3, s, s]` crop and lips drawn -> the synthesised mouth), which
+`MouthPath` (psi' baked in; `[1, 3, s, s]` crop and lips drawn and the `[1, 1, s, s]` region it
+pastes -> the synthesised mouth), which
 `OnnxAvatar` exports when it starts (about a second): at one frame a call it runs in a third to
 half of PyTorch's time. The cut and the paste at the output size stay beside it, as in PyTorch.
 """
@@ -187,16 +188,17 @@ class OnnxFramePath:
 
 
 class MouthPath(nn.Module):
-    """A fitted mouth's synthesis with its psi' as a buffer: (crop, lips drawn) `[1, 3, s, s]` ->
-    the synthesised mouth `[1, 3, s, s]` and, for a generator of the "learned" blend, its mask."""
+    """A fitted mouth's synthesis with its psi' as a buffer: (crop, lips drawn) `[1, 3, s, s]` and
+    the region it pastes `[1, 1, s, s]` -> the synthesised mouth `[1, 3, s, s]` and, for a
+    generator of the "learned" blend, its mask."""
 
     def __init__(self, mouth: FittedMouth):
         super().__init__()
         self.generator = mouth.generator
         self.register_buffer("psi", mouth.psi.detach().float().clone())
 
-    def forward(self, crop: torch.Tensor, lips: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        mouth, learned = self.generator.synthesise(crop, lips, self.psi)
+    def forward(self, crop: torch.Tensor, lips: torch.Tensor, region: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        mouth, learned = self.generator.synthesise(crop, lips, self.psi, region)
         return (mouth,) if learned is None else (mouth, learned)
 
 
@@ -210,20 +212,25 @@ class OnnxMouth:
         ort = require_onnxruntime()
         module = MouthPath(copy.deepcopy(mouth).to("cpu", torch.float32)).eval()
         side = mouth.settings.side
-        example = (torch.zeros(1, 3, side, side), torch.zeros(1, 3, side, side))
+        example = (torch.zeros(1, 3, side, side), torch.zeros(1, 3, side, side), torch.zeros(1, 1, side, side))
         graph = io.BytesIO()
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
-            torch.onnx.export(module, example, graph, dynamo=False, opset_version=OPSET, input_names=["crop", "lips"])
+            torch.onnx.export(
+                module, example, graph, dynamo=False, opset_version=OPSET, input_names=["crop", "lips", "region"]
+            )
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or torch.get_num_threads()
         self.session = ort.InferenceSession(graph.getvalue(), options, providers=["CPUExecutionProvider"])
 
-    def __call__(self, crops: torch.Tensor, lips: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        runs = [
-            self.session.run(None, {"crop": crops[i : i + 1].numpy(), "lips": lips[i : i + 1].numpy()})
-            for i in range(len(crops))
-        ]
+    def __call__(
+        self, crops: torch.Tensor, lips: torch.Tensor, regions: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        names = [i.name for i in self.session.get_inputs()]  # a "learned" blend's graph does not read the region
+        runs = []
+        for i in range(len(crops)):
+            feeds = {"crop": crops[i : i + 1], "lips": lips[i : i + 1], "region": regions[i : i + 1]}
+            runs.append(self.session.run(None, {name: feeds[name].numpy() for name in names}))
         outputs = [torch.from_numpy(np.concatenate(parts)) for parts in zip(*runs)]
         return outputs[0], outputs[1] if len(outputs) > 1 else None
 

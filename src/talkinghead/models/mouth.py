@@ -10,8 +10,12 @@ skips from the encoder at s/2 and s/4, and a head that gives the synthesised mou
 
 - "region" (since the third mouth run): inside the target's inner-lip polygon, grown and
   feathered (face/mouth.py `inner_mouth_mask`), the region the renderer pastes; the output is
-  `region * synthesised + (1 - region) * warped`. Trained as it is pasted, so it must paint the
-  whole inside of the mouth.
+  `region * synthesised + (1 - region) * warped`, and the generator reads the warped crop with
+  that region hidden (`warped * (1 - region)`), as Wav2Lip hides the lower face: there the warp
+  holds closed lips stretched over the opening, and a generator that can see them copies them
+  (trained as pasted but seeing them, it painted closed lips where the drawing asked for an open
+  mouth). It must paint the inside of the mouth from the lips drawn, the skin and lips around
+  and psi.
 - "learned" (older files): where the head's fourth channel, a mask starting near 0 (bias -2),
   says. That mask learned to let only teeth in: about 0.2 of the inner mouth on a painting, whose
   lips then stayed shut (issue 32's opening 0.2 of the driver's; 0.92 with the same synthesis
@@ -97,17 +101,19 @@ class MouthGenerator(nn.Module):
     def forward(
         self, warped: torch.Tensor, lips: torch.Tensor, psi: torch.Tensor, region: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        synthesised, learned = self.synthesise(warped, lips, psi)
+        synthesised, learned = self.synthesise(warped, lips, psi, region)
         mask = region.to(warped.dtype) if learned is None else learned
         return torch.lerp(warped, synthesised, mask), mask
 
     def synthesise(
-        self, warped: torch.Tensor, lips: torch.Tensor, psi: torch.Tensor
+        self, warped: torch.Tensor, lips: torch.Tensor, psi: torch.Tensor, region: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(the synthesised mouth `[B, 3, s, s]` in [-1, 1] before the blend with `warped`, the
         learned mask `[B, 1, s, s]`, None with the "region" blend): the renderer blends the
-        synthesis into frames at their own resolution, where `warped` is only their 64 px copy."""
-        h = self.stem(torch.cat([warped, lips], 1))
+        synthesis into frames at their own resolution, where `warped` is only their 64 px copy.
+        `region` `[B, 1, s, s]`: the inner mouth as pasted, hidden from the "region" blend."""
+        seen = warped * (1 - region.to(warped.dtype)) if self.blend == "region" else warped
+        h = self.stem(torch.cat([seen, lips], 1))
         skips = []
         for block in self.down:
             h = block(h)
