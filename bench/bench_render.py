@@ -8,7 +8,8 @@ The portrait is scikit-image's astronaut enlarged 3x (1536 px, a face box of abo
 that `--size 512` really renders 512 px. The driver is the bundled motion (landmarks only: no
 driver decoding). Each path runs in its own process, so peak memory is its own. Live: a
 `LiveSession` (tracking, retargeting, generation, at 256 px) fed carphone's frames, with
-PyTorch and onnxruntime.
+PyTorch and onnxruntime; `live:RUNTIME:SIZE:nomouth` the same avatar without its mouth (the
+mouth's cost in the same run).
 """
 
 from __future__ import annotations
@@ -80,7 +81,7 @@ def animate_path(layout: str, size: int, frames: int) -> dict:
     }
 
 
-def live_path(runtime: str, size: int, frames: int) -> dict:
+def live_path(runtime: str, size: int, frames: int, mouth: bool = True) -> dict:
     import numpy as np
     from PIL import Image
 
@@ -91,6 +92,8 @@ def live_path(runtime: str, size: int, frames: int) -> dict:
 
     folder = Path(tempfile.mkdtemp())
     avatar = make_avatar(source=[_portrait(folder)], size=size)
+    if not mouth:
+        avatar.mouth = None
     session = LiveSession(with_runtime(avatar, runtime))
     with VideoReader(MEDIA / "carphone.mp4") as reader:
         camera = [np.asarray(Image.fromarray(rgb).resize((640, 480))) for _, _, rgb in reader]
@@ -104,6 +107,7 @@ def live_path(runtime: str, size: int, frames: int) -> dict:
         generator.append(timings["generator_ms"])
     return {
         "runtime": runtime,
+        "mouth": avatar.mouth is not None,
         "output_size": avatar.output_size,
         "frames_per_second": round(len(times) / sum(times), 1),
         "median_ms_per_frame": round(1000 * float(np.median(times)), 1),
@@ -113,10 +117,10 @@ def live_path(runtime: str, size: int, frames: int) -> dict:
 
 
 def run_one(spec: str, frames: int) -> dict:
-    kind, first, size = spec.split(":")
+    kind, first, size, *extra = spec.split(":")
     if kind == "animate":
         return animate_path(first, int(size), frames)
-    return live_path(first, int(size), frames)
+    return live_path(first, int(size), frames, mouth="nomouth" not in extra)
 
 
 def main() -> None:

@@ -59,8 +59,9 @@ def measure(mouth, step: int | None, data: str, episodes: int) -> list[dict]:
         items = [source[epoch, clip] for epoch in range(episodes) for clip in range(len(dataset))]
         batch = {k: torch.stack([item[k] for item in items]) for k in items[0]}
         made, mask, _ = networks(
-            batch["shots"], batch["shot_lips"], batch["warped"], batch["target_lips"], batch["target_region"]
-        )
+            batch["shots"], batch["shot_lips"], batch["warped"], batch["target_lips"], batch["target_region"],
+            batch["target_region"] * batch["hide"][:, None, None, None],
+        )  # fmt: skip
         real, region = batch["target"], batch["target_region"]
         row = {
             "kind": kind,
@@ -82,7 +83,7 @@ def few_shot(mouth, data: str, shots: int, steps: int, clips: int = 0) -> dict:
     from talkinghead.data import FaceDataset
     from talkinghead.data.mouth import LIPS, warp_mouth
     from talkinghead.evaluation.evaluate import load_split
-    from talkinghead.face.mouth import OPEN, draw_lips, inner_mouth_mask, lip_gap
+    from talkinghead.face.mouth import OPEN, draw_lips, hidden_share, inner_mouth_mask, lip_gap
     from talkinghead.features.lpips import LPIPS
     from talkinghead.inference.mouth import fit_mouth, mouth_shots
     from talkinghead.media.images import to_tensor
@@ -113,7 +114,9 @@ def few_shot(mouth, data: str, shots: int, steps: int, clips: int = 0) -> dict:
         for name, n in (("ff", 0), ("ft", steps)):
             fitted, _ = fit_mouth(mouth, shot_frames, shot_points, steps=n, seed=clip)
             with torch.no_grad():
-                made[name] = fitted.generator(warped, lips, fitted.psi.expand(len(warped), -1), region)[0]
+                hide = torch.from_numpy(hidden_share(lip_gap(goals), fitted.shot_opening)).float()
+                psi = fitted.psi.expand(len(warped), -1)
+                made[name] = fitted.generator(warped, lips, psi, region, region * hide[:, None, None, None])[0]
         for name, image in made.items():
             with torch.no_grad():
                 distance = lpips(real, image).numpy()

@@ -196,11 +196,18 @@ def test_a_model_file_carries_the_mouth_into_avatars_and_frames(tiny_data, astro
     assert ys.min() > inner[:, 1].min() - width / 2 and ys.max() < inner[:, 1].max() + width / 2
     with_mouth.save(tmp_path / "a.avatar")
     loaded = Avatar.load(tmp_path / "a.avatar")
-    assert loaded.mouth is not None
+    assert loaded.mouth is not None and loaded.mouth.shot_opening == with_mouth.mouth.shot_opening > 0.05  # her smile
     assert np.abs(next(loaded.generate(driving)).astype(int) - a).max() <= 1
     fitted = fit_avatar([astronaut, np.ascontiguousarray(astronaut[:, ::-1])], model=model, size=256,
                         options=FitOptions(steps=2))  # fmt: skip
     assert fitted.mouth is not None and fitted.mouth.steps == 2
+
+
+def test_the_warp_inside_the_mouth_is_hidden_as_far_as_the_target_opens_wider_than_the_shot():
+    from talkinghead.face.mouth import OPEN, hidden_share
+
+    shot = 0.05
+    assert list(hidden_share([0.0, shot, shot + OPEN / 2, shot + OPEN, 0.9], shot)) == [0.0, 0.0, 0.5, 1.0, 1.0]
 
 
 def test_the_renderers_mouth_cut_matches_the_training_crops(face):

@@ -18,7 +18,7 @@ from torch.utils.data import Dataset
 
 from talkinghead.data.augment import Augment
 from talkinghead.data.dataset import FaceDataset
-from talkinghead.face.mouth import OPEN, align_mouth, draw_lips, inner_mouth_mask, lip_gap
+from talkinghead.face.mouth import OPEN, align_mouth, draw_lips, hidden_share, inner_mouth_mask, lip_gap
 from talkinghead.media.images import to_tensor
 from talkinghead.models.flow import resize_grid, tps_grid, warp
 
@@ -44,6 +44,8 @@ class MouthEpisodes(Dataset):
       feathered as the renderer pastes it (face/mouth.py `inner_mouth_mask`)
     - `warped` `[3, s, s]`: the nearest shot warped to the target's lips (what the renderer gives)
     - `opening` (float): the target's lip gap over mouth width; `video_index` (int): the clip
+    - `hide` (float): how much of `warped` inside the target's mouth the generator must not see
+      (face/mouth.py `hidden_share` of the target's and the warped shot's lip gaps)
     """
 
     def __init__(
@@ -109,5 +111,6 @@ class MouthEpisodes(Dataset):
             "target_region": torch.from_numpy(inner_mouth_mask(target_points[None], self.side)),
             "warped": to_tensor(warped),
             "opening": torch.tensor(float(lip_gap(points[-1]))),
+            "hide": torch.tensor(float(hidden_share(lip_gap(points[-1]), lip_gap(points[nearest])))),
             "video_index": torch.tensor(clip),
         }

@@ -18,6 +18,14 @@ MOUTH_WIDTH = 0.45
 DILATE, FEATHER = 0.08, 0.06
 
 
+def hidden_share(target_gap, shot_gap):
+    """How much of the warp inside the mouth the mouth generator must not see (`[...]` in [0, 1],
+    of lip gaps as `lip_gap`): none while the target opens no wider than the shot it is warped from
+    (there the warp shows the person's own teeth and lips), all from `OPEN` wider (there it shows
+    closed lips stretched over the opening, which a generator that sees them copies)."""
+    return np.clip((np.asarray(target_gap, np.float64) - shot_gap) / OPEN, 0.0, 1.0)
+
+
 def lip_gap(landmarks: np.ndarray) -> np.ndarray:
     """`[...]`: the inner-lip gap (mean of 61-67, 62-66, 63-65) over the mouth's width (48-54):
     0 closed, 0.1 and more clearly open."""

@@ -36,7 +36,9 @@ from talkinghead.face.mouth import (
     INNER_LIPS,
     align_mouth,
     draw_lips,
+    hidden_share,
     inner_mouth_mask,
+    lip_gap,
     mouth_transform,
 )
 from talkinghead.media.images import to_tensor
@@ -50,14 +52,17 @@ LR_GENERATOR, LR_DISCRIMINATOR, BATCH = 1e-4, 4e-4, 4
 
 @dataclass
 class FittedMouth:
-    """A person's mouth generator (spectral norm folded in) and its psi' `[1, P]`. `synthesiser`:
-    the same synthesis run elsewhere, `(crops, lips, regions) -> (mouth, learned mask or None)`,
+    """A person's mouth generator (spectral norm folded in), its psi' `[1, P]` and the widest lip gap
+    of its shots (`shot_opening`: how much of the frame's mouth the generator sees, face/mouth.py
+    `hidden_share`). `synthesiser`:
+    the same synthesis run elsewhere, `(crops, lips, hidden) -> (mouth, learned mask or None)`,
     float32 (onnxruntime: onnx.py `OnnxMouth`, set by `OnnxAvatar`); None: this generator."""
 
     settings: MouthSettings
     generator: MouthGenerator
     psi: torch.Tensor
     steps: int = 0
+    shot_opening: float = 0.0
     synthesiser: Callable | None = field(default=None, repr=False, compare=False)
 
     def to(self, device=None, dtype=None) -> "FittedMouth":
@@ -70,7 +75,7 @@ class FittedMouth:
         return {**{f"generator.{k}": v for k, v in self.generator.state_dict().items()}, "psi": self.psi}
 
     def metadata(self) -> dict:
-        return {**dataclasses.asdict(self.settings), "steps": self.steps}
+        return {**dataclasses.asdict(self.settings), "steps": self.steps, "shot_opening": self.shot_opening}
 
     @classmethod
     def from_state(cls, metadata: dict, tensors: dict[str, torch.Tensor]) -> "FittedMouth":
@@ -78,7 +83,8 @@ class FittedMouth:
         settings = MouthSettings.of(metadata)
         generator = _plain(settings)
         generator.load_state_dict({k[10:]: v for k, v in tensors.items() if k.startswith("generator.")})
-        return cls(settings, generator, tensors["psi"], int(metadata.get("steps", 0)))
+        steps, opening = int(metadata.get("steps", 0)), float(metadata.get("shot_opening", 0.0))
+        return cls(settings, generator, tensors["psi"], steps, opening)
 
     @torch.inference_mode()
     def paste(self, frames: torch.Tensor, landmarks: np.ndarray) -> torch.Tensor:
@@ -92,7 +98,8 @@ class FittedMouth:
         # The synthesis itself, not the generator's blend with the 64 px crop: blended here into the
         # frame's own pixels under the same mask (the blend applied twice would square it).
         alpha = inner_lip_alpha(points, s).to(crops.device, crops.dtype)
-        mouth, learned = self.synthesise(crops, lips, alpha)
+        hide = torch.from_numpy(hidden_share(lip_gap(landmarks), self.shot_opening)).to(alpha.device, alpha.dtype)
+        mouth, learned = self.synthesise(crops, lips, alpha * hide[:, None, None, None])
         if learned is not None:
             alpha = alpha * learned
         out = frames.clone()
@@ -109,13 +116,13 @@ class FittedMouth:
         return out
 
     def synthesise(
-        self, crops: torch.Tensor, lips: torch.Tensor, region: torch.Tensor
+        self, crops: torch.Tensor, lips: torch.Tensor, hidden: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The generator's synthesis (`MouthGenerator.synthesise`) of `[B, 3, s, s]` crops and lips
-        and `[B, 1, s, s]` regions with this person's psi', by `synthesiser` when set."""
+        """The generator's synthesis (`MouthGenerator.synthesise`) of `[B, 3, s, s]` crops and lips,
+        `hidden` `[B, 1, s, s]` of the crops unseen, with this person's psi', by `synthesiser` when set."""
         if self.synthesiser is None:
-            return self.generator.synthesise(crops, lips, self.psi.expand(len(crops), -1), region)
-        mouth, learned = self.synthesiser(crops.float(), lips.float(), region.float())
+            return self.generator.synthesise(crops, lips, self.psi.expand(len(crops), -1), hidden)
+        mouth, learned = self.synthesiser(crops.float(), lips.float(), hidden.float())
         cast = partial(torch.Tensor.to, device=crops.device, dtype=crops.dtype)
         return cast(mouth), None if learned is None else cast(learned)
 
@@ -200,7 +207,10 @@ def fit_mouth(
         psi, notes = _finetune(generator, discriminator, psi, embedding, pairs, steps, seed=seed, progress=progress)
     elif steps > 0:
         notes = ["the mouth was not fine-tuned: one shot has no pairs to learn from (feed-forward)"]
-    fitted = FittedMouth(mouth.settings, _frozen(generator, mouth.settings), psi.detach(), steps if not notes else 0)
+    opening = float(lip_gap(points).max())
+    fitted = FittedMouth(
+        mouth.settings, _frozen(generator, mouth.settings), psi.detach(), steps if not notes else 0, opening
+    )
     return fitted.to(device), notes
 
 
@@ -232,15 +242,16 @@ def _fold(module: torch.nn.Module) -> None:
 class Pairs:
     """Self-reconstruction pairs among the shots, `[T, 3, s, s]` in [-1, 1] each: target i, the
     shot nearest it warped to its lips, and its lips drawn; `region` `[T, 1, s, s]`: its inner
-    mouth as pasted (where the region loss weighs)."""
+    mouth as pasted (where the region loss weighs); `hidden`: what of it the generator does not see."""
 
     target: torch.Tensor
     warped: torch.Tensor
     lips: torch.Tensor
     region: torch.Tensor
+    hidden: torch.Tensor
 
     def tensors(self) -> tuple[torch.Tensor, ...]:
-        return self.target, self.warped, self.lips, self.region
+        return self.target, self.warped, self.lips, self.region, self.hidden
 
     def mirrored(self) -> "Pairs":
         return Pairs(*(t.flip(-1) for t in self.tensors()))
@@ -256,7 +267,10 @@ def _pairs(shots: np.ndarray, points: np.ndarray) -> Pairs:
     nearest = distance.argmin(1)
     warped = np.stack([warp_mouth(shots[j], points[j], points[i]) for i, j in enumerate(nearest)])
     lips = np.stack([draw_lips(p, side) for p in points])
-    return Pairs(to_tensor(shots), to_tensor(warped), to_tensor(lips), inner_lip_alpha(points, side))
+    region = inner_lip_alpha(points, side)
+    gaps = lip_gap(points)
+    hide = torch.from_numpy(hidden_share(gaps, gaps[nearest])).float()[:, None, None, None]
+    return Pairs(to_tensor(shots), to_tensor(warped), to_tensor(lips), region, region * hide)
 
 
 def _finetune(generator, discriminator, psi, embedding, pairs: Pairs, steps: int, *, seed: int, progress: bool):
@@ -293,7 +307,9 @@ def _finetune(generator, discriminator, psi, embedding, pairs: Pairs, steps: int
     )
 
     def generate(index):
-        mouth, mask = generator(pairs.warped[index], pairs.lips[index], psi.expand(len(index), -1), pairs.region[index])
+        mouth, mask = generator(
+            pairs.warped[index], pairs.lips[index], psi.expand(len(index), -1), pairs.region[index], pairs.hidden[index]
+        )
         return Generated(GeneratorOutput(frame=mouth, blend_mask=mask))
 
     rng = torch.Generator().manual_seed(seed)
@@ -322,7 +338,7 @@ def _errors(generator, psi, pairs: Pairs, held_out: Pairs) -> dict[str, float]:
     generator.eval()
     values = {}
     for name, p in (("the re-made mouths' L1", pairs), ("the mirrored mouths' L1", held_out)):
-        made, _ = generator(p.warped, p.lips, psi.expand(len(p.target), -1), p.region)
+        made, _ = generator(p.warped, p.lips, psi.expand(len(p.target), -1), p.region, p.hidden)
         values[name] = (made.float() - p.target).abs().mean().item()
     generator.train(training)
     return values

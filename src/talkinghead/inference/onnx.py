@@ -21,8 +21,8 @@ pivoting in plain ONNX ops that any runtime runs (`models/flow.py solve_by_elimi
 difference. onnxruntime is optional: `pip install "talkinghead[onnx]"`.
 
 An avatar with a mouth (inference/mouth.py) runs its mouth generator in a second graph,
-`MouthPath` (psi' baked in; `[1, 3, s, s]` crop and lips drawn and the `[1, 1, s, s]` region it
-pastes -> the synthesised mouth), which
+`MouthPath` (psi' baked in; `[1, 3, s, s]` crop and lips drawn and the `[1, 1, s, s]` part of
+the crop it must not see -> the synthesised mouth), which
 `OnnxAvatar` exports when it starts (about a second): at one frame a call it runs in a third to
 half of PyTorch's time. The cut and the paste at the output size stay beside it, as in PyTorch.
 """
@@ -189,7 +189,7 @@ class OnnxFramePath:
 
 class MouthPath(nn.Module):
     """A fitted mouth's synthesis with its psi' as a buffer: (crop, lips drawn) `[1, 3, s, s]` and
-    the region it pastes `[1, 1, s, s]` -> the synthesised mouth `[1, 3, s, s]` and, for a
+    what of the crop it must not see `[1, 1, s, s]` -> the synthesised mouth `[1, 3, s, s]` and, for a
     generator of the "learned" blend, its mask."""
 
     def __init__(self, mouth: FittedMouth):
@@ -197,8 +197,8 @@ class MouthPath(nn.Module):
         self.generator = mouth.generator
         self.register_buffer("psi", mouth.psi.detach().float().clone())
 
-    def forward(self, crop: torch.Tensor, lips: torch.Tensor, region: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        mouth, learned = self.generator.synthesise(crop, lips, self.psi, region)
+    def forward(self, crop: torch.Tensor, lips: torch.Tensor, hidden: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        mouth, learned = self.generator.synthesise(crop, lips, self.psi, hidden)
         return (mouth,) if learned is None else (mouth, learned)
 
 
@@ -217,19 +217,19 @@ class OnnxMouth:
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
             torch.onnx.export(
-                module, example, graph, dynamo=False, opset_version=OPSET, input_names=["crop", "lips", "region"]
+                module, example, graph, dynamo=False, opset_version=OPSET, input_names=["crop", "lips", "hidden"]
             )
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or torch.get_num_threads()
         self.session = ort.InferenceSession(graph.getvalue(), options, providers=["CPUExecutionProvider"])
 
     def __call__(
-        self, crops: torch.Tensor, lips: torch.Tensor, regions: torch.Tensor
+        self, crops: torch.Tensor, lips: torch.Tensor, hidden: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        names = [i.name for i in self.session.get_inputs()]  # a "learned" blend's graph does not read the region
+        names = [i.name for i in self.session.get_inputs()]  # a "learned" blend's graph does not read `hidden`
         runs = []
         for i in range(len(crops)):
-            feeds = {"crop": crops[i : i + 1], "lips": lips[i : i + 1], "region": regions[i : i + 1]}
+            feeds = {"crop": crops[i : i + 1], "lips": lips[i : i + 1], "hidden": hidden[i : i + 1]}
             runs.append(self.session.run(None, {name: feeds[name].numpy() for name in names}))
         outputs = [torch.from_numpy(np.concatenate(parts)) for parts in zip(*runs)]
         return outputs[0], outputs[1] if len(outputs) > 1 else None

@@ -11,11 +11,12 @@ skips from the encoder at s/2 and s/4, and a head that gives the synthesised mou
 - "region" (since the third mouth run): inside the target's inner-lip polygon, grown and
   feathered (face/mouth.py `inner_mouth_mask`), the region the renderer pastes; the output is
   `region * synthesised + (1 - region) * warped`, and the generator reads the warped crop with
-  that region hidden (`warped * (1 - region)`), as Wav2Lip hides the lower face: there the warp
-  holds closed lips stretched over the opening, and a generator that can see them copies them
-  (trained as pasted but seeing them, it painted closed lips where the drawing asked for an open
-  mouth). It must paint the inside of the mouth from the lips drawn, the skin and lips around
-  and psi.
+  part of that region hidden (`warped * (1 - hidden)`, `hidden = region * face/mouth.py
+  hidden_share`: as far as the target opens wider than the shot it is warped from), as Wav2Lip
+  hides the lower face: there the warp holds closed lips stretched over the opening, and a
+  generator that can see them copies them (trained as pasted but seeing them, it painted closed
+  lips where the drawing asked for an open mouth). Hidden always, it lost the person's own teeth
+  where the shot showed them (open mouths 7 % worse than the warp in `evaluate`).
 - "learned" (older files): where the head's fourth channel, a mask starting near 0 (bias -2),
   says. That mask learned to let only teeth in: about 0.2 of the inner mouth on a painting, whose
   lips then stayed shut (issue 32's opening 0.2 of the driver's; 0.92 with the same synthesis
@@ -99,20 +100,27 @@ class MouthGenerator(nn.Module):
         return embedding @ self.projection.t()
 
     def forward(
-        self, warped: torch.Tensor, lips: torch.Tensor, psi: torch.Tensor, region: torch.Tensor
+        self,
+        warped: torch.Tensor,
+        lips: torch.Tensor,
+        psi: torch.Tensor,
+        region: torch.Tensor,
+        hidden: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        synthesised, learned = self.synthesise(warped, lips, psi, region)
+        """`region` `[B, 1, s, s]`: the inner mouth as pasted (the "region" blend's mask); `hidden`:
+        what of the warp the generator must not see (default: the region)."""
+        synthesised, learned = self.synthesise(warped, lips, psi, region if hidden is None else hidden)
         mask = region.to(warped.dtype) if learned is None else learned
         return torch.lerp(warped, synthesised, mask), mask
 
     def synthesise(
-        self, warped: torch.Tensor, lips: torch.Tensor, psi: torch.Tensor, region: torch.Tensor
+        self, warped: torch.Tensor, lips: torch.Tensor, psi: torch.Tensor, hidden: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(the synthesised mouth `[B, 3, s, s]` in [-1, 1] before the blend with `warped`, the
         learned mask `[B, 1, s, s]`, None with the "region" blend): the renderer blends the
         synthesis into frames at their own resolution, where `warped` is only their 64 px copy.
-        `region` `[B, 1, s, s]`: the inner mouth as pasted, hidden from the "region" blend."""
-        seen = warped * (1 - region.to(warped.dtype)) if self.blend == "region" else warped
+        `hidden` `[B, 1, s, s]` in [0, 1]: the part of `warped` the "region" blend does not see."""
+        seen = warped * (1 - hidden.to(warped.dtype)) if self.blend == "region" else warped
         h = self.stem(torch.cat([seen, lips], 1))
         skips = []
         for block in self.down:
@@ -153,11 +161,13 @@ class MouthNetworks(nn.Module):
         warped: torch.Tensor,
         target_lips: torch.Tensor,
         target_region: torch.Tensor,
+        hidden: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(mouth `[B, 3, s, s]`, mask `[B, 1, s, s]`, e-hat `[B, D]`); `target_region` `[B, 1, s, s]`:
-        the target's inner mouth as pasted (the "region" blend's mask)."""
+        the target's inner mouth as pasted (the "region" blend's mask); `hidden` as `MouthGenerator`."""
         embedding = self.embed(shots, shot_lips)
-        mouth, mask = self.generator(warped, target_lips, self.generator.adain_params(embedding), target_region)
+        psi = self.generator.adain_params(embedding)
+        mouth, mask = self.generator(warped, target_lips, psi, target_region, hidden)
         return mouth, mask, embedding
 
 

@@ -85,8 +85,10 @@ def settings_of(config: MouthConfig) -> MouthSettings:
 
 def generate_mouth(networks: MouthNetworks, batch: dict[str, torch.Tensor]) -> Generated:
     """One step's generator side on a batch of `MouthEpisodes` items."""
+    region = batch["target_region"]
+    hidden = region * batch["hide"].to(region.dtype)[:, None, None, None]
     mouth, mask, embedding = networks(
-        batch["shots"], batch["shot_lips"], batch["warped"], batch["target_lips"], batch["target_region"]
+        batch["shots"], batch["shot_lips"], batch["warped"], batch["target_lips"], region, hidden
     )
     return Generated(GeneratorOutput(frame=mouth, blend_mask=mask), embedding)
 
