@@ -164,6 +164,7 @@ def test_a_model_file_carries_the_mouth_into_avatars_and_frames(tiny_data, astro
     root = Path(__file__).resolve().parents[1]
     assert load_model(root / "models" / "cpu-warp-0769.safetensors").mouth is None  # files from before the mouth
     assert load_model().mouth.settings.side == 64  # the bundled model carries the trained one
+    assert load_model(root / "models" / "cpu-warp-lean-open-mouth.safetensors").mouth.settings.blend == "region"
     older = root / "checkpoints" / "mouth-step-000008265.pt"  # a run from before the region blend
     old = load_model(export_model(default_model_path(), tmp_path / "old.safetensors", mouth=older))
     assert old.mouth.settings.blend == "learned"

@@ -127,12 +127,15 @@ def test_onnx_frames_at_the_output_size_match_pytorch(warp_model, portrait, tmp_
     assert np.abs(torch_frames.astype(int) - onnx_frames).max() <= 2
 
 
-def test_the_bundled_mouth_runs_in_onnxruntime_as_in_pytorch(astronaut):
-    """With a mouth (the bundled model's, trained), `OnnxAvatar` runs the mouth generator in its own
-    graph; an open mouth's frames match PyTorch's, and the avatar it was given keeps its own."""
+@pytest.mark.parametrize("model", [None, "cpu-warp-lean-open-mouth.safetensors"])
+def test_the_bundled_mouth_runs_in_onnxruntime_as_in_pytorch(astronaut, model):
+    """With a mouth (the bundled model's, trained, and the open-mouth model's region blend),
+    `OnnxAvatar` runs the mouth generator in its own graph; an open mouth's frames match
+    PyTorch's, and the avatar it was given keeps its own."""
     from talkinghead.inference.onnx import OnnxMouth
 
-    avatar = fit_avatar([astronaut], size=256)
+    path = None if model is None else Path(__file__).resolve().parents[1] / "models" / model
+    avatar = fit_avatar([astronaut], model=path, size=256)
     assert avatar.mouth is not None
     points = np.repeat(avatar.shot_landmarks[:1], 2, 0).copy()
     points[1, 57:60, 1] += 6  # the lower lip down: an open mouth
