@@ -1,9 +1,9 @@
 """README figure for the mouth: portraits driven by a talking video at the frame where the driver's
 mouth is widest, the lower face cropped at full size, the warp's mouth (a model without a mouth)
-beside the mouth generator's (a model with one).
+beside the mouth generators' (models with one), one column a model.
 
-    python scripts/make_mouth_figure.py --driving VIDEO --before MODEL --after MODEL \\
-        [--portraits P.jpg ...] [--seconds 8] [--out docs/images/mouth.png]
+    python scripts/make_mouth_figure.py --driving VIDEO --before MODEL --after MODEL [MODEL ...] \\
+        [--labels LABEL ...] [--portraits P.jpg ...] [--seconds 8] [--out docs/images/mouth.png]
 
 The astronaut (scikit-image) is always the first portrait.
 """
@@ -43,7 +43,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--driving", type=Path, required=True)
     parser.add_argument("--before", required=True, help="model file without a mouth (the warp's mouth)")
-    parser.add_argument("--after", required=True, help="model file with the mouth")
+    parser.add_argument("--after", required=True, nargs="+", help="model files with a mouth")
+    parser.add_argument("--labels", nargs="+", help="one a model after the first column (default: mouth generator)")
     parser.add_argument("--portraits", type=Path, nargs="*", default=[])
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--out", type=Path, default=root / "docs" / "images" / "mouth.png")
@@ -58,7 +59,7 @@ def main() -> None:
         Image.fromarray(np.ascontiguousarray(data.astronaut())).save(astronaut)
         for portrait in [astronaut, *args.portraits]:
             panels = []
-            for model in (args.before, args.after):
+            for model in (args.before, *args.after):
                 video = Path(folder) / "out.mp4"
                 report = animate(source=[portrait], driving=template, model=model, out=video, layout="paste",
                                  size=512, mode="relative", progress=False)  # fmt: skip
@@ -70,8 +71,9 @@ def main() -> None:
     width = max(r.shape[1] for r in rows)
     figure = Image.fromarray(np.concatenate([np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0))) for r in rows]))
     draw = ImageDraw.Draw(figure)
-    for i, half in enumerate(labels):
-        for x, label in ((0, "warp's mouth"), (half, "mouth generator")):
+    names = ["warp's mouth", *(args.labels or ["mouth generator"] * len(args.after))]
+    for i, step in enumerate(labels):
+        for x, label in zip(range(0, step * len(names), step), names):
             draw.rectangle([x, i * 200, x + 7 * len(label) + 6, i * 200 + 14], fill=(0, 0, 0))
             draw.text((x + 3, i * 200 + 2), label, fill=(255, 255, 255))
     args.out.parent.mkdir(parents=True, exist_ok=True)
