@@ -36,7 +36,7 @@ def synthetic_batch(config, generator):
         "target_lips": image(B),
         "warped": image(B),
         "target_region": torch.rand(B, 1, s, s, generator=generator),
-        "hide": torch.rand(B, generator=generator),
+        "target_hidden": torch.rand(B, 1, s, s, generator=generator),
         "video_index": torch.arange(B) % 4,
     }
 

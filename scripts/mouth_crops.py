@@ -60,7 +60,7 @@ def measure(mouth, step: int | None, data: str, episodes: int) -> list[dict]:
         batch = {k: torch.stack([item[k] for item in items]) for k in items[0]}
         made, mask, _ = networks(
             batch["shots"], batch["shot_lips"], batch["warped"], batch["target_lips"], batch["target_region"],
-            batch["target_region"] * batch["hide"][:, None, None, None],
+            batch["target_hidden"],
         )  # fmt: skip
         real, region = batch["target"], batch["target_region"]
         row = {

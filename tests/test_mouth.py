@@ -81,9 +81,11 @@ def test_a_mouth_aligned_crop_puts_the_corners_on_a_fixed_line(face):
 
 @pytest.mark.slow
 def test_mouth_episodes_pair_closed_shots_with_open_targets(tiny_data):
+    import torch
+
     from talkinghead.data import FaceDataset
     from talkinghead.data.mouth import LIPS, MouthEpisodes, warp_mouth
-    from talkinghead.face.mouth import align_mouth
+    from talkinghead.face.mouth import align_mouth, hidden_share
 
     data = FaceDataset(tiny_data)
     episodes = MouthEpisodes(data, shots=2, side=32, open_targets=1.0, closed_shots=1.0)
@@ -94,6 +96,10 @@ def test_mouth_episodes_pair_closed_shots_with_open_targets(tiny_data):
     assert float(item["opening"]) > OPEN  # an open target ...
     picks = episodes._pick(clip, np.random.default_rng((0, 0, clip)))
     assert gaps[picks[:-1]].max() < gaps[picks[-1]]  # ... from shots more closed than it
+    # Hidden from the generator: the warp inside the target's mouth, as far as it opens wider than the shot.
+    share = float(hidden_share(gaps[picks[-1]], gaps[picks[:-1]].max()))
+    assert 0 < share and item["target_hidden"].max() > 0
+    assert torch.all(item["target_hidden"] <= item["target_region"] + 1e-6)
     # The warp puts the shot's lips where the target's are.
     frame, points = data.frame(clip, int(picks[0])), data.landmarks(clip)[picks[0]]
     crop, moved, _ = align_mouth(frame, points, 32)

@@ -44,8 +44,8 @@ class MouthEpisodes(Dataset):
       feathered as the renderer pastes it (face/mouth.py `inner_mouth_mask`)
     - `warped` `[3, s, s]`: the nearest shot warped to the target's lips (what the renderer gives)
     - `opening` (float): the target's lip gap over mouth width; `video_index` (int): the clip
-    - `hide` (float): how much of `warped` inside the target's mouth the generator must not see
-      (face/mouth.py `hidden_share` of the target's and the warped shot's lip gaps)
+    - `target_hidden` `[1, s, s]` in [0, 1]: what of `warped` the generator must not see: the region
+      times face/mouth.py `hidden_share` of the target's and the warped shot's lip gaps
     """
 
     def __init__(
@@ -102,15 +102,18 @@ class MouthEpisodes(Dataset):
         nearest = int(np.linalg.norm(centred - goal, axis=-1).mean(-1).argmin())
         warped = warp_mouth(crops[nearest], points[nearest], target_points)
         lips = np.stack([draw_lips(p, self.side) for p in points])
+        region = inner_mouth_mask(target_points[None], self.side)
         return {
             "shots": to_tensor(crops[:-1]),
             "shot_lips": to_tensor(lips[:-1]),
             "target": to_tensor(crops[-1]),
             "target_lips": to_tensor(lips[-1]),
             "target_points": torch.from_numpy(target_points[LIPS].astype(np.float32)),
-            "target_region": torch.from_numpy(inner_mouth_mask(target_points[None], self.side)),
+            "target_region": torch.from_numpy(region),
+            "target_hidden": torch.from_numpy(
+                region * np.float32(hidden_share(lip_gap(target_points), lip_gap(points[nearest])))
+            ),
             "warped": to_tensor(warped),
             "opening": torch.tensor(float(lip_gap(points[-1]))),
-            "hide": torch.tensor(float(hidden_share(lip_gap(points[-1]), lip_gap(points[nearest])))),
             "video_index": torch.tensor(clip),
         }

@@ -226,15 +226,15 @@ class OnnxMouth:
         options.intra_op_num_threads = threads
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(graph.getvalue(), options, providers=["CPUExecutionProvider"])
+        self.inputs = [i.name for i in self.session.get_inputs()]  # a "learned" blend's graph does not read `hidden`
 
     def __call__(
         self, crops: torch.Tensor, lips: torch.Tensor, hidden: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        names = [i.name for i in self.session.get_inputs()]  # a "learned" blend's graph does not read `hidden`
         runs = []
         for i in range(len(crops)):
             feeds = {"crop": crops[i : i + 1], "lips": lips[i : i + 1], "hidden": hidden[i : i + 1]}
-            runs.append(self.session.run(None, {name: feeds[name].numpy() for name in names}))
+            runs.append(self.session.run(None, {name: feeds[name].numpy() for name in self.inputs}))
         outputs = [torch.from_numpy(np.concatenate(parts)) for parts in zip(*runs)]
         return outputs[0], outputs[1] if len(outputs) > 1 else None
 

@@ -85,11 +85,10 @@ def settings_of(config: MouthConfig) -> MouthSettings:
 
 def generate_mouth(networks: MouthNetworks, batch: dict[str, torch.Tensor]) -> Generated:
     """One step's generator side on a batch of `MouthEpisodes` items."""
-    region = batch["target_region"]
-    hidden = region * batch["hide"].to(region.dtype)[:, None, None, None]
     mouth, mask, embedding = networks(
-        batch["shots"], batch["shot_lips"], batch["warped"], batch["target_lips"], region, hidden
-    )
+        batch["shots"], batch["shot_lips"], batch["warped"], batch["target_lips"], batch["target_region"],
+        batch["target_hidden"],
+    )  # fmt: skip
     return Generated(GeneratorOutput(frame=mouth, blend_mask=mask), embedding)
 
 
@@ -184,7 +183,7 @@ def init_person_vectors(embedder: Embedder, discriminator: Discriminator, data: 
 def warm_start(networks: MouthNetworks, discriminator: Discriminator, checkpoint: Path) -> None:
     """A new run's E, G and D from another run's checkpoint: every tensor whose shape matches, and
     the leading part of one that shrank along its first axis (the "learned" blend's four-channel
-    head into the "region" blend's three); W only when the clips are the same."""
+    head into the "region" blend's three); W only when the number of clips is the same."""
     state = load_checkpoint(checkpoint)
     try:
         sources = (state["networks"], state["discriminator"])
