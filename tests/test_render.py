@@ -65,6 +65,24 @@ def test_at_twice_the_size_it_moves_the_large_shots_the_same_way():
     assert high(detailed) > 2 * high(large)
 
 
+def test_opencv_and_pytorch_compose_the_same_frame():
+    """On a CPU in float32 the enlargements and the bicubic move go through OpenCV; in float64
+    through PyTorch. The same frame either way (OpenCV reads its maps to 1/32 px)."""
+    import dataclasses
+
+    generator = _warp_generator()
+    shots = upscale(_smooth_shots(3, 64), 160)
+    shots[..., ::3] += 0.1  # detail the move must carry
+    with torch.no_grad():
+        output = generator(_inputs(_smooth_shots(3, 64)), torch.randn(2, generator.num_adain_params) * 0.3)
+        by_opencv = compose(output, shots, 160)
+        double = {f.name: getattr(output, f.name) for f in dataclasses.fields(output)}
+        double = {k: v.double() if torch.is_tensor(v) and v.is_floating_point() else v for k, v in double.items()}
+        by_torch = compose(type(output)(**double), shots.double(), 160).float()
+    assert by_opencv.dtype == torch.float32 and by_opencv.shape == (2, 3, 160, 160)
+    assert (by_opencv - by_torch).abs().mean() < 2e-3 and (by_opencv - by_torch).abs().max() < 0.05
+
+
 def test_a_generator_without_a_flow_is_upscaled():
     from talkinghead.models import GeneratorOutput
 

@@ -158,9 +158,9 @@ class Avatar:
                 self._detail = to_tensor(self.detail).to(self.device, self.psi.dtype)  # [T, 3, D, D]
             frames = compose(output, self._detail, self.output_size)
         if self.mouth is not None and landmarks is not None:
-            frames = self.mouth.paste(
-                frames, rescale_points(np.asarray(landmarks, np.float64), self.size, frames.shape[-1])
-            )
+            points = rescale_points(np.asarray(landmarks, np.float64), self.size, frames.shape[-1])
+            # Composed frames are this call's own; the generator's frame is the caller's output's.
+            frames = self.mouth.paste(frames, points, inplace=frames is not output.frame)
         return frames
 
     def runtime_generator(self) -> torch.nn.Module:

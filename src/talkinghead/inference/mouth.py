@@ -87,9 +87,10 @@ class FittedMouth:
         return cls(settings, generator, tensors["psi"], steps, opening)
 
     @torch.inference_mode()
-    def paste(self, frames: torch.Tensor, landmarks: np.ndarray) -> torch.Tensor:
+    def paste(self, frames: torch.Tensor, landmarks: np.ndarray, *, inplace: bool = False) -> torch.Tensor:
         """`frames` `[B, 3, D, D]` in [-1, 1] with the mouth made inside the driving inner lips;
-        `landmarks`: `[B, 68, 2]` driving landmarks in the frames' pixels."""
+        `landmarks`: `[B, 68, 2]` driving landmarks in the frames' pixels. `inplace`: into `frames`
+        themselves (a caller that owns them saves a copy of the batch)."""
         s, size = self.settings.side, frames.shape[-1]
         matrices = np.stack([mouth_transform(points, s) for points in landmarks])  # frame px -> crop px
         crops = cut_mouths(frames, matrices, s)
@@ -102,7 +103,7 @@ class FittedMouth:
         mouth, learned = self.synthesise(crops, lips, alpha * hide[:, None, None, None])
         if learned is not None:
             alpha = alpha * learned
-        out = frames.clone()
+        out = frames if inplace else frames.clone()
         for b in range(len(frames)):
             box = _paste_box(landmarks[b], matrices[b], size)
             if box is None:
@@ -162,10 +163,16 @@ def _grid(matrix: np.ndarray, xs: np.ndarray, ys: np.ndarray, size: tuple[int, i
     """`[1, len(ys), len(xs), 2]` grid_sample coordinates (align_corners=False) in an image of
     `size` (width, height) for the pixels (xs x ys) of another, mapped by the `[2, 3]` `matrix`
     (those pixels -> the image's pixels)."""
-    xx, yy = np.meshgrid(np.asarray(xs, np.float64), np.asarray(ys, np.float64))
-    u = matrix[0, 0] * xx + matrix[0, 1] * yy + matrix[0, 2]
-    v = matrix[1, 0] * xx + matrix[1, 1] * yy + matrix[1, 2]
-    return torch.from_numpy(np.stack([(2 * u + 1) / size[0] - 1, (2 * v + 1) / size[1] - 1], -1))[None].float()
+    # The affine map composed with pixel -> normalised first, then evaluated once per axis and
+    # summed by broadcasting (in float32: a grid of 192 x 192 no longer costs a millisecond).
+    scale = np.array([[2 / size[0]], [2 / size[1]]])
+    m = matrix * scale
+    m[:, 2] += scale[:, 0] / 2 - 1
+    xs, ys = np.asarray(xs, np.float32), np.asarray(ys, np.float32)
+    grid = np.empty((len(ys), len(xs), 2), np.float32)
+    for axis in range(2):
+        grid[..., axis] = (m[axis, 0] * xs)[None, :] + (m[axis, 1] * ys + m[axis, 2])[:, None]
+    return torch.from_numpy(grid)[None]
 
 
 # -- fitting ------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+import cv2
 import numpy as np
 
 from talkinghead.errors import TalkingheadError
@@ -272,12 +273,14 @@ class VideoWriter:
         self._container = av.open(str(path), "w", format="mp4", options={"movflags": "faststart"})
         self._rate = Fraction(fps).limit_denominator(1001)
         # x264's default preset (medium) spends 33 ms on a 1536 x 1536 frame on two cores, more than
-        # the rest of a frame's work; from about a megapixel up, "veryfast" (17 ms) keeps the
-        # writer from being the bottleneck, at the same CRF (docs/benchmarks.md).
-        preset = preset or ("veryfast" if width * height >= 1_000_000 else "medium")
-        self._video = self._container.add_stream(
-            "libx264", rate=self._rate, options={"crf": str(crf), "preset": preset}
-        )
+        # the rest of a frame's work. From about a megapixel up: "veryfast" with a diamond motion
+        # search, sub-pixel refinement 1 and one thread -- 14 ms of one core where veryfast alone
+        # took 30 ms of CPU over its threads (which fought the renderer's for the two cores), for
+        # files 4 % larger at the same CRF, 0.1 dB from veryfast (docs/benchmarks.md).
+        options = {"crf": str(crf), "preset": preset or ("veryfast" if width * height >= 1_000_000 else "medium")}
+        if preset is None and width * height >= 1_000_000:
+            options["x264-params"] = "threads=1:me=dia:subme=1"
+        self._video = self._container.add_stream("libx264", rate=self._rate, options=options)
         self._video.width, self._video.height = width + width % 2, height + height % 2
         self._video.pix_fmt = "yuv420p"
         self.frames = 0  # written (queued)
@@ -353,7 +356,10 @@ class VideoWriter:
         height, width = rgb.shape[:2]
         if height % 2 or width % 2:
             rgb = np.pad(rgb, ((0, height % 2), (0, width % 2), (0, 0)), mode="edge")
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+        # RGB to the stream's yuv420p by OpenCV (BT.601, limited range: the matrix swscale uses;
+        # 0.9 ms at 1536 x 1536 where swscale, called by PyAV for an rgb24 frame, took 15 ms).
+        yuv = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2YUV_I420)
+        frame = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
         frame.pts = self._encoded
         frame.time_base = 1 / self._rate
         self._container.mux(self._video.encode(frame))
