@@ -193,6 +193,7 @@ CASES = [
     ("train-mouth --data {data} --out {ws}/m --steps 0", 2, ["--steps", "> 0"]),
     ("train-mouth --out {ws}/m", 2, ["required"]),
     ("train-mouth --data {data} --out {ws}/m --init {ws}/missing.pt", 2, ["--init", "not found"]),
+    ("train-mouth --data {data} --out {ws}/m --dilate 0.9", 2, ["--dilate", "0.9"]),
     # -- live -----------------------------------------------------------------------------------
     ("live --avatar {ws}/missing.avatar", 2, ["--avatar", "missing.avatar", "not found"]),
     ("live --avatar {ws}/junk.avatar", 1, ["junk.avatar", "not a talkinghead avatar"]),

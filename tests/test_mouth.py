@@ -100,6 +100,10 @@ def test_mouth_episodes_pair_closed_shots_with_open_targets(tiny_data):
     share = float(hidden_share(gaps[picks[-1]], gaps[picks[:-1]].max()))
     assert 0 < share and item["target_hidden"].max() > 0
     assert torch.all(item["target_hidden"] <= item["target_region"] + 1e-6)
+    # A run's `dilate` grows the region (the lips themselves from about 0.2 mouth widths).
+    wider = MouthEpisodes(data, shots=2, side=32, open_targets=1.0, closed_shots=1.0, dilate=0.2)[(0, clip)]
+    assert float(wider["target_region"].sum()) > 1.3 * float(item["target_region"].sum())
+    assert torch.all(wider["target_region"] >= item["target_region"] - 0.02)
     # The warp puts the shot's lips where the target's are.
     frame, points = data.frame(clip, int(picks[0])), data.landmarks(clip)[picks[0]]
     crop, moved, _ = align_mouth(frame, points, 32)
@@ -173,19 +177,19 @@ def test_a_model_file_carries_the_mouth_into_avatars_and_frames(tiny_data, astro
     assert load_model(root / "models" / "cpu-warp-lean-open-mouth.safetensors").mouth.settings.blend == "region"
     older = root / "checkpoints" / "mouth-step-000008265.pt"  # a run from before the region blend
     old = load_model(export_model(default_model_path(), tmp_path / "old.safetensors", mouth=older))
-    assert old.mouth.settings.blend == "learned"
+    assert old.mouth.settings.blend == "learned" and old.mouth.settings.dilate == 0.08  # from before `dilate`
     old_avatar = fit_avatar([astronaut], model=old, size=256)
     assert (
         old_avatar.mouth.generator.blend == "learned" and next(old_avatar.generate(old_avatar.shot_landmarks[:1])).shape
     )
     config = MouthConfig(side=32, shots=2, channels=8, embedding_dim=16, batch_size=2, workers=0, steps=2,
-                         checkpoint_every=2, log_every=1, sample_every=2)  # fmt: skip
+                         checkpoint_every=2, log_every=1, sample_every=2, dilate=0.2)  # fmt: skip
     train_mouth(tiny_data, tmp_path / "run", config, progress=False)
     path = export_model(
         default_model_path(), tmp_path / "m.safetensors", mouth=list_checkpoints(tmp_path / "run" / "checkpoints")[-1]
     )
     model = load_model(path)
-    assert model.mouth is not None and model.mouth.settings.side == 32
+    assert model.mouth is not None and model.mouth.settings.side == 32 and model.mouth.settings.dilate == 0.2
     with_mouth = fit_avatar([astronaut], model=model, size=256)
     without = fit_avatar([astronaut], model=model, size=256, options=FitOptions(mouth=False))
     assert with_mouth.mouth is not None and without.mouth is None
@@ -204,6 +208,7 @@ def test_a_model_file_carries_the_mouth_into_avatars_and_frames(tiny_data, astro
     with_mouth.save(tmp_path / "a.avatar")
     loaded = Avatar.load(tmp_path / "a.avatar")
     assert loaded.mouth is not None and loaded.mouth.shot_opening == with_mouth.mouth.shot_opening > 0.05  # her smile
+    assert loaded.mouth.settings.dilate == 0.2
     assert np.abs(next(loaded.generate(driving)).astype(int) - a).max() <= 1
     fitted = fit_avatar([astronaut, np.ascontiguousarray(astronaut[:, ::-1])], model=model, size=256,
                         options=FitOptions(steps=2))  # fmt: skip

@@ -165,6 +165,11 @@ def _add_train_mouth(commands) -> None:
     p.add_argument(
         "--init", help="start a new run's networks from another train-mouth checkpoint (step-*.pt): what fits is kept"
     )
+    p.add_argument(
+        "--dilate",
+        type=_number(float, 0.01, 0.5),
+        help="a new run's mouth region: the inner lips grown by this many mouth widths, 0.01..0.5 (default: 0.08)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(stage="talkinghead.stages:train_mouth")
 

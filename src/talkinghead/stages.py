@@ -12,6 +12,7 @@ command line prints, and its exit code. Keyword names are the command line's opt
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -162,6 +163,7 @@ def train_mouth(
     resume: bool = False,
     max_steps: int | None = None,
     init: str | Path | None = None,
+    dilate: float | None = None,
     progress: bool = True,
 ) -> Report:
     """Meta-learn the mouth generator on a prepared data set (>= 128 px crops) into the run folder
@@ -173,8 +175,9 @@ def train_mouth(
     check_input_folder(data, "data set", option="--data")
     run_folder = check_output_folder(out)
     start = "" if init is None else str(check_input_file(init, "checkpoint", option="--init"))
-    step = run(data, run_folder, MouthConfig(steps=steps, batch_size=batch_size, init=start), resume=resume,
-               max_steps=max_steps, progress=progress)  # fmt: skip
+    config = MouthConfig(steps=steps, batch_size=batch_size, init=start)
+    config = config if dilate is None else dataclasses.replace(config, dilate=dilate)
+    step = run(data, run_folder, config, resume=resume, max_steps=max_steps, progress=progress)
     return Report(f"{run_folder}: step {step}; --resume continues")
 
 

@@ -18,7 +18,7 @@ from torch.utils.data import Dataset
 
 from talkinghead.data.augment import Augment
 from talkinghead.data.dataset import FaceDataset
-from talkinghead.face.mouth import OPEN, align_mouth, draw_lips, hidden_share, inner_mouth_mask, lip_gap
+from talkinghead.face.mouth import DILATE, OPEN, align_mouth, draw_lips, hidden_share, inner_mouth_mask, lip_gap
 from talkinghead.media.images import to_tensor
 from talkinghead.models.flow import resize_grid, tps_grid, warp
 
@@ -58,8 +58,10 @@ class MouthEpisodes(Dataset):
         open_targets: float = 0.5,
         closed_shots: float = 0.5,
         augment: Augment | None = None,
+        dilate: float = DILATE,
     ):
         self.data, self.shots, self.side, self.seed = data, shots, side, seed
+        self.dilate = dilate
         self.open_targets, self.closed_shots = open_targets, closed_shots
         self.augment = augment if augment is not None and augment.active else None
 
@@ -102,7 +104,7 @@ class MouthEpisodes(Dataset):
         nearest = int(np.linalg.norm(centred - goal, axis=-1).mean(-1).argmin())
         warped = warp_mouth(crops[nearest], points[nearest], target_points)
         lips = np.stack([draw_lips(p, self.side) for p in points])
-        region = inner_mouth_mask(target_points[None], self.side)
+        region = inner_mouth_mask(target_points[None], self.side, self.dilate)
         return {
             "shots": to_tensor(crops[:-1]),
             "shot_lips": to_tensor(lips[:-1]),

@@ -98,14 +98,14 @@ class FittedMouth:
         lips = to_tensor(np.stack([draw_lips(p, s) for p in points])).to(frames.device, frames.dtype)
         # The synthesis itself, not the generator's blend with the 64 px crop: blended here into the
         # frame's own pixels under the same mask (the blend applied twice would square it).
-        alpha = inner_lip_alpha(points, s).to(crops.device, crops.dtype)
+        alpha = inner_lip_alpha(points, s, self.settings.dilate).to(crops.device, crops.dtype)
         hide = torch.from_numpy(hidden_share(lip_gap(landmarks), self.shot_opening)).to(alpha.device, alpha.dtype)
         mouth, learned = self.synthesise(crops, lips, alpha * hide[:, None, None, None])
         if learned is not None:
             alpha = alpha * learned
         out = frames if inplace else frames.clone()
         for b in range(len(frames)):
-            box = _paste_box(landmarks[b], matrices[b], size)
+            box = _paste_box(landmarks[b], matrices[b], size, self.settings.dilate)
             if box is None:
                 continue
             x0, y0, x1, y1 = box
@@ -142,17 +142,19 @@ def cut_mouths(frames: torch.Tensor, matrices: np.ndarray, side: int) -> torch.T
     return F.avg_pool2d(crops, k) if k > 1 else crops
 
 
-def inner_lip_alpha(points: np.ndarray, side: int) -> torch.Tensor:
+def inner_lip_alpha(points: np.ndarray, side: int, dilate: float = DILATE) -> torch.Tensor:
     """`[B, 1, side, side]` in [0, 1]: the inner-lip polygon of `[B, 68, 2]` crop-pixel landmarks,
-    grown by `DILATE` mouth widths and feathered over `FEATHER`."""
-    return torch.from_numpy(inner_mouth_mask(points, side))[:, None]
+    grown by `dilate` mouth widths and feathered over `FEATHER`."""
+    return torch.from_numpy(inner_mouth_mask(points, side, dilate))[:, None]
 
 
-def _paste_box(landmarks: np.ndarray, matrix: np.ndarray, size: int) -> tuple[int, int, int, int] | None:
+def _paste_box(
+    landmarks: np.ndarray, matrix: np.ndarray, size: int, dilate: float = DILATE
+) -> tuple[int, int, int, int] | None:
     """The frame's pixels the paste can change: the inner lips' box grown by the dilation and
     feather (in frame px), clipped to the frame; None when it is empty."""
     scale = float(np.sqrt(abs(np.linalg.det(matrix[:, :2]))))
-    margin = (DILATE + 2 * FEATHER) * np.linalg.norm(landmarks[54] - landmarks[48]) + 2 / scale
+    margin = (dilate + 2 * FEATHER) * np.linalg.norm(landmarks[54] - landmarks[48]) + 2 / scale
     low, high = landmarks[INNER_LIPS].min(0) - margin, landmarks[INNER_LIPS].max(0) + margin
     x0, y0 = (int(max(0, np.floor(v))) for v in low)
     x1, y1 = (int(min(size, np.ceil(v))) for v in high)
@@ -209,7 +211,7 @@ def fit_mouth(
         psi = networks.generator.adain_params(embedding)  # psi' = P e-hat
     generator, notes = networks.generator, []
     if steps > 0 and len(shots) >= 2:
-        pairs = _pairs(shots, points)
+        pairs = _pairs(shots, points, mouth.settings.dilate)
         discriminator = copy.deepcopy(mouth.discriminator).to(device)
         psi, notes = _finetune(generator, discriminator, psi, embedding, pairs, steps, seed=seed, progress=progress)
     elif steps > 0:
@@ -264,7 +266,7 @@ class Pairs:
         return Pairs(*(t.flip(-1) for t in self.tensors()))
 
 
-def _pairs(shots: np.ndarray, points: np.ndarray) -> Pairs:
+def _pairs(shots: np.ndarray, points: np.ndarray, dilate: float = DILATE) -> Pairs:
     from talkinghead.data.mouth import LIPS, warp_mouth
 
     side = shots.shape[1]
@@ -274,7 +276,7 @@ def _pairs(shots: np.ndarray, points: np.ndarray) -> Pairs:
     nearest = distance.argmin(1)
     warped = np.stack([warp_mouth(shots[j], points[j], points[i]) for i, j in enumerate(nearest)])
     lips = np.stack([draw_lips(p, side) for p in points])
-    region = inner_lip_alpha(points, side)
+    region = inner_lip_alpha(points, side, dilate)
     gaps = lip_gap(points)
     hide = torch.from_numpy(hidden_share(gaps, gaps[nearest])).float()[:, None, None, None]
     return Pairs(to_tensor(shots), to_tensor(warped), to_tensor(lips), region, region * hide)

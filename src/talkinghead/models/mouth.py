@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from talkinghead.face.mouth import DILATE
 from talkinghead.models.blocks import AdaINResBlock, ResBlockDown, conv
 from talkinghead.models.discriminator import Discriminator
 from talkinghead.models.embedder import Embedder
@@ -47,16 +48,20 @@ class MouthSettings:
     channels: int = 16
     embedding_dim: int = 64
     blend: str = "region"  # where the synthesis goes: "region" (the inner mouth) or "learned" (a mask)
+    dilate: float = DILATE  # the region: the inner lips grown by this many mouth widths
 
     def __post_init__(self):
         if self.blend not in BLENDS:
             raise ValueError(f"mouth blend must be one of {', '.join(BLENDS)}, not {self.blend!r}")
+        if not 0 < self.dilate <= 0.5:
+            raise ValueError(f"mouth dilate must be in (0, 0.5] mouth widths, not {self.dilate}")
 
     @classmethod
     def of(cls, values: dict) -> "MouthSettings":
-        """From stored settings; files from before `blend` learned their mask."""
+        """From stored settings; files from before `blend` learned their mask, from before `dilate`
+        grew the inner lips by `DILATE`."""
         shape = {k: int(values[k]) for k in ("side", "channels", "embedding_dim")}
-        return cls(**shape, blend=str(values.get("blend", "learned")))
+        return cls(**shape, blend=str(values.get("blend", "learned")), dilate=float(values.get("dilate", DILATE)))
 
     def generator(self) -> "MouthGenerator":
         return MouthGenerator(

@@ -36,6 +36,7 @@ from talkinghead.data import FaceDataset
 from talkinghead.data.augment import Augment
 from talkinghead.data.episodes import EpisodeSampler
 from talkinghead.data.mouth import MouthEpisodes
+from talkinghead.face.mouth import DILATE
 from talkinghead.io import write_json
 from talkinghead.media.images import to_uint8
 from talkinghead.models import Discriminator, Embedder, GeneratorOutput
@@ -49,6 +50,7 @@ from talkinghead.training.train import Logger, TrainError, log_values
 class MouthConfig:
     side: int = 64  # the mouth-aligned crops' side
     blend: str = "region"  # where the synthesis goes (models/mouth.py); runs before it: "learned"
+    dilate: float = DILATE  # the region: inner lips grown by this many mouth widths (runs before it: DILATE)
     shots: int = 4  # K per episode
     channels: int = 16
     embedding_dim: int = 64
@@ -79,7 +81,11 @@ class MouthConfig:
 def settings_of(config: MouthConfig) -> MouthSettings:
     """The networks' shape in a training config."""
     return MouthSettings(
-        side=config.side, channels=config.channels, embedding_dim=config.embedding_dim, blend=config.blend
+        side=config.side,
+        channels=config.channels,
+        embedding_dim=config.embedding_dim,
+        blend=config.blend,
+        dilate=config.dilate,
     )
 
 
@@ -171,7 +177,7 @@ def train_mouth(
 @torch.no_grad()
 def init_person_vectors(embedder: Embedder, discriminator: Discriminator, data: FaceDataset, config: MouthConfig):
     """Each clip's row of W set to the embedder's e-hat of K of its mouth crops (un-augmented)."""
-    episodes = MouthEpisodes(data, shots=config.shots, side=config.side, seed=config.seed)
+    episodes = MouthEpisodes(data, shots=config.shots, side=config.side, seed=config.seed, dilate=config.dilate)
     was_training = embedder.training
     embedder.eval()
     for clip in range(len(data)):
@@ -203,7 +209,9 @@ def warm_start(networks: MouthNetworks, discriminator: Discriminator, checkpoint
 
 
 def _batches(data: FaceDataset, config: MouthConfig, step: int):
-    episodes = MouthEpisodes(data, shots=config.shots, side=config.side, seed=config.seed, augment=Augment(scale=0.05))
+    episodes = MouthEpisodes(
+        data, shots=config.shots, side=config.side, seed=config.seed, augment=Augment(scale=0.05), dilate=config.dilate
+    )
     sampler = EpisodeSampler(len(data), batch_size=config.batch_size, seed=config.seed, start_step=step)
     loader = torch.utils.data.DataLoader(
         episodes, batch_size=config.batch_size, sampler=sampler, num_workers=config.workers,
