@@ -107,7 +107,7 @@ def few_shot(mouth, data: str, shots: int, steps: int, clips: int = 0) -> dict:
         real, warped = to_tensor(targets), to_tensor(np.stack(warped))
         lips, region = (
             to_tensor(np.stack([draw_lips(g, side) for g in goals])),
-            torch.from_numpy(inner_mouth_mask(goals, side))[:, None],
+            torch.from_numpy(inner_mouth_mask(goals, side, mouth.settings.dilate))[:, None],
         )
         opened = lip_gap(goals) > OPEN
         made = {"warp": warped}
