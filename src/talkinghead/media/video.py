@@ -272,11 +272,11 @@ class VideoWriter:
 
         self._container = av.open(str(path), "w", format="mp4", options={"movflags": "faststart"})
         self._rate = Fraction(fps).limit_denominator(1001)
-        # x264's default preset (medium) spends 33 ms on a 1536 x 1536 frame on two cores, more than
+        # x264's default preset (medium) spends 30-45 ms of CPU on a 1536 x 1536 frame, more than
         # the rest of a frame's work. From about a megapixel up: "veryfast" with a diamond motion
-        # search, sub-pixel refinement 1 and one thread -- 14 ms of one core where veryfast alone
-        # took 30 ms of CPU over its threads (which fought the renderer's for the two cores), for
-        # files 4 % larger at the same CRF, 0.1 dB from veryfast (docs/benchmarks.md).
+        # search, sub-pixel refinement 1 and one thread -- 13-14 ms of one core, 0.47-0.80 of the
+        # CPU that veryfast alone took over its threads (which fought the renderer's for the two
+        # cores), files 3-4 % larger at the same CRF, 0.1 dB from veryfast (bench/bench_writer.py).
         options = {"crf": str(crf), "preset": preset or ("veryfast" if width * height >= 1_000_000 else "medium")}
         if preset is None and width * height >= 1_000_000:
             options["x264-params"] = "threads=1:me=dia:subme=1"
