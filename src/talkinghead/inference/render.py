@@ -10,10 +10,10 @@ upsampled and blended in only where the blend mask lets it. At S = R this is the
 frame, exactly. A generator without a flow (the paper's, which invents every pixel) renders at R
 and is upscaled.
 
-On a CPU the enlargements and the bicubic sampling at S go through OpenCV (`cv2.resize`,
-`cv2.remap`: the same maps and the same cubic kernel, within 4e-5, at a fraction of the time of
-`F.interpolate` / `F.grid_sample` there; docs/benchmarks.md); elsewhere, and for other dtypes,
-through PyTorch.
+On a CPU in float32 the enlargements and the bicubic sampling at S go through OpenCV
+(`cv2.resize`, `cv2.remap`: the same maps and the same cubic kernel, the maps read to 1/32 px, at
+a fraction of the time of `F.interpolate` / `F.grid_sample` there; docs/benchmarks.md); on other
+devices and dtypes, and where gradients flow, through PyTorch.
 """
 
 from __future__ import annotations
