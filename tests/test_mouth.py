@@ -267,3 +267,46 @@ def test_the_lips_drawing_fills_the_opening_and_the_discriminator_sees_only_the_
         score = d(frames, lips, person)[0]
         assert torch.equal(d(edited, lips, person)[0], score)
         assert not torch.equal(d(middle, lips, person)[0], score)
+
+
+@pytest.mark.slow
+def test_the_lip_locator_learns_resumes_and_its_loss_moves_the_generated_lips(tiny_data, tmp_path):
+    """A few steps of the locator, a resume to a later end, its file loaded frozen; the lip loss
+    gives the generated crop a gradient (and none to the locator); a mouth run with it logs the term."""
+    import json
+
+    import torch
+
+    from talkinghead.data import FaceDataset
+    from talkinghead.data.mouth import MouthCrops
+    from talkinghead.training.lips import held_out_error, lip_gaps, load_lip_locator, train_lip_locator
+    from talkinghead.training.losses import lip_points_loss
+    from talkinghead.training.mouth import MouthConfig, train_mouth
+
+    item = MouthCrops(FaceDataset(tiny_data), side=32)[(0, 0)]
+    assert item["crop"].shape == (3, 32, 32) and item["points"].shape == (20, 2)
+    run = tmp_path / "lips"
+    stopped = train_lip_locator(tiny_data, run, side=32, channels=4, steps=2, batch_size=2, workers=0,
+                                checkpoint_every=1, progress=False)  # fmt: skip
+    assert stopped.name == "lip-locator.pt"
+    path = train_lip_locator(tiny_data, run, validation=tiny_data, side=32, channels=4, steps=3, batch_size=2,
+                             workers=0, checkpoint_every=1, progress=False)  # fmt: skip
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [1, 2, 3] and "gap_correlation" in records[-1]
+    locator = load_lip_locator(path)
+    assert not any(p.requires_grad for p in locator.parameters())
+    assert held_out_error(locator, FaceDataset(tiny_data), batches=1)["error_px"] > 0
+    fake = torch.zeros(2, 3, 32, 32, requires_grad=True)
+    lip_points_loss(locator, fake, torch.rand(2, 20, 2) * 32).backward()
+    assert fake.grad.abs().sum() > 0
+    # The gap of the 20 lip points is face/mouth.py's lip_gap of the 68.
+    points = torch.from_numpy(FaceDataset(tiny_data).landmarks(0)[:3, 48:68].astype("float32"))
+    full = np.zeros((3, 68, 2))
+    full[:, 48:68] = points.numpy()
+    assert np.allclose(lip_gaps(points).numpy(), lip_gap(full), atol=1e-5)
+    loss = MouthConfig().loss.__class__(vgg=0.0, face=0.0, adversarial=0.1, l1=1.0, region=1.0, lips=1.0)
+    config = MouthConfig(side=32, shots=2, channels=8, embedding_dim=16, batch_size=2, workers=0, steps=1,
+                         log_every=1, sample_every=1, lip_locator=str(path), loss=loss)  # fmt: skip
+    train_mouth(tiny_data, tmp_path / "mouth", config, progress=False)
+    logged = json.loads((tmp_path / "mouth" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert any("lips" in key for key in logged)

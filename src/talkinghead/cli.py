@@ -170,6 +170,13 @@ def _add_train_mouth(commands) -> None:
         type=_number(float, 0.01, 0.5),
         help="a new run's mouth region: the inner lips grown by this many mouth widths, 0.01..0.5 (default: 0.08)",
     )
+    p.add_argument(
+        "--lip-locator",
+        help="a new run's lip loss: a lip locator trained by scripts/train_lip_locator.py (lip-locator.pt)",
+    )
+    p.add_argument(
+        "--lips", type=_number(float, 0.0, 100.0), default=1.0, help="the lip loss's weight, 0..100 (default: 1)"
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(stage="talkinghead.stages:train_mouth")
 
@@ -350,7 +357,7 @@ def _add_evaluate(commands) -> None:
         "--methods",
         nargs="+",
         default=["ff", "ft", "static", "nearest", "warp", "scratch"],
-        choices=["ff", "ft", "static", "nearest", "warp", "scratch", "ff_upscaled"],
+        choices=["ff", "ft", "static", "nearest", "warp", "scratch", "ff_upscaled", "warp_bicubic"],
         help="ff, ft: the model feed-forward and fine-tuned; baselines: static source, nearest shot, "
         "warp (the nearest shot warped to the target's landmarks), scratch (trained on the shots only), "
         "ff_upscaled (with --size: the model's frame at its own size, enlarged); default: all but ff_upscaled",

@@ -113,6 +113,10 @@ class LossConfig:
     # the region's area: the mouth trainer's inner mouth, a few percent of its crop, where the
     # crop-wide L1 barely moved the generator (docs/training.md, the mouth's first run).
     region: float = 0.0
+    # The mouth trainer's lip loss: L1 between where a frozen lip locator (models/mouth.py
+    # `LipLocator`) reads the generated mouth's 20 lip landmarks and the target's, in [-1, 1]
+    # crop units: the lips' edges where the drawing puts them (docs/training.md, seventh run).
+    lips: float = 0.0
 
 
 @dataclass

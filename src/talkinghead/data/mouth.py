@@ -119,3 +119,30 @@ class MouthEpisodes(Dataset):
             "opening": torch.tensor(float(lip_gap(points[-1]))),
             "video_index": torch.tensor(clip),
         }
+
+
+class MouthCrops(Dataset):
+    """Items keyed `(epoch, clip)`: one frame of the clip, drawn at random, as a mouth-aligned crop
+    `crop` `[3, s, s]` in [-1, 1] and its lip landmarks `points` `[20, 2]` float32 in crop pixels,
+    augmented (mirror, colour, zoom): what the lip locator (models/mouth.py `LipLocator`) learns from.
+    Half the frames are drawn from the clip's open mouths (lip gap above `OPEN`) when it has any,
+    since it must read open mouths the generator makes from closed shots."""
+
+    def __init__(self, data: FaceDataset, *, side: int = 64, seed: int = 0, augment: Augment | None = None):
+        self.data, self.side, self.seed = data, side, seed
+        self.augment = augment if augment is not None and augment.active else None
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, key: tuple[int, int]) -> dict[str, torch.Tensor]:
+        epoch, clip = key
+        rng = np.random.default_rng((self.seed, epoch, clip, 1))
+        landmarks = self.data.landmarks(clip)
+        opened = np.flatnonzero(lip_gap(landmarks) > OPEN)
+        frame = int(rng.choice(opened)) if len(opened) and rng.random() < 0.5 else int(rng.integers(len(landmarks)))
+        crop, points, _ = align_mouth(self.data.frame(clip, frame), landmarks[frame].astype(np.float64), self.side)
+        crops, points = crop[None], points[None].astype(np.float64)
+        if self.augment is not None:
+            crops, points = self.augment(crops, points, rng)
+        return {"crop": to_tensor(crops)[0], "points": torch.from_numpy(points[0, LIPS].astype(np.float32))}

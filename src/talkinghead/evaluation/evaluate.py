@@ -11,6 +11,8 @@ landmarks, and the result is compared with the real frame:
   points on the crop border (training-free; `warp_to`); the bar every learned model must clear
 - `scratch`: the same generator trained only on the shots, from random weights (no meta-learning,
   the paper's Pix2pixHD comparison)
+- `warp_bicubic` (asked for by name): `warp` sampled bicubically, as the renderer moves the shots'
+  pixels at S; with `warp` (bilinear) it separates what the model adds from the sampling kernel
 
 Per target: SSIM, PSNR, LPIPS, CSIM (identity, to the real target), landmark error (of the
 generated frame against the target's landmarks) and `faces` (1 when dlib finds a face in the
@@ -42,7 +44,7 @@ from talkinghead.io import atomic_path, write_json
 if TYPE_CHECKING:
     from talkinghead.inference.fitting import FitOptions
 
-METHODS = ("ff", "ft", "static", "nearest", "warp", "scratch", "ff_upscaled")
+METHODS = ("ff", "ft", "static", "nearest", "warp", "scratch", "ff_upscaled", "warp_bicubic")
 METRICS = ("ssim", "psnr", "lpips", "csim", "landmark_nme", "faces", "sharpness")
 MOUTH_METRICS = ("mouth_lpips", "mouth_lpips_open", "mouth_lpips_closed", "mouth_opening_error", "teeth")
 
@@ -51,7 +53,8 @@ MOUTH_METRICS = ("mouth_lpips", "mouth_lpips_open", "mouth_lpips_closed", "mouth
 class EvalOptions:
     shots: tuple[int, ...] = (1, 8, 32)
     cross: tuple[str, ...] = ()  # portraits for the cross-identity mode
-    methods: tuple[str, ...] = METHODS[:6]  # all but ff_upscaled, which only means something with `size`
+    # All but ff_upscaled, which only means something with `size`, and warp_bicubic (docs/evaluation.md)
+    methods: tuple[str, ...] = METHODS[:6]
     targets: int = 32
     steps: int = 100  # fine-tuning steps for `ft` and training steps for `scratch`
     epochs: float = 0  # when > 0, instead of `steps`: passes over the T shots (fitting.finetune_steps)
@@ -97,11 +100,14 @@ def _nearest_shots(shot_landmarks: np.ndarray, target_landmarks: np.ndarray) -> 
     return distance.argmin(1)
 
 
-def warp_to(frames: np.ndarray, points: np.ndarray, target_points: np.ndarray) -> np.ndarray:
+def warp_to(frames: np.ndarray, points: np.ndarray, target_points: np.ndarray, mode: str = "bilinear") -> np.ndarray:
     """`[N, S, S, 3] uint8` frames with landmarks `[N, 68, 2]` warped so that their landmarks land
-    on `target_points` `[N, 68, 2]` (thin-plate spline over the landmarks and border anchors)."""
+    on `target_points` `[N, 68, 2]` (thin-plate spline over the landmarks and border anchors),
+    sampled by `mode` ("bilinear" or "bicubic")."""
+    import torch.nn.functional as F
+
     from talkinghead.media.images import to_tensor, to_uint8
-    from talkinghead.models.flow import resize_grid, tps_grid, warp
+    from talkinghead.models.flow import resize_grid, tps_grid
 
     size = frames.shape[1]
     out = []
@@ -109,7 +115,8 @@ def warp_to(frames: np.ndarray, points: np.ndarray, target_points: np.ndarray) -
         part = slice(start, start + 16)
         # The spline is smooth: solved on a half-size grid and interpolated (4x fewer kernel terms).
         grid = tps_grid(torch.from_numpy(points[part]), torch.from_numpy(target_points[part]), size, out_size=size // 2)
-        out.append(to_uint8(warp(to_tensor(frames[part]), resize_grid(grid, size))))
+        moved = F.grid_sample(to_tensor(frames[part]), resize_grid(grid, size), mode, "border", align_corners=False)
+        out.append(to_uint8(moved.clamp(-1, 1)))
     return np.concatenate(out)
 
 
@@ -158,9 +165,10 @@ class Evaluator:
             return np.repeat(shots[:1], len(target_lm), axis=0), []
         if method == "nearest":
             return shots[_nearest_shots(shot_lm, target_lm)], []
-        if method == "warp":
-            nearest = _nearest_shots(shot_lm, target_lm)
-            return warp_to(shots[nearest], shot_lm[nearest].astype(np.float32), target_lm.astype(np.float32)), []
+        if method in ("warp", "warp_bicubic"):
+            nearest, mode = _nearest_shots(shot_lm, target_lm), "bicubic" if method == "warp_bicubic" else "bilinear"
+            points = shot_lm[nearest].astype(np.float32), target_lm.astype(np.float32)
+            return warp_to(shots[nearest], *points, mode=mode), []
         model = self._scratch_model(self.options.seed) if method == "scratch" else self.model
         R, S = self.resolution, self.size
         small, small_lm = _resized(shots, R), rescale_points(shot_lm, S, R).astype(np.float32)
@@ -522,6 +530,7 @@ def table(summary: dict, options: EvalOptions) -> str:
         "warp": "nearest shot warped to the target's landmarks",
         "scratch": "from scratch (no meta-learning)",
         "ff_upscaled": "meta-learned, feed-forward, at the model's size and upscaled",
+        "warp_bicubic": "nearest shot warped, sampled bicubically as the renderer does",
     }
     lines = [
         "| method | T | FID ↓ | SSIM ↑ | CSIM ↑ | LPIPS ↓ | landmark error ↓ | sharpness ↑ | face found (worst clip) ↑ |",

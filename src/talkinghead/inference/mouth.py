@@ -31,7 +31,6 @@ import torch
 import torch.nn.functional as F
 
 from talkinghead.face.mouth import (
-    DILATE,
     FEATHER,
     INNER_LIPS,
     align_mouth,
@@ -142,15 +141,13 @@ def cut_mouths(frames: torch.Tensor, matrices: np.ndarray, side: int) -> torch.T
     return F.avg_pool2d(crops, k) if k > 1 else crops
 
 
-def inner_lip_alpha(points: np.ndarray, side: int, dilate: float = DILATE) -> torch.Tensor:
+def inner_lip_alpha(points: np.ndarray, side: int, dilate: float) -> torch.Tensor:
     """`[B, 1, side, side]` in [0, 1]: the inner-lip polygon of `[B, 68, 2]` crop-pixel landmarks,
     grown by `dilate` mouth widths and feathered over `FEATHER`."""
     return torch.from_numpy(inner_mouth_mask(points, side, dilate))[:, None]
 
 
-def _paste_box(
-    landmarks: np.ndarray, matrix: np.ndarray, size: int, dilate: float = DILATE
-) -> tuple[int, int, int, int] | None:
+def _paste_box(landmarks: np.ndarray, matrix: np.ndarray, size: int, dilate: float) -> tuple[int, int, int, int] | None:
     """The frame's pixels the paste can change: the inner lips' box grown by the dilation and
     feather (in frame px), clipped to the frame; None when it is empty."""
     scale = float(np.sqrt(abs(np.linalg.det(matrix[:, :2]))))
@@ -266,7 +263,7 @@ class Pairs:
         return Pairs(*(t.flip(-1) for t in self.tensors()))
 
 
-def _pairs(shots: np.ndarray, points: np.ndarray, dilate: float = DILATE) -> Pairs:
+def _pairs(shots: np.ndarray, points: np.ndarray, dilate: float) -> Pairs:
     from talkinghead.data.mouth import LIPS, warp_mouth
 
     side = shots.shape[1]

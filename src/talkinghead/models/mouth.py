@@ -198,6 +198,35 @@ class MouthDiscriminator(Discriminator):
         return super().forward(frames[..., a:b, a:b], landmark_images[..., a:b, a:b], person)
 
 
+def normalise_points(points: torch.Tensor, side: int) -> torch.Tensor:
+    """Crop pixels (OpenCV's: pixel centres at integers) -> `grid_sample`'s [-1, 1] units."""
+    return (points + 0.5) * (2.0 / side) - 1.0
+
+
+class LipLocator(nn.Module):
+    """`[B, 3, s, s]` mouth-aligned crop in [-1, 1] -> `[B, 20, 2]` its lip landmarks (48-67) in
+    `normalise_points` units: a small regressor trained on real crops (training/lips.py), frozen,
+    whose reading of a generated mouth is the mouth trainer's lip loss (`LossConfig.lips`): the
+    lips must be where the drawing puts them, which L1 and VGG at 64 px reward only as a soft
+    average (docs/training.md, the sixth mouth run). Four stride-2 convolutions to s/16, two
+    linear layers."""
+
+    def __init__(self, side: int = 64, channels: int = 16):
+        super().__init__()
+        self.side, self.channels = side, channels
+        widths, layers, previous = [channels, 2 * channels, 4 * channels, 4 * channels], [], 3
+        for width in widths:
+            layers += [nn.Conv2d(previous, width, 3, 2, 1), nn.LeakyReLU(0.2)]
+            previous = width
+        self.features = nn.Sequential(*layers, nn.Conv2d(previous, previous, 3, 1, 1), nn.LeakyReLU(0.2))
+        self.head = nn.Sequential(
+            nn.Flatten(), nn.Linear(previous * (side // 16) ** 2, 256), nn.LeakyReLU(0.2), nn.Linear(256, 40)
+        )
+
+    def forward(self, crops: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(crops)).view(-1, 20, 2)
+
+
 def mouth_discriminator(settings: MouthSettings, num_videos: int) -> MouthDiscriminator:
     """The mouth's projection discriminator, one row of W per training video."""
     return MouthDiscriminator(settings, num_videos)

@@ -82,6 +82,7 @@ class StepInputs:
     person: torch.Tensor
     real_content: dict[str, list[torch.Tensor]] | None = None  # content features of `real`, computed once
     region: torch.Tensor | None = None  # [B, 1, H, W] in [0, 1]: where LossConfig.region weighs the L1
+    points: torch.Tensor | None = None  # [B, 20, 2] the targets' lip landmarks (crop px): LossConfig.lips
 
 
 @dataclass
@@ -139,6 +140,7 @@ def adversarial_step(generate: Callable[[], Generated], batch: StepInputs, gan: 
             real_content=batch.real_content,
             synthesis=made.output.synthesised,
             region=batch.region,
+            points=batch.points,
         )
     step(gan.opt_g, loss_g.float())
 

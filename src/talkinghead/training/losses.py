@@ -37,6 +37,14 @@ def region_l1_loss(fake: torch.Tensor, real: torch.Tensor, region: torch.Tensor)
     return ((fake - real).abs() * region).sum() / area.clamp_min(1.0)
 
 
+def lip_points_loss(locator: nn.Module, fake: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+    """L1 between the lip landmarks a frozen `LipLocator` reads in generated mouth crops `[B, 3, s,
+    s]` and the targets' `points` `[B, 20, 2]` (crop pixels), in [-1, 1] crop units."""
+    from talkinghead.models.mouth import normalise_points
+
+    return F.l1_loss(locator(fake).float(), normalise_points(points, fake.shape[-1]))
+
+
 def embedding_match_loss(embedding: torch.Tensor, video_vector: torch.Tensor) -> torch.Tensor:
     """L1 between the embedder's e-hat and the discriminator's W_i (paper's L_MCH(phi, W)).
 
@@ -94,10 +102,12 @@ class ContentLoss(nn.Module):
 class GeneratorLoss(nn.Module):
     """All the generator-side terms; returns the total and each weighted term (for logging)."""
 
-    def __init__(self, config: LossConfig):
+    def __init__(self, config: LossConfig, lip_locator: nn.Module | None = None):
+        """`lip_locator`: a frozen `LipLocator`, for `config.lips` (the mouth trainer's)."""
         super().__init__()
         self.config = config
         self.content = ContentLoss(config.vgg, config.face) if (config.vgg or config.face) else None
+        self.lip_locator = lip_locator
 
     def forward(
         self,
@@ -112,10 +122,12 @@ class GeneratorLoss(nn.Module):
         real_content: dict[str, list[torch.Tensor]] | None = None,
         synthesis: torch.Tensor | None = None,
         region: torch.Tensor | None = None,
+        points: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """`real_content`: the content networks' features of `real`, when computed once before;
         `synthesis`: the warp generator's synthesised frame before its blend, `[B, 3, H, W]`;
-        `region`: `[B, 1, H, W]` in [0, 1], where `LossConfig.region` weighs the pixel L1."""
+        `region`: `[B, 1, H, W]` in [0, 1], where `LossConfig.region` weighs the pixel L1;
+        `points`: `[B, 20, 2]` the targets' lip landmarks in crop pixels, for `LossConfig.lips`."""
         c = self.config
         terms: dict[str, torch.Tensor] = {}
         if self.content is not None:
@@ -126,6 +138,8 @@ class GeneratorLoss(nn.Module):
             terms["synthesis"] = c.synthesis * F.l1_loss(synthesis, real)
         if c.region and region is not None:
             terms["region"] = c.region * region_l1_loss(fake, real, region)
+        if c.lips and points is not None and self.lip_locator is not None:
+            terms["lips"] = c.lips * lip_points_loss(self.lip_locator, fake, points)
         if c.adversarial:
             terms["adversarial"] = c.adversarial * generator_hinge_loss(fake_scores)
         if c.feature_matching:

@@ -42,6 +42,7 @@ from talkinghead.media.images import to_uint8
 from talkinghead.models import Discriminator, Embedder, GeneratorOutput
 from talkinghead.models.mouth import MouthNetworks, MouthSettings, mouth_discriminator
 from talkinghead.training.gan import Adversary, Generated, StepInputs, StepOutput, adversarial_step
+from talkinghead.training.lips import load_lip_locator
 from talkinghead.training.losses import GeneratorLoss
 from talkinghead.training.train import Logger, TrainError, log_values
 
@@ -60,6 +61,7 @@ class MouthConfig:
     steps: int = 20_000
     seed: int = 0
     init: str = ""  # a train-mouth checkpoint this run started from (warm start), "" for none
+    lip_locator: str = ""  # a trained LipLocator (training/lips.py) for the lip loss (`loss.lips`), "" for none
     workers: int = 1  # one loader process makes 200 episodes/s: ten times what a step uses
     amp: bool = True  # bf16 autocast where the CPU runs bf16 natively (2x here)
     log_every: int = 25
@@ -124,7 +126,7 @@ def train_mouth(
     betas = (0.0, 0.999)
     adversary = Adversary(
         discriminator,
-        GeneratorLoss(config.loss),
+        GeneratorLoss(config.loss, load_lip_locator(config.lip_locator) if config.lip_locator else None),
         torch.optim.Adam(networks.parameters(), lr=config.lr_generator, betas=betas),
         torch.optim.Adam(discriminator.parameters(), lr=config.lr_discriminator, betas=betas),
         amp=config.amp,
@@ -152,8 +154,9 @@ def train_mouth(
         while step < last and stopped["signal"] is None:
             batch = next(batches)
             real = StepInputs(
-                batch["target"], batch["target_lips"], person=batch["video_index"], region=batch["target_region"]
-            )
+                batch["target"], batch["target_lips"], person=batch["video_index"], region=batch["target_region"],
+                points=batch["target_points"],
+            )  # fmt: skip
             out = adversarial_step(partial(generate_mouth, networks, batch), real, adversary)
             step += 1
             bar.update(1)
