@@ -198,9 +198,17 @@ class MouthDiscriminator(Discriminator):
         return super().forward(frames[..., a:b, a:b], landmark_images[..., a:b, a:b], person)
 
 
+INNER_LIP_POINTS = slice(12, 20)  # landmarks 60-67 among the 20 lip points (48-67)
+
+
 def normalise_points(points: torch.Tensor, side: int) -> torch.Tensor:
     """Crop pixels (OpenCV's: pixel centres at integers) -> `grid_sample`'s [-1, 1] units."""
     return (points + 0.5) * (2.0 / side) - 1.0
+
+
+def crop_pixels(points: torch.Tensor, side: int) -> torch.Tensor:
+    """The inverse of `normalise_points`."""
+    return (points + 1.0) * (side / 2.0) - 0.5
 
 
 class LipLocator(nn.Module):

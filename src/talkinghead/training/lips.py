@@ -30,10 +30,8 @@ from talkinghead.data.augment import Augment
 from talkinghead.data.episodes import EpisodeSampler
 from talkinghead.data.mouth import MouthCrops
 from talkinghead.errors import TalkingheadError
-from talkinghead.models.mouth import LipLocator, normalise_points
+from talkinghead.models.mouth import INNER_LIP_POINTS, LipLocator, crop_pixels, normalise_points
 from talkinghead.training.gan import autocast
-
-INNER = slice(12, 20)  # landmarks 60-67 among the 20 lip points
 
 
 def lip_gaps(points: torch.Tensor) -> torch.Tensor:
@@ -64,7 +62,7 @@ def _loader(data: FaceDataset, side: int, batch_size: int, seed: int, step: int,
             num_workers=workers,
             persistent_workers=workers > 0,
             multiprocessing_context="spawn" if workers > 0 else None,
-        )  # fmt: skip
+        )
     )
 
 
@@ -72,17 +70,15 @@ def _loader(data: FaceDataset, side: int, batch_size: int, seed: int, step: int,
 def held_out_error(locator: LipLocator, data: FaceDataset, *, batches: int = 4, seed: int = 1) -> dict[str, float]:
     """On un-augmented crops of `data`: mean lip-point error in crop pixels (all and inner lips),
     and the Pearson correlation of the predicted and true lip gaps."""
-    locator.eval()
     side, errors, inner, gaps = locator.side, [], [], []
     batch_iter = _loader(data, side, 64, seed, 0, None, 0)
     for _ in range(batches):
         batch = next(batch_iter)
-        points = (locator(batch["crop"]) + 1) * (side / 2) - 0.5
+        points = crop_pixels(locator(batch["crop"]), side)
         distance = (points - batch["points"]).norm(dim=-1)
         errors.append(distance.mean(1))
-        inner.append(distance[:, INNER].mean(1))
+        inner.append(distance[:, INNER_LIP_POINTS].mean(1))
         gaps.append(torch.stack([lip_gaps(points), lip_gaps(batch["points"])], 1))
-    locator.train()
     gaps = torch.cat(gaps).numpy()
     return {
         "error_px": float(torch.cat(errors).mean()),

@@ -38,11 +38,14 @@ def region_l1_loss(fake: torch.Tensor, real: torch.Tensor, region: torch.Tensor)
 
 
 def lip_points_loss(locator: nn.Module, fake: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
-    """L1 between the lip landmarks a frozen `LipLocator` reads in generated mouth crops `[B, 3, s,
-    s]` and the targets' `points` `[B, 20, 2]` (crop pixels), in [-1, 1] crop units."""
+    """L1 between the inner-lip landmarks (60-67) a frozen `LipLocator` reads in generated mouth
+    crops `[B, 3, s, s]` and the targets' (`points` `[B, 20, 2]`, lips 48-67 in crop pixels), in
+    [-1, 1] crop units. The inner contour only: the outer lips lie outside the region the
+    generator paints and are the warp's (on all 20 points, the seventh run: docs/training.md)."""
+    from talkinghead.models.mouth import INNER_LIP_POINTS as inner
     from talkinghead.models.mouth import normalise_points
 
-    return F.l1_loss(locator(fake).float(), normalise_points(points, fake.shape[-1]))
+    return F.l1_loss(locator(fake)[:, inner].float(), normalise_points(points[:, inner], fake.shape[-1]))
 
 
 def embedding_match_loss(embedding: torch.Tensor, video_vector: torch.Tensor) -> torch.Tensor:
