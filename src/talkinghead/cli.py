@@ -175,7 +175,10 @@ def _add_train_mouth(commands) -> None:
         help="a new run's lip loss: a lip locator trained by scripts/train_lip_locator.py (lip-locator.pt)",
     )
     p.add_argument(
-        "--lips", type=_number(float, 0.0, 100.0), default=1.0, help="the lip loss's weight, 0..100 (default: 1)"
+        "--lips",
+        type=_number(float, 0.0, 100.0),
+        default=5.0,
+        help="the lip loss's weight with --lip-locator, 0..100 (default: 5, the open-mouth file's run)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(stage="talkinghead.stages:train_mouth")

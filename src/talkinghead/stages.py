@@ -165,7 +165,7 @@ def train_mouth(
     init: str | Path | None = None,
     dilate: float | None = None,
     lip_locator: str | Path | None = None,
-    lips: float = 1.0,
+    lips: float = 5.0,
     progress: bool = True,
 ) -> Report:
     """Meta-learn the mouth generator on a prepared data set (>= 128 px crops) into the run folder
