@@ -5,7 +5,9 @@ per frame. Prints one JSON object.
 
 Training: `train_mouth`'s own step (embedder on K shots + mouth generator, the projection
 discriminator, L1 + VGG + hinge + feature matching + embedding match) on a synthetic batch, with and
-without bf16 autocast (where the CPU runs bf16 natively). Inference: the mouth generator alone
+without bf16 autocast (where the CPU runs bf16 natively), and with the lip loss (a lip locator's
+forward and backward on the generated crops; `--lip-locator`, default checkpoints/lip-locator.pt,
+an untrained one of the same shape when that is missing: the cost is the same). Inference: the mouth generator alone
 on one crop with psi precomputed (what `animate` runs per frame), and `MouthEpisodes` items/s in
 one process when `--data` names a prepared data set. The first step is warm-up, not timed.
 """
@@ -13,6 +15,7 @@ one process when `--data` names a prepared data set. The first step is warm-up, 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from functools import partial
@@ -41,7 +44,7 @@ def synthetic_batch(config, generator):
     }
 
 
-def train_rate(config, steps: int, amp: bool) -> float:
+def train_rate(config, steps: int, amp: bool, locator=None) -> float:
     import torch
 
     from talkinghead.models.mouth import MouthNetworks, mouth_discriminator
@@ -54,13 +57,16 @@ def train_rate(config, steps: int, amp: bool) -> float:
     discriminator = mouth_discriminator(settings_of(config), 4)
     adversary = Adversary(
         discriminator,
-        GeneratorLoss(config.loss),
+        GeneratorLoss(config.loss, locator),
         torch.optim.Adam(networks.parameters(), lr=1e-4, betas=(0.0, 0.999)),
         torch.optim.Adam(discriminator.parameters(), lr=4e-4, betas=(0.0, 0.999)),
         amp=amp,
     )
     batch = synthetic_batch(config, torch.Generator().manual_seed(0))
-    real = StepInputs(batch["target"], batch["target_lips"], person=batch["video_index"], region=batch["target_region"])
+    points = torch.rand(config.batch_size, 20, 2, generator=torch.Generator().manual_seed(1)) * config.side
+    real = StepInputs(
+        batch["target"], batch["target_lips"], person=batch["video_index"], region=batch["target_region"], points=points
+    )
     times = []
     for _ in range(steps + 1):
         start = time.perf_counter()
@@ -106,11 +112,16 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--data", type=Path, default=None, help="a prepared data set for the episodes' rate")
+    parser.add_argument(
+        "--lip-locator", type=Path, default=Path(__file__).parents[1] / "checkpoints" / "lip-locator.pt"
+    )
     args = parser.parse_args()
 
     import torch
 
+    from talkinghead.models.mouth import LipLocator
     from talkinghead.training.gan import cpu_has_bf16
+    from talkinghead.training.lips import load_lip_locator
     from talkinghead.training.mouth import MouthConfig
 
     torch.set_num_threads(args.threads)
@@ -123,8 +134,13 @@ def main() -> None:
         "shots": config.shots,
         "train_samples_per_second_fp32": round(train_rate(config, args.steps, amp=False), 1),
     }
-    if cpu_has_bf16():
+    amp = cpu_has_bf16()
+    if amp:
         result["train_samples_per_second_bf16"] = round(train_rate(config, args.steps, amp=True), 1)
+    locator = load_lip_locator(args.lip_locator) if args.lip_locator.exists() else LipLocator().requires_grad_(False)
+    with_lips = dataclasses.replace(config, loss=dataclasses.replace(config.loss, lips=5.0))
+    key = "train_samples_per_second_with_lip_loss_" + ("bf16" if amp else "fp32")
+    result[key] = round(train_rate(with_lips, args.steps, amp=amp, locator=locator), 1)
     torch.set_num_threads(1)
     result["generator_ms_per_frame_1_thread"] = round(inference_ms(config), 2)
     if args.data is not None:

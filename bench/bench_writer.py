@@ -71,7 +71,9 @@ def encode(frames: list[np.ndarray], face: tuple[slice, slice], options: dict) -
     wall, cpu = time.perf_counter() - start, _usage() - cpu
     with av.open(str(path)) as decoded:
         made = [f.to_ndarray(format="yuv420p")[:height] for f in decoded.decode(video=0)]
-    error = np.mean([np.mean((m[face].astype(float) - f[:height][face].astype(float)) ** 2) for m, f in zip(made, frames)])
+    error = np.mean(
+        [np.mean((m[face].astype(float) - f[:height][face].astype(float)) ** 2) for m, f in zip(made, frames)]
+    )
     return {
         "wall_ms_per_frame": round(1000 * wall / len(frames), 1),
         "cpu_ms_per_frame": round(1000 * cpu / len(frames), 1),
@@ -86,7 +88,9 @@ def main() -> None:
     args = parser.parse_args()
     frames, face = _frames(args.frames)
     results = {name: encode(frames, face, options) for name, options in OPTIONS.items()}
-    print(json.dumps({"benchmark": "writer", "machine": machine(), "frames": len(frames), "results": results}, indent=2))
+    print(
+        json.dumps({"benchmark": "writer", "machine": machine(), "frames": len(frames), "results": results}, indent=2)
+    )
 
 
 if __name__ == "__main__":
