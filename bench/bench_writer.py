@@ -1,12 +1,14 @@
 """Benchmark the video writer's H.264 settings on what `animate --layout paste --size 512` writes:
 the bundled model's frames pasted into a 1536 px portrait (scikit-image's astronaut enlarged 3x),
 encoded at CRF 18 with x264 option sets, each alone (nothing else running). Prints one JSON object:
-per option set, wall and CPU milliseconds a frame, file size and the face's PSNR (luma, against
-the frames given).
+per option set, wall and CPU milliseconds a frame, file size, the face's PSNR (luma, against
+the frames given) and the face's detail kept (variance of the Laplacian of the decoded luma over
+the given's).
 
     python bench/bench_writer.py [--frames 100]
 
-The writer's own choice for frames of a megapixel and more is the row `writer` (media/video.py).
+The writer's own choice for frames of a megapixel and more is the row `writer`, below a megapixel
+`medium+grain` (media/video.py).
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ OPTIONS = {
     "veryfast": {"preset": "veryfast"},
     "veryfast+threads=1": {"preset": "veryfast", "x264-params": "threads=1"},
     "writer": {"preset": "veryfast", "x264-params": "threads=1:me=dia:subme=1"},
+    "writer+grain": {"preset": "veryfast", "tune": "grain", "x264-params": "threads=1:me=dia:subme=1"},
+    "medium+grain (the writer below a megapixel)": {"preset": "medium", "tune": "grain"},
     "ultrafast+threads=1": {"preset": "ultrafast", "x264-params": "threads=1"},
 }
 
@@ -74,11 +78,18 @@ def encode(frames: list[np.ndarray], face: tuple[slice, slice], options: dict) -
     error = np.mean(
         [np.mean((m[face].astype(float) - f[:height][face].astype(float)) ** 2) for m, f in zip(made, frames)]
     )
+    import cv2
+
+    def detail(luma: np.ndarray) -> float:
+        return float(cv2.Laplacian(luma[face].astype(np.float64), cv2.CV_64F).var())
+
+    kept = np.mean([detail(m) / detail(f[:height]) for m, f in zip(made, frames)])
     return {
         "wall_ms_per_frame": round(1000 * wall / len(frames), 1),
         "cpu_ms_per_frame": round(1000 * cpu / len(frames), 1),
         "kilobytes": os.path.getsize(path) // 1000,
         "face_luma_psnr_db": round(10 * np.log10(255**2 / error), 2),
+        "face_detail_kept": round(float(kept), 3),  # variance of the Laplacian, decoded over given
     }
 
 

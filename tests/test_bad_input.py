@@ -196,7 +196,11 @@ CASES = [
     ("train-mouth --data {data} --out {ws}/m --dilate 0.9", 2, ["--dilate", "0.9"]),
     ("train-mouth --data {data} --out {ws}/m --lip-locator {ws}/missing.pt", 2, ["--lip-locator", "not found"]),
     ("train-mouth --data {data} --out {ws}/m --lip-locator {ckpt}", 1, ["not a lip locator"]),
-    ("train-mouth --data {data} --out {ws}/m --lip-locator {ws}/junk.pt", 1, ["junk.pt", "not a talkinghead checkpoint"]),
+    (
+        "train-mouth --data {data} --out {ws}/m --lip-locator {ws}/junk.pt",
+        1,
+        ["junk.pt", "not a talkinghead checkpoint"],
+    ),
     ("train-mouth --data {data} --out {ws}/m --lips -1", 2, ["--lips", "-1"]),
     # -- live -----------------------------------------------------------------------------------
     ("live --avatar {ws}/missing.avatar", 2, ["--avatar", "missing.avatar", "not found"]),

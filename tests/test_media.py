@@ -118,3 +118,39 @@ def test_non_video_raises(tmp_path):
     other.write_bytes(fake.read_bytes())
     with pytest.raises(MediaError, match="not a video or image"):
         VideoReader(other)
+
+
+def test_the_writer_keeps_fine_texture_below_a_megapixel(tmp_path, astronaut):
+    """A textured picture (hair, helmet, suit) panned by sub-pixel steps, written as the writer
+    chooses (x264's "grain" tuning below a megapixel) and without a tuning: the chosen reproduces
+    the fine detail more faithfully (the error of the Laplacian, decoded against written) and the
+    picture as a whole (mean error)."""
+    import cv2
+
+    from talkinghead.media.video import VideoWriter
+
+    texture = astronaut[:256, 128:384].astype(np.float32)
+    frames = [
+        cv2.warpAffine(
+            texture, np.float32([[1, 0, 0.3 * i], [0, 1, 0.2 * i]]), (256, 256), borderMode=cv2.BORDER_REFLECT
+        )
+        .round()
+        .astype(np.uint8)
+        for i in range(12)
+    ]
+
+    def laplacian(image):
+        return cv2.Laplacian(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float64), cv2.CV_64F)
+
+    detail_error, error = {}, {}
+    for name, tune in (("chosen", None), ("untuned", "")):
+        path = tmp_path / f"{name}.mp4"
+        with VideoWriter(path, 25, 256, 256, tune=tune) as writer:
+            for frame in frames:
+                writer.write(frame)
+        with VideoReader(path) as reader:
+            made = [rgb for _, _, rgb in reader]
+        detail_error[name] = np.mean([np.abs(laplacian(m) - laplacian(f)).mean() for m, f in zip(made, frames)])
+        error[name] = np.mean([np.abs(m.astype(np.float32) - f).mean() for m, f in zip(made, frames)])
+    assert detail_error["chosen"] < 0.97 * detail_error["untuned"], detail_error
+    assert error["chosen"] < error["untuned"], error
