@@ -114,8 +114,8 @@ class LossConfig:
     # crop-wide L1 barely moved the generator (docs/training.md, the mouth's first run).
     region: float = 0.0
     # The mouth trainer's lip loss: L1 between where a frozen lip locator (models/mouth.py
-    # `LipLocator`) reads the generated mouth's 20 lip landmarks and the target's, in [-1, 1]
-    # crop units: the lips' edges where the drawing puts them (docs/training.md, seventh run).
+    # `LipLocator`) reads the generated mouth's inner lips (60-67) and the target's, in [-1, 1]
+    # crop units: the lips' edges where the drawing puts them (docs/training.md, the lip locator).
     lips: float = 0.0
 
 
