@@ -286,11 +286,10 @@ class VideoWriter:
         # Below a megapixel (a 1280 x 720 painting, a 512 px photo), x264's "grain" tuning keeps
         # fine texture -- a painting's cracks, skin, hair -- that its default psychovisual
         # settings smooth away at the same CRF: the Mona Lisa's face keeps 0.52 of its detail
-        # instead of 0.45 (lossless 0.56), the astronaut's 0.71 instead of 0.64 (lossless 0.75; both
-        # driven by a validation clip),
-        # for files about 20 % larger. From a megapixel up, where the encoder's time counts
-        # (animate's 25 frames/s), it cost 5-8 % of the frame rate, so none there unless asked
-        # (docs/benchmarks.md, "The writer keeps fine texture").
+        # instead of 0.45 (lossless 0.56), the astronaut's 0.71 instead of 0.64 (lossless 0.75;
+        # both driven by a validation clip), for files about 20 % larger. From a megapixel up,
+        # where the encoder's time counts (animate's 25 frames/s), it cost 5-8 % of the frame
+        # rate, so none there unless asked (docs/benchmarks.md, "The writer keeps fine texture").
         tune = tune if tune is not None else (None if large or preset is not None else "grain")
         if tune:
             options["tune"] = tune
