@@ -202,6 +202,7 @@ CASES = [
         ["junk.pt", "not a talkinghead checkpoint"],
     ),
     ("train-mouth --data {data} --out {ws}/m --lips -1", 2, ["--lips", "-1"]),
+    ("train-mouth --data {data} --out {ws}/m --lips 2", 2, ["--lips", "only with --lip-locator"]),
     # -- live -----------------------------------------------------------------------------------
     ("live --avatar {ws}/missing.avatar", 2, ["--avatar", "missing.avatar", "not found"]),
     ("live --avatar {ws}/junk.avatar", 1, ["junk.avatar", "not a talkinghead avatar"]),

@@ -177,8 +177,7 @@ def _add_train_mouth(commands) -> None:
     p.add_argument(
         "--lips",
         type=_number(float, 0.0, 100.0),
-        default=5.0,
-        help="the lip loss's weight with --lip-locator, 0..100 (default: 5; docs/training.md, the lip locator)",
+        help="the lip loss's weight, with --lip-locator only, 0..100 (default: 5; docs/training.md, the lip locator)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(stage="talkinghead.stages:train_mouth")

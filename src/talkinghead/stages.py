@@ -165,7 +165,7 @@ def train_mouth(
     init: str | Path | None = None,
     dilate: float | None = None,
     lip_locator: str | Path | None = None,
-    lips: float = 5.0,
+    lips: float | None = None,
     progress: bool = True,
 ) -> Report:
     """Meta-learn the mouth generator on a prepared data set (>= 128 px crops) into the run folder
@@ -179,9 +179,11 @@ def train_mouth(
     start = "" if init is None else str(check_input_file(init, "checkpoint", option="--init"))
     config = MouthConfig(steps=steps, batch_size=batch_size, init=start)
     config = config if dilate is None else dataclasses.replace(config, dilate=dilate)
+    if lips is not None and lip_locator is None:
+        raise UsageError("--lips: only with --lip-locator (the lip loss needs the locator that reads the lips)")
     if lip_locator is not None:  # the lip loss (a new run's; a resumed run keeps its own)
         locator = str(check_input_file(lip_locator, "lip locator", option="--lip-locator"))
-        loss = dataclasses.replace(config.loss, lips=lips)
+        loss = dataclasses.replace(config.loss, lips=5.0 if lips is None else lips)
         config = dataclasses.replace(config, lip_locator=locator, loss=loss)
     step = run(data, run_folder, config, resume=resume, max_steps=max_steps, progress=progress)
     return Report(f"{run_folder}: step {step}; --resume continues")

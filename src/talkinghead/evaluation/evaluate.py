@@ -116,7 +116,7 @@ def warp_to(frames: np.ndarray, points: np.ndarray, target_points: np.ndarray, m
         # The spline is smooth: solved on a half-size grid and interpolated (4x fewer kernel terms).
         grid = tps_grid(torch.from_numpy(points[part]), torch.from_numpy(target_points[part]), size, out_size=size // 2)
         moved = F.grid_sample(to_tensor(frames[part]), resize_grid(grid, size), mode, "border", align_corners=False)
-        out.append(to_uint8(moved.clamp(-1, 1)))
+        out.append(to_uint8(moved))
     return np.concatenate(out)
 
 

@@ -30,14 +30,14 @@ from talkinghead.data.augment import Augment
 from talkinghead.data.episodes import EpisodeSampler
 from talkinghead.data.mouth import MouthCrops
 from talkinghead.errors import TalkingheadError
+from talkinghead.face.mouth import lip_gap
 from talkinghead.models.mouth import INNER_LIP_POINTS, LipLocator, crop_pixels, normalise_points
 from talkinghead.training.gan import autocast
 
 
-def lip_gaps(points: torch.Tensor) -> torch.Tensor:
-    """`[B]`: the inner-lip gap over mouth width (face/mouth.py `lip_gap`) of `[B, 20, 2]` lip points."""
-    gap = (points[:, [13, 14, 15]] - points[:, [19, 18, 17]]).norm(dim=-1).mean(-1)
-    return gap / (points[:, 0] - points[:, 6]).norm(dim=-1).clamp_min(1e-6)
+def _lip_gaps(points: torch.Tensor) -> np.ndarray:
+    """`[B]`: face/mouth.py `lip_gap` of `[B, 20, 2]` lip points (48-67), placed at their indices."""
+    return lip_gap(np.pad(points.numpy().astype(np.float64), ((0, 0), (48, 0), (0, 0))))
 
 
 def load_lip_locator(path: str | Path) -> LipLocator:
@@ -78,8 +78,8 @@ def held_out_error(locator: LipLocator, data: FaceDataset, *, batches: int = 4, 
         distance = (points - batch["points"]).norm(dim=-1)
         errors.append(distance.mean(1))
         inner.append(distance[:, INNER_LIP_POINTS].mean(1))
-        gaps.append(torch.stack([lip_gaps(points), lip_gaps(batch["points"])], 1))
-    gaps = torch.cat(gaps).numpy()
+        gaps.append(np.stack([_lip_gaps(points), _lip_gaps(batch["points"])], 1))
+    gaps = np.concatenate(gaps)
     return {
         "error_px": float(torch.cat(errors).mean()),
         "inner_error_px": float(torch.cat(inner).mean()),
