@@ -299,6 +299,14 @@ def test_the_lip_locator_learns_resumes_and_its_loss_moves_the_generated_lips(ti
     fake = torch.zeros(2, 3, 32, 32, requires_grad=True)
     lip_points_loss(locator, fake, torch.rand(2, 20, 2) * 32).backward()
     assert fake.grad.abs().sum() > 0
+    # A generated crop of another side (a --side 64 run, this 32 px locator) is read at the
+    # locator's side, in the same units: a smooth crop enlarged 2x scores as the crop itself.
+    small, points = torch.rand(2, 3, 4, 4).mul(2).sub(1), torch.rand(2, 20, 2) * 32
+    small = torch.nn.functional.interpolate(small, size=(32, 32), mode="bicubic", align_corners=False).clamp(-1, 1)
+    big = torch.nn.functional.interpolate(small, size=(64, 64), mode="bilinear", align_corners=False)
+    with torch.no_grad():
+        scores = lip_points_loss(locator, small, points), lip_points_loss(locator, big, (points + 0.5) * 2 - 0.5)
+    assert abs(scores[0] - scores[1]) < 0.02 * scores[0]
     loss = MouthConfig().loss.__class__(vgg=0.0, face=0.0, adversarial=0.1, l1=1.0, region=1.0, lips=1.0)
     config = MouthConfig(side=32, shots=2, channels=8, embedding_dim=16, batch_size=2, workers=0, steps=1,
                          log_every=1, sample_every=1, lip_locator=str(path), loss=loss)  # fmt: skip

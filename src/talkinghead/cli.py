@@ -171,6 +171,11 @@ def _add_train_mouth(commands) -> None:
         help="a new run's mouth region: the inner lips grown by this many mouth widths, 0.01..0.5 (default: 0.08)",
     )
     p.add_argument(
+        "--side",
+        type=_number(int, 32, 256),
+        help="a new run's mouth-aligned crops' side in pixels, a multiple of 16 in 32..256 (default: 64)",
+    )
+    p.add_argument(
         "--lip-locator",
         help="a new run's lip loss: a lip locator trained by scripts/train_lip_locator.py (lip-locator.pt)",
     )

@@ -164,6 +164,7 @@ def train_mouth(
     max_steps: int | None = None,
     init: str | Path | None = None,
     dilate: float | None = None,
+    side: int | None = None,
     lip_locator: str | Path | None = None,
     lips: float | None = None,
     progress: bool = True,
@@ -179,6 +180,9 @@ def train_mouth(
     start = "" if init is None else str(check_input_file(init, "checkpoint", option="--init"))
     config = MouthConfig(steps=steps, batch_size=batch_size, init=start)
     config = config if dilate is None else dataclasses.replace(config, dilate=dilate)
+    if side is not None and side % 16:
+        raise UsageError(f"--side: must be a multiple of 16 (the generator halves it three times), got {side}")
+    config = config if side is None else dataclasses.replace(config, side=side)
     if lips is not None and lip_locator is None:
         raise UsageError("--lips: only with --lip-locator (the lip loss needs the locator that reads the lips)")
     if lip_locator is not None:  # the lip loss (a new run's; a resumed run keeps its own)

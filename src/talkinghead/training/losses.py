@@ -41,11 +41,15 @@ def lip_points_loss(locator: nn.Module, fake: torch.Tensor, points: torch.Tensor
     """L1 between the inner-lip landmarks (60-67) a frozen `LipLocator` reads in generated mouth
     crops `[B, 3, s, s]` and the targets' (`points` `[B, 20, 2]`, lips 48-67 in crop pixels), in
     [-1, 1] crop units. The inner contour only: the outer lips lie outside the region the
-    generator paints and are the warp's (on all 20 points, the seventh run: docs/training.md)."""
+    generator paints and are the warp's (on all 20 points, the seventh run: docs/training.md).
+    Crops of another side than the locator's are resized to it first (the units do not change)."""
     from talkinghead.models.mouth import INNER_LIP_POINTS as inner
     from talkinghead.models.mouth import normalise_points
 
-    return F.l1_loss(locator(fake)[:, inner].float(), normalise_points(points[:, inner], fake.shape[-1]))
+    side = fake.shape[-1]
+    if side != locator.side:
+        fake = F.interpolate(fake, size=(locator.side,) * 2, mode="bilinear", align_corners=False, antialias=True)
+    return F.l1_loss(locator(fake)[:, inner].float(), normalise_points(points[:, inner], side))
 
 
 def embedding_match_loss(embedding: torch.Tensor, video_vector: torch.Tensor) -> torch.Tensor:
