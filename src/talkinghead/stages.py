@@ -186,7 +186,9 @@ def train_mouth(
     if lips is not None and lip_locator is None:
         raise UsageError("--lips: only with --lip-locator (the lip loss needs the locator that reads the lips)")
     if lip_locator is not None:  # the lip loss (a new run's; a resumed run keeps its own)
-        locator = str(check_input_file(lip_locator, "lip locator", option="--lip-locator"))
+        locator = str(
+            check_input_file(lip_locator, "lip locator", option="--lip-locator").resolve()
+        )  # resumable anywhere
         loss = dataclasses.replace(config.loss, lips=5.0 if lips is None else lips)
         config = dataclasses.replace(config, lip_locator=locator, loss=loss)
     step = run(data, run_folder, config, resume=resume, max_steps=max_steps, progress=progress)

@@ -113,3 +113,32 @@ class EpisodeSampler(Sampler):
 
     def __len__(self) -> int:  # endless; DataLoader only needs this for its own bookkeeping
         return 2**62
+
+
+def episode_batches(
+    items: Dataset,
+    num_clips: int,
+    *,
+    batch_size: int,
+    seed: int,
+    start_step: int = 0,
+    workers: int = 0,
+    rank: int = 0,
+    world_size: int = 1,
+    pin_memory: bool = False,
+):
+    """Endless batches of `items[(epoch, clip)]` in `EpisodeSampler`'s order, this process's share,
+    starting after `start_step`; `workers` loader processes (spawned: safe beside torch threads)."""
+    sampler = EpisodeSampler(
+        num_clips, batch_size=batch_size, seed=seed, rank=rank, world_size=world_size, start_step=start_step
+    )
+    loader = torch.utils.data.DataLoader(
+        items,
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=workers,
+        pin_memory=pin_memory,
+        persistent_workers=workers > 0,
+        multiprocessing_context="spawn" if workers > 0 else None,
+    )
+    return iter(loader)

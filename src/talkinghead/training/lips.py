@@ -27,7 +27,7 @@ from talkinghead.checkpoint import (
 )
 from talkinghead.data import FaceDataset
 from talkinghead.data.augment import Augment
-from talkinghead.data.episodes import EpisodeSampler
+from talkinghead.data.episodes import episode_batches
 from talkinghead.data.mouth import MouthCrops
 from talkinghead.errors import TalkingheadError
 from talkinghead.face.mouth import lip_gap
@@ -53,17 +53,8 @@ def load_lip_locator(path: str | Path) -> LipLocator:
 
 def _loader(data: FaceDataset, side: int, batch_size: int, seed: int, step: int, augment: Augment | None, workers: int):
     crops = MouthCrops(data, side=side, seed=seed, augment=augment)
-    sampler = EpisodeSampler(len(data), batch_size=min(batch_size, len(data)), seed=seed, start_step=step)
-    return iter(
-        torch.utils.data.DataLoader(
-            crops,
-            batch_size=min(batch_size, len(data)),
-            sampler=sampler,
-            num_workers=workers,
-            persistent_workers=workers > 0,
-            multiprocessing_context="spawn" if workers > 0 else None,
-        )
-    )
+    size = min(batch_size, len(data))
+    return episode_batches(crops, len(data), batch_size=size, seed=seed, start_step=step, workers=workers)
 
 
 @torch.no_grad()

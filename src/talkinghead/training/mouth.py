@@ -34,7 +34,7 @@ from talkinghead.checkpoint import (
 from talkinghead.config import LossConfig
 from talkinghead.data import FaceDataset
 from talkinghead.data.augment import Augment
-from talkinghead.data.episodes import EpisodeSampler
+from talkinghead.data.episodes import episode_batches
 from talkinghead.data.mouth import MouthEpisodes
 from talkinghead.face.mouth import DILATE
 from talkinghead.io import write_json
@@ -215,12 +215,9 @@ def _batches(data: FaceDataset, config: MouthConfig, step: int):
     episodes = MouthEpisodes(
         data, shots=config.shots, side=config.side, seed=config.seed, augment=Augment(scale=0.05), dilate=config.dilate
     )
-    sampler = EpisodeSampler(len(data), batch_size=config.batch_size, seed=config.seed, start_step=step)
-    loader = torch.utils.data.DataLoader(
-        episodes, batch_size=config.batch_size, sampler=sampler, num_workers=config.workers,
-        persistent_workers=config.workers > 0, multiprocessing_context="spawn" if config.workers > 0 else None,
-    )  # fmt: skip
-    return iter(loader)
+    return episode_batches(
+        episodes, len(data), batch_size=config.batch_size, seed=config.seed, start_step=step, workers=config.workers
+    )
 
 
 def _samples(batch: dict[str, torch.Tensor], out: StepOutput, rows: int = 8):

@@ -40,7 +40,7 @@ from talkinghead.checkpoint import (
 from talkinghead.config import Config, load_config
 from talkinghead.data import FaceDataset
 from talkinghead.data.augment import Augment
-from talkinghead.data.episodes import EpisodeDataset, EpisodeSampler
+from talkinghead.data.episodes import EpisodeDataset, episode_batches
 from talkinghead.errors import TalkingheadError
 from talkinghead.io import atomic_path, remove_stale_temporaries, write_json
 from talkinghead.media.images import to_uint8
@@ -406,19 +406,10 @@ def _episode_stream(data: FaceDataset, config: Config, env: Distributed, step: i
         data, shots=t.shots, resolution=config.model.resolution, thickness=config.model.landmark_thickness,
         seed=t.seed, augment=augment,
     )  # fmt: skip
-    sampler = EpisodeSampler(
-        len(data), batch_size=t.batch_size, seed=t.seed, rank=env.rank, world_size=env.world_size, start_step=step
-    )
-    loader = torch.utils.data.DataLoader(
-        episodes,
-        batch_size=t.batch_size,
-        sampler=sampler,
-        num_workers=t.workers,
-        pin_memory=pin_memory,
-        persistent_workers=t.workers > 0,
-        multiprocessing_context="spawn" if t.workers > 0 else None,
-    )
-    return iter(loader)
+    return episode_batches(
+        episodes, len(data), batch_size=t.batch_size, seed=t.seed, start_step=step, workers=t.workers,
+        rank=env.rank, world_size=env.world_size, pin_memory=pin_memory,
+    )  # fmt: skip
 
 
 def _train(data_dir, config, run, env, device, resume, progress, max_steps, init=None) -> TrainResult:
