@@ -31,13 +31,13 @@ LAYOUTS = ("crop", "side", "paste")
 MASK_SIZE = 128  # the paste mask is drawn at this size and enlarged: it is smooth
 
 
-def paste_mask(source: np.ndarray, driving: np.ndarray, size: int, out: int | None = None) -> np.ndarray:
-    """`[out, out, 1] float32` in [0, 1]: where a generated crop replaces the portrait.
+def paste_mask(source: np.ndarray, driving: np.ndarray, size: int) -> np.ndarray:
+    """`[MASK_SIZE, MASK_SIZE, 1] float32` in [0, 1]: where a generated crop replaces the portrait
+    (`paste_back` enlarges it to the crop box: it is smooth).
 
     The face of the source and of the driving landmarks (`[68, 2]` crop pixels of `size`) -- the
     jaw line, a forehead and hair line above the brows, the neck below the chin -- joined, grown
-    and feathered, and faded out before the crop's edge so that no box edge shows. Drawn at
-    `MASK_SIZE` and enlarged to `out` (default `size`)."""
+    and feathered, and faded out before the crop's edge so that no box edge shows."""
     scale = MASK_SIZE / size
     mask = np.zeros((MASK_SIZE, MASK_SIZE), np.float32)
     for points in (source, driving):
@@ -48,8 +48,7 @@ def paste_mask(source: np.ndarray, driving: np.ndarray, size: int, out: int | No
     edge = np.minimum(np.arange(MASK_SIZE), np.arange(MASK_SIZE)[::-1]).astype(np.float32)
     ramp = np.clip((edge - 0.02 * MASK_SIZE) / (0.08 * MASK_SIZE), 0, 1)
     mask *= np.minimum(ramp[:, None], ramp[None, :])
-    out = out or size
-    return cv2.resize(mask, (out, out), interpolation=cv2.INTER_LINEAR)[..., None]
+    return mask[..., None]
 
 
 def _head_outline(points: np.ndarray) -> np.ndarray:
@@ -132,7 +131,7 @@ def render(
         yield from frames
     elif layout == "paste":
         for frame, driving in zip(frames, landmarks):
-            mask = paste_mask(avatar.shot_landmarks[0], driving, size, MASK_SIZE)
+            mask = paste_mask(avatar.shot_landmarks[0], driving, size)
             yield paste_back(avatar.portrait, avatar.portrait_box, frame, mask)
     else:
         drivers = _driver_crops(driving_video, motion, out) if driving_video is not None and len(motion.boxes) else None
