@@ -204,6 +204,7 @@ CASES = [
     ("train-mouth --data {data} --out {ws}/m --lips -1", 2, ["--lips", "-1"]),
     ("train-mouth --data {data} --out {ws}/m --side 100", 2, ["--side", "multiple of 16"]),
     ("train-mouth --data {data} --out {ws}/m --side 8", 2, ["--side", "8"]),
+    ("train-mouth --data {data} --out {ws}/m --blend soft", 2, ["--blend", "soft"]),
     ("train-mouth --data {data} --out {ws}/m --lips 2", 2, ["--lips", "only with --lip-locator"]),
     # -- live -----------------------------------------------------------------------------------
     ("live --avatar {ws}/missing.avatar", 2, ["--avatar", "missing.avatar", "not found"]),

@@ -171,6 +171,12 @@ def _add_train_mouth(commands) -> None:
         help="a new run's mouth region: the inner lips grown by this many mouth widths, 0.01..0.5 (default: 0.08)",
     )
     p.add_argument(
+        "--blend",
+        choices=["region", "learned"],
+        help="a new run's blend: the synthesis over the inner mouth (region, the default) or where a learned "
+        "mask says (learned, the bundled model's mouth; docs/training.md)",
+    )
+    p.add_argument(
         "--side",
         type=_number(int, 32, 256),
         help="a new run's mouth-aligned crops' side in pixels, a multiple of 16 in 32..256 (default: 64)",

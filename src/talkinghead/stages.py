@@ -165,6 +165,7 @@ def train_mouth(
     init: str | Path | None = None,
     dilate: float | None = None,
     side: int | None = None,
+    blend: str | None = None,
     lip_locator: str | Path | None = None,
     lips: float | None = None,
     progress: bool = True,
@@ -183,6 +184,7 @@ def train_mouth(
     if side is not None and side % 16:
         raise UsageError(f"--side: must be a multiple of 16 (the generator halves it three times), got {side}")
     config = config if side is None else dataclasses.replace(config, side=side)
+    config = config if blend is None else dataclasses.replace(config, blend=blend)
     if lips is not None and lip_locator is None:
         raise UsageError("--lips: only with --lip-locator (the lip loss needs the locator that reads the lips)")
     if lip_locator is not None:  # the lip loss (a new run's; a resumed run keeps its own)
