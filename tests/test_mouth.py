@@ -60,6 +60,9 @@ def test_mouth_metrics_split_open_and_closed_targets(face):
     assert same["mouth_lpips"].max() < 1e-3 and worse["mouth_lpips_open"][0] > 0.2
     assert same["mouth_opening_error"].max() < 1e-6 and worse["mouth_opening_error"][1] > 0.05
     assert same["teeth"][0] == 1.0 and worse["teeth"][0] == 0.0 and np.isnan(same["teeth"][1])
+    # Sharpness on open targets only: the real mouth's own detail is 1, a flat smear of it far less.
+    assert abs(same["mouth_sharpness_open"][0] - 1) < 1e-9 and np.isnan(same["mouth_sharpness_open"][1])
+    assert worse["mouth_sharpness_open"][0] < 0.5
 
 
 def test_a_mouth_aligned_crop_puts_the_corners_on_a_fixed_line(face):

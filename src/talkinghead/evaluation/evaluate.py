@@ -46,7 +46,9 @@ if TYPE_CHECKING:
 
 METHODS = ("ff", "ft", "static", "nearest", "warp", "scratch", "ff_upscaled", "warp_bicubic")
 METRICS = ("ssim", "psnr", "lpips", "csim", "landmark_nme", "faces", "sharpness")
-MOUTH_METRICS = ("mouth_lpips", "mouth_lpips_open", "mouth_lpips_closed", "mouth_opening_error", "teeth")
+MOUTH_METRICS = (
+    "mouth_lpips", "mouth_lpips_open", "mouth_lpips_closed", "mouth_opening_error", "teeth", "mouth_sharpness_open",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -258,14 +260,12 @@ class Evaluator:
 
 
 def face_detail(rgb: np.ndarray, points: np.ndarray) -> float:
-    """The variance of the Laplacian of a frame's grey levels inside the box of its `[68, 2]`
-    landmarks: how much fine detail the face holds (more when sharper)."""
+    """`box_detail` inside the box of a frame's `[68, 2]` landmarks: how much fine detail the face
+    holds (more when sharper)."""
+    from talkinghead.evaluation.metrics import box_detail
+
     (x0, y0), (x1, y1) = np.floor(points.min(0)).astype(int), np.ceil(points.max(0)).astype(int)
-    height, width = rgb.shape[:2]
-    face = rgb[max(y0, 0) : min(y1, height), max(x0, 0) : min(x1, width)]
-    if face.size == 0:
-        return 0.0
-    return float(cv2.Laplacian(cv2.cvtColor(face, cv2.COLOR_RGB2GRAY).astype(np.float64), cv2.CV_64F).var())
+    return box_detail(rgb, (x0, y0, x1, y1))
 
 
 def _csim_size(frames: np.ndarray) -> np.ndarray:
@@ -545,8 +545,9 @@ def table(summary: dict, options: EvalOptions) -> str:
                 f"| {names[method]} | {T} | {cell(e['fid'], '{:.1f}')} | {cell(e['ssim'])} | {cell(e['csim'])} | {cell(e['lpips'])} | {cell(e['landmark_nme'])} | {cell(e.get('sharpness'), '{:.2f}')} | {_faces(e)} |"
             )
     mouth = [
-        "| method | T | mouth LPIPS ↓ | open mouths ↓ | closed mouths ↓ | mouth opening error ↓ | teeth shown ↑ |",
-        "|---|---|---|---|---|---|---|",
+        "| method | T | mouth LPIPS ↓ | open mouths ↓ | closed mouths ↓ | mouth opening error ↓ | teeth shown ↑ "
+        "| open mouths' sharpness ↑ |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for method in options.methods:
         for T in options.shots:
@@ -554,7 +555,8 @@ def table(summary: dict, options: EvalOptions) -> str:
                 teeth = "—" if e.get("teeth") is None else f"{e['teeth']:.0%} of {e['teeth_targets']}"
                 mouth.append(
                     f"| {names[method]} | {T} | {cell(e['mouth_lpips'])} | {cell(e['mouth_lpips_open'])} | "
-                    f"{cell(e['mouth_lpips_closed'])} | {cell(e['mouth_opening_error'])} | {teeth} |"
+                    f"{cell(e['mouth_lpips_closed'])} | {cell(e['mouth_opening_error'])} | {teeth} | "
+                    f"{cell(e.get('mouth_sharpness_open'), '{:.2f}')} |"
                 )
     guarded = [
         f"{names[method]}, T = {T}: {e['guarded']}"
@@ -569,9 +571,8 @@ def table(summary: dict, options: EvalOptions) -> str:
     )
     text += (
         "\nThe mouth (box of landmarks 48-67 padded 30 %, at 64 px; open: inner-lip gap over mouth width "
-        "above 0.1; teeth shown: of the targets whose real mouth shows teeth, docs/evaluation.md):\n\n"
-        + "\n".join(mouth)
-        + "\n"
+        "above 0.1; teeth shown: of the targets whose real mouth shows teeth; open mouths' sharpness: the variance "
+        "of the Laplacian in the mouth box over the real frame's, docs/evaluation.md):\n\n" + "\n".join(mouth) + "\n"
     )
     if guarded:
         text += (

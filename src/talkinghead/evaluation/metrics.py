@@ -25,6 +25,19 @@ from talkinghead.features.lpips import LPIPS
 __all__ = ["CSIM", "FID", "LPIPS", "cosine", "face_points", "frechet_distance", "landmark_nme", "psnr", "ssim"]
 
 
+def box_detail(rgb: np.ndarray, box) -> float:
+    """The variance of the Laplacian of a frame's grey levels inside `box` (x0, y0, x1, y1; clipped
+    to the frame): how much fine detail it holds (more when sharper); 0 for an empty box."""
+    import cv2
+
+    x0, y0, x1, y1 = (int(v) for v in box)
+    height, width = rgb.shape[:2]
+    piece = rgb[max(y0, 0) : min(y1, height), max(x0, 0) : min(x1, width)]
+    if piece.size == 0:
+        return 0.0
+    return float(cv2.Laplacian(cv2.cvtColor(piece, cv2.COLOR_RGB2GRAY).astype(np.float64), cv2.CV_64F).var())
+
+
 def psnr(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
     from torchmetrics.functional.image import peak_signal_noise_ratio
 

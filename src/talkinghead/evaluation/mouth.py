@@ -75,7 +75,11 @@ def mouth_metrics(
     - `mouth_lpips`, and the same split by the real mouth, `mouth_lpips_open` / `_closed`
     - `mouth_opening_error`: |generated lip gap - real lip gap| (the generated one from `found`)
     - `teeth`: on targets whose real mouth shows teeth, 1 where the generated one does too, else 0
+    - `mouth_sharpness_open`: on open targets, the variance of the Laplacian in the mouth box, the
+      generated frame's over the real one's (1: as much fine detail; an invented mouth is soft)
     """
+    from talkinghead.evaluation.metrics import box_detail
+
     size = frames.shape[1]
     boxes = mouth_boxes(landmarks, size)
     distance = lpips(mouth_crops(real_frames, boxes), mouth_crops(frames, boxes)).numpy().astype(np.float64)
@@ -94,4 +98,10 @@ def mouth_metrics(
         "mouth_lpips_closed": np.where(opened, np.nan, distance),
         "mouth_opening_error": np.abs(made_gap - real_gap),
         "teeth": teeth,
+        "mouth_sharpness_open": np.array(
+            [
+                box_detail(f, box) / max(box_detail(r, box), 1e-6) if is_open else np.nan
+                for f, r, box, is_open in zip(frames, real_frames, boxes, opened)
+            ]
+        ),
     }
