@@ -9,7 +9,8 @@ that `--size 512` really renders 512 px. The driver is the bundled motion (landm
 driver decoding). Each path runs in its own process, so peak memory is its own. Live: a
 `LiveSession` (tracking, retargeting, generation, at 256 px) fed carphone's frames, with
 PyTorch and onnxruntime; `live:RUNTIME:SIZE:nomouth` the same avatar without its mouth (the
-mouth's cost in the same run).
+mouth's cost in the same run). `animate:LAYOUT:SIZE:model=FILE` animates with another model file
+(e.g. one whose mouth works at another crop side).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ def _portrait(folder: Path) -> Path:
     return path
 
 
-def animate_path(layout: str, size: int, frames: int) -> dict:
+def animate_path(layout: str, size: int, frames: int, model: str | None = None) -> dict:
     from talkinghead.inference.animate import default_motion_path
     from talkinghead.inference.motion import Motion
     from talkinghead.stages import animate, make_avatar
@@ -46,7 +47,7 @@ def animate_path(layout: str, size: int, frames: int) -> dict:
     motion = Motion.load(default_motion_path())
     motion = motion.trimmed(0, frames / motion.fps)
     motion.save(folder / "motion.npz")
-    avatar = make_avatar(source=[_portrait(folder)], size=size)
+    avatar = make_avatar(source=[_portrait(folder)], size=size, model=model)
     animate(avatar=avatar, driving=folder / "motion.npz", out=folder / "warm.mp4", layout=layout, progress=False)
     start = time.perf_counter()
     animate(avatar=avatar, driving=folder / "motion.npz", out=folder / "out.mp4", layout=layout, progress=False)
@@ -70,6 +71,8 @@ def animate_path(layout: str, size: int, frames: int) -> dict:
         mouth = time.perf_counter() - start
     return {
         "layout": layout,
+        "model": model or "bundled",
+        "mouth_side": None if avatar.mouth is None else avatar.mouth.settings.side,
         "output_size": avatar.output_size,
         "frames": len(motion),
         "end_to_end_frames_per_second": round(len(motion) / seconds, 1),
@@ -119,7 +122,8 @@ def live_path(runtime: str, size: int, frames: int, mouth: bool = True) -> dict:
 def run_one(spec: str, frames: int) -> dict:
     kind, first, size, *extra = spec.split(":")
     if kind == "animate":
-        return animate_path(first, int(size), frames)
+        model = next((e.split("=", 1)[1] for e in extra if e.startswith("model=")), None)
+        return animate_path(first, int(size), frames, model)
     return live_path(first, int(size), frames, mouth="nomouth" not in extra)
 
 
