@@ -8,7 +8,11 @@ driver's, each beyond its own most closed frame. Prints one JSON object per driv
 - `asked`: the same ratio for the retargeted landmarks the renderer was given (what a perfect
   renderer would reach)
 
-    python scripts/mouth_opening.py PORTRAIT --driving VIDEO... [--model M] [--size 512] [--seconds 8] [--out DIR]
+`--part eyes`: the same for the eyes, their aspect ratio (face/eyes.py `eye_opening`) measured
+below each one's most open frame (how far they close: blinks), not above the most closed.
+
+    python scripts/mouth_opening.py PORTRAIT --driving VIDEO... [--model M] [--size 512] [--seconds 8]
+        [--part mouth|eyes] [--out DIR]
 """
 
 from __future__ import annotations
@@ -21,24 +25,36 @@ from pathlib import Path
 import numpy as np
 
 
-def pixel_gaps(motion) -> np.ndarray:
-    """`[N]` lip gap over mouth width of a motion's landmarks, in (isotropic) pixels."""
+def opening_of(part: str):
+    """The measure of a part on `[..., 68, 2]` landmarks: the lip gap or the eyes' aspect ratio."""
+    from talkinghead.face.eyes import eye_opening
     from talkinghead.face.mouth import lip_gap
+
+    return eye_opening if part == "eyes" else lip_gap
+
+
+def pixel_gaps(motion, part: str = "mouth") -> np.ndarray:
+    """`[N]` the part's opening on a motion's landmarks, in (isotropic) pixels."""
     from talkinghead.face.points import from_unit
 
-    return lip_gap(from_unit(motion.landmarks.astype(np.float64), 512))
+    return opening_of(part)(from_unit(motion.landmarks.astype(np.float64), 512))
 
 
-def compare(made: np.ndarray, driver: np.ndarray) -> tuple[float, float]:
-    """(opening ratio beyond each one's most closed frame, correlation)."""
+def compare(made: np.ndarray, driver: np.ndarray, part: str = "mouth") -> tuple[float, float]:
+    """(the movement ratio: opening beyond each one's most closed frame for the mouth, closing
+    below each one's most open frame for the eyes; correlation)."""
     n = min(len(made), len(driver))
     made, driver = made[:n], driver[:n]
-    ratio = (made - made.min()).mean() / max((driver - driver.min()).mean(), 1e-9)
+    if part == "eyes":
+        ratio = (made.max() - made).mean() / max((driver.max() - driver).mean(), 1e-9)
+    else:
+        ratio = (made - made.min()).mean() / max((driver - driver.min()).mean(), 1e-9)
     return float(ratio), float(np.corrcoef(made, driver)[0, 1])
 
 
-def measure(portrait: Path, driving: Path, model: str | None, size: int, seconds: float, out: Path) -> dict:
-    from talkinghead.face.mouth import lip_gap
+def measure(
+    portrait: Path, driving: Path, model: str | None, size: int, seconds: float, out: Path, part: str = "mouth"
+) -> dict:
     from talkinghead.inference.motion import Motion
     from talkinghead.stages import animate
 
@@ -49,16 +65,17 @@ def measure(portrait: Path, driving: Path, model: str | None, size: int, seconds
     report = animate(source=[portrait], driving=template, model=model, out=video, layout="paste", size=size,
                      mode="relative", progress=False)  # fmt: skip
     avatar = report.avatar
-    asked = lip_gap(motion.retarget(avatar.shot_landmarks[0], avatar.size).astype(np.float64))
-    made, driver = pixel_gaps(Motion.from_video(video)), pixel_gaps(motion)
-    opening, correlation = compare(made, driver)
+    asked = opening_of(part)(motion.retarget(avatar.shot_landmarks[0], avatar.size).astype(np.float64))
+    made, driver = pixel_gaps(Motion.from_video(video), part), pixel_gaps(motion, part)
+    opening, correlation = compare(made, driver, part)
     return {
         "portrait": portrait.name,
         "driver": driving.parent.name,
+        "part": part,
         "frames": len(motion),
         "opening": round(opening, 3),
         "correlation": round(correlation, 3),
-        "asked": round(compare(asked, driver)[0], 3),
+        "asked": round(compare(asked, driver, part)[0], 3),
         "mouth": avatar.mouth is not None,
         "video": str(video),
     }
@@ -71,13 +88,17 @@ def main() -> None:
     parser.add_argument("--model", help="model file (default: the bundled one)")
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--seconds", type=float, default=8.0, help="of each driver, from its start")
+    parser.add_argument("--part", choices=["mouth", "eyes"], default="mouth", help="what to measure")
     parser.add_argument("--out", type=Path, help="keep the videos here")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         out = args.out or Path(scratch)
         out.mkdir(parents=True, exist_ok=True)
         for driving in args.driving:
-            print(json.dumps(measure(args.portrait, driving, args.model, args.size, args.seconds, out)), flush=True)
+            print(
+                json.dumps(measure(args.portrait, driving, args.model, args.size, args.seconds, out, args.part)),
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

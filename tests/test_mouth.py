@@ -316,3 +316,16 @@ def test_the_lip_locator_learns_resumes_and_its_loss_moves_the_generated_lips(ti
     train_mouth(tiny_data, tmp_path / "mouth", config, progress=False)
     logged = json.loads((tmp_path / "mouth" / "metrics.jsonl").read_text().splitlines()[-1])
     assert any("lips" in key for key in logged)
+
+
+def test_the_eye_opening_reads_open_eyes_and_lids_shut(face):
+    """Issue 32's eye question is measured by the eyes' aspect ratio: the astronaut's open eyes
+    (dlib's landmarks) read as open, the same with each upper lid on its lower one as shut."""
+    from talkinghead.face.eyes import eye_opening
+
+    _, points = face
+    assert 0.2 < eye_opening(points) < 0.45
+    shut = points.copy()
+    shut[[37, 38, 43, 44]] = shut[[41, 40, 47, 46]]
+    assert eye_opening(shut) < 1e-6
+    assert eye_opening(np.stack([points, shut])).shape == (2,)
