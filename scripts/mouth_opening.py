@@ -8,8 +8,9 @@ driver's, each beyond its own most closed frame. Prints one JSON object per driv
 - `asked`: the same ratio for the retargeted landmarks the renderer was given (what a perfect
   renderer would reach)
 
-`--part eyes`: the same for the eyes, their aspect ratio (face/eyes.py `eye_opening`) measured
-below each one's most open frame (how far they close: blinks), not above the most closed.
+`--part eyes`: the same for the eyes, their aspect ratio (face/eyes.py `eye_opening`): how far
+they close at the driver's blinks (its frames more than halfway from its median down to its most
+closed), each below its own median: 1 blinks as deeply as the driver.
 
     python scripts/mouth_opening.py PORTRAIT --driving VIDEO... [--model M] [--size 512] [--seconds 8]
         [--part mouth|eyes] [--out DIR]
@@ -41,12 +42,16 @@ def pixel_gaps(motion, part: str = "mouth") -> np.ndarray:
 
 
 def compare(made: np.ndarray, driver: np.ndarray, part: str = "mouth") -> tuple[float, float]:
-    """(the movement ratio: opening beyond each one's most closed frame for the mouth, closing
-    below each one's most open frame for the eyes; correlation)."""
+    """(the movement ratio, correlation). The mouth: the opening beyond each one's most closed
+    frame. The eyes: how far they close at the driver's blinks (its frames more than halfway from
+    its median opening down to its most closed), each below its own median; NaN without a blink."""
     n = min(len(made), len(driver))
     made, driver = made[:n], driver[:n]
     if part == "eyes":
-        ratio = (made.max() - made).mean() / max((driver.max() - driver).mean(), 1e-9)
+        middle = np.median(driver)
+        blinks = driver < middle - 0.5 * (middle - driver.min())
+        drop = middle - driver[blinks].mean() if blinks.any() else np.nan
+        ratio = (np.median(made) - made[blinks].mean()) / max(drop, 1e-9) if blinks.any() else np.nan
     else:
         ratio = (made - made.min()).mean() / max((driver - driver.min()).mean(), 1e-9)
     return float(ratio), float(np.corrcoef(made, driver)[0, 1])

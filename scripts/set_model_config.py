@@ -23,7 +23,7 @@ INFERENCE_SETTINGS = tuple(
     f"model.{k}"
     for k in (
         "fuse_shots", "fusion_temperature", "fusion_prior", "fusion_sigma", "fusion_agreement", "prior_downsample",
-        "prior_regularization", "blend_bias", "mouth_prior",
+        "prior_regularization", "eye_regularization", "blend_bias", "mouth_prior",
     )
 )  # fmt: skip
 

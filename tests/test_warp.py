@@ -56,6 +56,33 @@ def test_a_regularised_spline_moves_less_with_landmark_noise(astronaut):
     assert build_model(config, num_videos=1).generator.prior_regularization == 0.03
 
 
+def test_the_eyes_own_regularization_closes_the_lids_the_smooth_spline_leaves_open(astronaut):
+    """`landmark_regularization` (the model's `eye_regularization`): with the astronaut's real
+    upper lids moved most of the way onto her lower ones (a blink), the smooth spline (0.01, the bundled model's)
+    reads the shot more than a pixel away from its upper lids; exact on the eyes alone, it reads them."""
+    from talkinghead.inference.cropper import FaceCropper
+
+    _, points, _, _ = FaceCropper(128).crop_image(astronaut)
+    source = torch.from_numpy(points)[None]
+    closed = source.clone()
+    lower = source[:, [41, 40, 47, 46]]
+    closed[:, [37, 38, 43, 44]] = lower + 0.2 * (source[:, [37, 38, 43, 44]] - lower)  # nearly shut
+    per_point = torch.full((68,), 0.01)
+    per_point[36:48] = 1e-3
+
+    def lid_error(grid):  # px between where the grid reads the closed upper lids and the shot's upper lids
+        at = torch.from_numpy(np.round(closed[0, [37, 38, 43, 44]].numpy()).astype(np.int64))
+        read = (grid[0, at[:, 1], at[:, 0]] + 1) * 64 - 0.5
+        return float((read - source[0, [37, 38, 43, 44]]).norm(dim=-1).mean())
+
+    smooth = lid_error(tps_grid(source, closed, 128, regularization=0.01))  # 1.6 px here; the lids 4.3 px apart
+    eyes = lid_error(tps_grid(source, closed, 128, regularization=0.01, landmark_regularization=per_point))
+    assert smooth > 1.2 and eyes < 0.8 and eyes < 0.5 * smooth  # (reading at whole pixels costs ~0.5 px)
+    config = load_config("cpu-warp-lean", ["model.warp.eye_regularization=0.001"])
+    generator = build_model(config, num_videos=1).generator
+    assert generator.eye_regularization == 0.001 and generator._landmark_regularization()[40] == 0.001
+
+
 def test_the_spline_keeps_float32_under_bf16_autocast(astronaut):
     """Mixed precision (`train.amp`: bf16 autocast on GPUs and on CPUs with native bf16) must not
     reach the landmark geometry: on the astronaut's real landmarks moved 4 px, the spline's grid

@@ -74,6 +74,7 @@ def tps_grid(
     out_size: int | None = None,
     anchors: int = 5,
     regularization: float = 1e-3,
+    landmark_regularization: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Thin-plate spline grid that moves the source so its landmarks land on the driving ones.
 
@@ -85,6 +86,8 @@ def tps_grid(
         out_size: side of the grid (default `size`); the grid covers the same image.
         anchors: border points per side (0: none).
         regularization: added to the kernel's diagonal (smoothing; keeps repeated points solvable).
+        landmark_regularization: `[N]`, each landmark's own instead (the border anchors keep
+            `regularization`): a smooth flow that still puts some points exactly, e.g. the eyelids.
 
     Returns:
         `[B, out, out, 2]` (or `[B, K, out, out, 2]`) grid in `grid_sample`'s frame (align_corners=False).
@@ -101,7 +104,11 @@ def tps_grid(
     N = drv.shape[1]
     # Solve [K + lambda I, P; P^T, 0] [w; a] = [src; 0] for the map driving -> source, for all K
     # sources at once: columns (k, x/y) of the right-hand side.
-    kernel = _tps_kernel(squared_distances(drv, drv)) + regularization * torch.eye(N, device=device)
+    diagonal = torch.full((N,), float(regularization), device=device)
+    if landmark_regularization is not None:
+        count = len(landmark_regularization)
+        diagonal = torch.cat([landmark_regularization.to(device, dtype), diagonal[count:]])
+    kernel = _tps_kernel(squared_distances(drv, drv)) + torch.diag(diagonal)
     P = torch.cat([torch.ones(B, N, 1, device=device), drv], 2)  # [B, N, 3]
     top = torch.cat([kernel, P], 2)
     bottom = torch.cat([P.transpose(1, 2), torch.zeros(B, 3, 3, device=device)], 2)

@@ -75,6 +75,10 @@ class WarpSettings:
     # the driving one is (the `warp` baseline); larger trades that for a smoother flow, which
     # moves less with dlib's landmark noise (docs/training-log.md, 2026-12-02 third entry).
     prior_regularization: float = _setting(1e-3, 1e-6, 10)
+    # The eyes' own (landmarks 36-47; 0: `prior_regularization` like the rest). A blink moves the
+    # lids 2-3 px at 128 px: the smoother spline (0.01) leaves the Mona Lisa's eyes open when the
+    # driver's close, 1e-3 closes them (docs/training.md, "The eyes").
+    eye_regularization: float = _setting(0.0, 0, 10)
     # Logit added to the blend mask: 2 starts at 88% warped pixels, 4 at 98% (the synthesised
     # part is then added only where training finds it helps).
     blend_bias: float = 2.0
@@ -153,6 +157,7 @@ class WarpGenerator(nn.Module):
         fusion_agreement: float = 0.0,
         prior_downsample: int = 4,
         prior_regularization: float = 1e-3,
+        eye_regularization: float = 0.0,
         blend_bias: float = 2.0,
         decoder_landmarks: bool = False,
         mouth_prior: float = 0.0,
@@ -162,7 +167,7 @@ class WarpGenerator(nn.Module):
         self.fuse_shots, self.fusion_temperature, self.blend_bias = fuse_shots, fusion_temperature, blend_bias
         self.fusion_prior, self.fusion_sigma, self.prior_downsample = fusion_prior, fusion_sigma, prior_downsample
         self.fusion_agreement, self.prior_regularization = fusion_agreement, prior_regularization
-        self.mouth_prior = mouth_prior
+        self.mouth_prior, self.eye_regularization = mouth_prior, eye_regularization
         widths = [min(base_channels * 2**i, max_channels) for i in range(3)]  # at R, R/2, R/4
         # Without it (`dense_motion=False`): the spline flow and the fusion prior alone, no learned
         # motion (the ablation found the learned refinements earned nothing; it is 45% of the cost).
@@ -248,7 +253,7 @@ class WarpGenerator(nn.Module):
         # The prior flow, solved at R / prior_downsample (the spline is smooth) and used at R/2.
         prior = tps_grid(
             shot_points, inputs.driving_points, R, out_size=R // self.prior_downsample,
-            regularization=self.prior_regularization,
+            regularization=self.prior_regularization, landmark_regularization=self._landmark_regularization(),
         )  # fmt: skip  # [B, K, r, r, 2]
         prior = resize_grid(prior.flatten(0, 1), half)
         # Per-pixel fusion weights over the K shots: a nearest-landmarks prior (+ learned logits).
@@ -271,6 +276,14 @@ class WarpGenerator(nn.Module):
         if self.occlusion:
             logits = logits + F.logsigmoid(occlusion).unflatten(0, (B, K))
         return grid, logits
+
+    def _landmark_regularization(self) -> torch.Tensor | None:
+        """`[68]` the spline's regularization per landmark: the eyes' own where set, else None."""
+        if not self.eye_regularization:
+            return None
+        values = torch.full((68,), self.prior_regularization)
+        values[36:48] = self.eye_regularization
+        return values
 
     def _decode(self, h: torch.Tensor, adain_params: torch.Tensor, driving_drawn: torch.Tensor) -> torch.Tensor:
         """Fused features `[B, C, R/4, R/4]` -> `[B, 4, R, R]`: RGB and the blend mask's logit. With
