@@ -108,7 +108,7 @@ def tps_grid(
     if landmark_regularization is not None:
         count = len(landmark_regularization)
         diagonal = torch.cat([landmark_regularization.to(device, dtype), diagonal[count:]])
-    kernel = _tps_kernel(squared_distances(drv, drv)) + torch.diag(diagonal)
+    kernel = _tps_kernel(squared_distances(drv, drv)) + torch.eye(N, device=device) * diagonal  # (ONNX has no diag)
     P = torch.cat([torch.ones(B, N, 1, device=device), drv], 2)  # [B, N, 3]
     top = torch.cat([kernel, P], 2)
     bottom = torch.cat([P.transpose(1, 2), torch.zeros(B, 3, 3, device=device)], 2)
