@@ -106,10 +106,8 @@ def warp_to(frames: np.ndarray, points: np.ndarray, target_points: np.ndarray, m
     """`[N, S, S, 3] uint8` frames with landmarks `[N, 68, 2]` warped so that their landmarks land
     on `target_points` `[N, 68, 2]` (thin-plate spline over the landmarks and border anchors),
     sampled by `mode` ("bilinear" or "bicubic")."""
-    import torch.nn.functional as F
-
     from talkinghead.media.images import to_tensor, to_uint8
-    from talkinghead.models.flow import resize_grid, tps_grid
+    from talkinghead.models.flow import resize_grid, tps_grid, warp
 
     size = frames.shape[1]
     out = []
@@ -117,8 +115,7 @@ def warp_to(frames: np.ndarray, points: np.ndarray, target_points: np.ndarray, m
         part = slice(start, start + 16)
         # The spline is smooth: solved on a half-size grid and interpolated (4x fewer kernel terms).
         grid = tps_grid(torch.from_numpy(points[part]), torch.from_numpy(target_points[part]), size, out_size=size // 2)
-        moved = F.grid_sample(to_tensor(frames[part]), resize_grid(grid, size), mode, "border", align_corners=False)
-        out.append(to_uint8(moved))
+        out.append(to_uint8(warp(to_tensor(frames[part]), resize_grid(grid, size), mode)))
     return np.concatenate(out)
 
 

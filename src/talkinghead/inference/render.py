@@ -63,8 +63,7 @@ def _move(shots: torch.Tensor, picked: torch.Tensor, flow: torch.Tensor, size: i
     `[N, R, R, 2]` grids enlarged to S; bicubic, border padding. OpenCV's remap reads its maps to
     1/32 px (within 0.01 of PyTorch's on noise, 4e-5 on smooth images)."""
     if not (_by_opencv(shots) and _by_opencv(flow)):
-        grid = resize_grid(flow, size).to(shots.dtype)
-        return F.grid_sample(shots[picked], grid, mode="bicubic", padding_mode="border", align_corners=False)
+        return warp(shots[picked], resize_grid(flow, size), "bicubic")
     pixels = _cv_resize(flow.numpy(), size)
     pixels += 1
     pixels *= size / 2

@@ -193,15 +193,16 @@ def solve_by_elimination(system: torch.Tensor, rhs: torch.Tensor) -> torch.Tenso
 
 
 @float32
-def warp(image: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
-    """Sample `[B, C, H, W]` at a `[B, h, w, 2]` grid (bilinear, border padding).
+def warp(image: torch.Tensor, grid: torch.Tensor, mode: str = "bilinear") -> torch.Tensor:
+    """Sample `[B, C, H, W]` at a `[B, h, w, 2]` grid (`mode`: "bilinear" or "bicubic"; border
+    padding).
 
-    In an ONNX export: `sample_by_gather`, the same sampling (within float rounding) as four
-    Gathers, which onnxruntime runs about twice as fast as its GridSample kernel on a CPU."""
+    Bilinear in an ONNX export: `sample_by_gather`, the same sampling (within float rounding) as
+    four Gathers, which onnxruntime runs about twice as fast as its GridSample kernel on a CPU."""
     grid = grid.to(image.dtype)
-    if torch.onnx.is_in_onnx_export():
+    if mode == "bilinear" and torch.onnx.is_in_onnx_export():
         return sample_by_gather(image, grid)
-    return F.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    return F.grid_sample(image, grid, mode=mode, padding_mode="border", align_corners=False)
 
 
 def sample_by_gather(image: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:

@@ -4,13 +4,12 @@ Frozen, it reads where a generated mouth's lips are, and the mouth trainer's lip
 (`LossConfig.lips`, `lip_points_loss`) pulls them to where the target's drawing puts them.
 
 Run folder: checkpoints/step-*.pt (weights and optimizer; `resume` continues from the newest),
-metrics.jsonl (loss, and on held-out clips the error in pixels and the lip gap's correlation),
+metrics.jsonl and TensorBoard (loss, and on held-out clips the error in pixels and the lip gap's correlation),
 and `lip-locator.pt`, the trained network (`load_lip_locator`), written at the end.
 """
 
 from __future__ import annotations
 
-import json
 import signal
 from pathlib import Path
 
@@ -33,6 +32,7 @@ from talkinghead.errors import TalkingheadError
 from talkinghead.face.mouth import lip_gap
 from talkinghead.models.mouth import INNER_LIP_POINTS, LipLocator, crop_pixels, normalise_points
 from talkinghead.training.gan import autocast
+from talkinghead.training.train import Logger
 
 
 def _lip_gaps(points: torch.Tensor) -> np.ndarray:
@@ -115,6 +115,7 @@ def train_lip_locator(
     batches = _loader(data, side, batch_size, seed, step, Augment(flip=0.5, color=0.2, scale=0.1), workers)
     stopped = {"signal": None}
     previous = {s: signal.signal(s, lambda n, f: stopped.update(signal=n)) for s in (signal.SIGINT, signal.SIGTERM)}
+    logger = Logger(run, step)  # metrics.jsonl and TensorBoard, as the other trainers log
     bar = tqdm(total=steps, initial=step, unit="step", desc="lips", disable=not progress, dynamic_ncols=True)
     state = lambda: {"step": step, "side": side, "channels": channels, "locator": locator.state_dict()}  # noqa: E731
     try:
@@ -130,17 +131,17 @@ def train_lip_locator(
             step += 1
             bar.update(1)
             if step % checkpoint_every == 0 or step == steps or stopped["signal"] is not None:
-                record = {"step": step, "loss": float(loss.detach())}
+                record = {"loss": float(loss.detach())}
                 if held_out is not None:
                     record.update(held_out_error(locator, held_out))
-                bar.set_postfix({k: round(v, 3) for k, v in record.items() if k != "step"})
-                with open(run / "metrics.jsonl", "a") as f:
-                    f.write(json.dumps(record) + "\n")
+                bar.set_postfix({k: round(v, 3) for k, v in record.items()})
+                logger.scalars(step, record)
                 extra = {"optimizer": optimizer.state_dict(), "schedule": schedule.state_dict()}
                 save_checkpoint(checkpoint_path(run / "checkpoints", step), {**state(), **extra})
                 prune_checkpoints(run / "checkpoints", 2)
     finally:
         bar.close()
+        logger.close()
         for s, handler in previous.items():
             signal.signal(s, handler)
     if step < steps:  # stopped: the newest checkpoint, which `resume` continues
