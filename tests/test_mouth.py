@@ -107,6 +107,10 @@ def test_mouth_episodes_pair_closed_shots_with_open_targets(tiny_data):
     wider = MouthEpisodes(data, shots=2, side=32, open_targets=1.0, closed_shots=1.0, dilate=0.2)[(0, clip)]
     assert float(wider["target_region"].sum()) > 1.3 * float(item["target_region"].sum())
     assert torch.all(wider["target_region"] >= item["target_region"] - 0.02)
+    # `hidden_dilate` hides less than the region: the lips around the opening stay in view.
+    seeing = MouthEpisodes(data, shots=2, side=32, open_targets=1.0, closed_shots=1.0, hidden_dilate=0.0)[(0, clip)]
+    assert torch.equal(seeing["target_region"], item["target_region"])
+    assert 0 < float(seeing["target_hidden"].sum()) < 0.8 * float(item["target_hidden"].sum())
     # The warp puts the shot's lips where the target's are.
     frame, points = data.frame(clip, int(picks[0])), data.landmarks(clip)[picks[0]]
     crop, moved, _ = align_mouth(frame, points, 32)
@@ -216,6 +220,43 @@ def test_a_model_file_carries_the_mouth_into_avatars_and_frames(tiny_data, astro
     fitted = fit_avatar([astronaut, np.ascontiguousarray(astronaut[:, ::-1])], model=model, size=256,
                         options=FitOptions(steps=2))  # fmt: skip
     assert fitted.mouth is not None and fitted.mouth.steps == 2
+
+
+def test_mouth_fine_tuning_remakes_each_shot_from_the_others_near_and_far(face):
+    """`fit_mouth`'s pairs: each shot from every other (up to `SOURCES`, drawn when there are more),
+    warped to its lips, hidden where it opens wider than that shot; `hidden_dilate` hides less."""
+    import torch
+
+    from talkinghead.face.mouth import align_mouth
+    from talkinghead.inference.mouth import SOURCES, _pairs
+    from talkinghead.models.mouth import MouthSettings
+
+    image, points = face
+    crop, moved, _ = align_mouth(image, points.astype(np.float64), 32)
+    count = 4
+    shots, lips = np.repeat(crop[None], count, 0), np.repeat(moved[None], count, 0).astype(np.float64)
+    lips[1:, [56, 57, 58, 65, 66, 67], 1] += np.array([0.5, 1.0, 1.5])[:, None]  # shots 1-3 open wider and wider
+    pairs = _pairs(shots, lips, MouthSettings(side=32))
+    assert len(pairs.target) == count * (count - 1) and pairs.warped.shape == (12, 3, 32, 32)
+    hidden = pairs.hidden.flatten(1).sum(1).reshape(count, count - 1)
+    assert float(hidden[0].sum()) == 0  # the closed shot is never wider than the one it is made from
+    assert float(hidden[3, 0]) > float(hidden[3, 2]) >= 0  # the widest from the closed one: the most hidden
+    assert torch.all(pairs.hidden <= pairs.region + 1e-6)
+    seeing = _pairs(shots, lips, MouthSettings(side=32, hidden_dilate=0.0))
+    assert float(seeing.hidden.sum()) < 0.8 * float(pairs.hidden.sum()) and torch.equal(seeing.region, pairs.region)
+    many = _pairs(np.repeat(crop[None], SOURCES + 4, 0), np.repeat(moved[None], SOURCES + 4, 0), MouthSettings(side=32))
+    assert len(many.target) == (SOURCES + 4) * SOURCES
+
+
+def test_mouth_settings_read_older_files_and_refuse_a_hidden_part_beyond_the_region():
+    from talkinghead.models.mouth import MouthSettings
+
+    old = MouthSettings.of({"side": 64, "channels": 16, "embedding_dim": 64})
+    assert old.blend == "learned" and old.hidden_dilate is None and old.hidden_grow == old.dilate
+    new = MouthSettings.of({"side": 96, "channels": 16, "embedding_dim": 64, "blend": "region", "hidden_dilate": 0.02})
+    assert new.hidden_grow == 0.02
+    with pytest.raises(ValueError, match="hidden_dilate"):
+        MouthSettings(dilate=0.08, hidden_dilate=0.1)
 
 
 def test_the_warp_inside_the_mouth_is_hidden_as_far_as_the_target_opens_wider_than_the_shot():

@@ -171,6 +171,12 @@ def _add_train_mouth(commands) -> None:
         help="a new run's mouth region: the inner lips grown by this many mouth widths, 0.01..0.5 (default: 0.08)",
     )
     p.add_argument(
+        "--hidden-dilate",
+        type=_number(float, 0.0, 0.5),
+        help="a new run's hidden warp: where the target opens wider than the shot, the warp is hidden inside "
+        "the inner lips grown by this many mouth widths, 0..--dilate (default: the whole region)",
+    )
+    p.add_argument(
         "--blend",
         choices=["region", "learned"],
         help="a new run's blend: the synthesis over the inner mouth (region, the default) or where a learned "

@@ -164,6 +164,7 @@ def train_mouth(
     max_steps: int | None = None,
     init: str | Path | None = None,
     dilate: float | None = None,
+    hidden_dilate: float | None = None,
     side: int | None = None,
     blend: str | None = None,
     lip_locator: str | Path | None = None,
@@ -181,6 +182,9 @@ def train_mouth(
     start = "" if init is None else str(check_input_file(init, "checkpoint", option="--init"))
     config = MouthConfig(steps=steps, batch_size=batch_size, init=start)
     config = config if dilate is None else dataclasses.replace(config, dilate=dilate)
+    if hidden_dilate is not None and hidden_dilate > config.dilate:
+        raise UsageError(f"--hidden-dilate: at most the region's --dilate ({config.dilate}), got {hidden_dilate}")
+    config = config if hidden_dilate is None else dataclasses.replace(config, hidden_dilate=hidden_dilate)
     if side is not None and side % 16:
         raise UsageError(f"--side: must be a multiple of 16 (the generator halves it three times), got {side}")
     config = config if side is None else dataclasses.replace(config, side=side)

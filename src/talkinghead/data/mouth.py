@@ -45,7 +45,8 @@ class MouthEpisodes(Dataset):
     - `warped` `[3, s, s]`: the nearest shot warped to the target's lips (what the renderer gives)
     - `opening` (float): the target's lip gap over mouth width; `video_index` (int): the clip
     - `target_hidden` `[1, s, s]` in [0, 1]: what of `warped` the generator must not see: the region
-      times face/mouth.py `hidden_share` of the target's and the warped shot's lip gaps
+      (or the inner lips grown by `hidden_dilate`, when given) times face/mouth.py `hidden_share` of
+      the target's and the warped shot's lip gaps
     """
 
     def __init__(
@@ -59,9 +60,10 @@ class MouthEpisodes(Dataset):
         closed_shots: float = 0.5,
         augment: Augment | None = None,
         dilate: float = DILATE,
+        hidden_dilate: float | None = None,
     ):
         self.data, self.shots, self.side, self.seed = data, shots, side, seed
-        self.dilate = dilate
+        self.dilate, self.hidden_dilate = dilate, dilate if hidden_dilate is None else hidden_dilate
         self.open_targets, self.closed_shots = open_targets, closed_shots
         self.augment = augment if augment is not None and augment.active else None
 
@@ -105,6 +107,11 @@ class MouthEpisodes(Dataset):
         warped = warp_mouth(crops[nearest], points[nearest], target_points)
         lips = np.stack([draw_lips(p, self.side) for p in points])
         region = inner_mouth_mask(target_points[None], self.side, self.dilate)
+        hidden = (
+            region
+            if self.hidden_dilate == self.dilate
+            else inner_mouth_mask(target_points[None], self.side, self.hidden_dilate)
+        )
         return {
             "shots": to_tensor(crops[:-1]),
             "shot_lips": to_tensor(lips[:-1]),
@@ -113,7 +120,7 @@ class MouthEpisodes(Dataset):
             "target_points": torch.from_numpy(target_points[LIPS].astype(np.float32)),
             "target_region": torch.from_numpy(region),
             "target_hidden": torch.from_numpy(
-                region * np.float32(hidden_share(lip_gap(target_points), lip_gap(points[nearest])))
+                hidden * np.float32(hidden_share(lip_gap(target_points), lip_gap(points[nearest])))
             ),
             "warped": to_tensor(warped),
             "opening": torch.tensor(float(lip_gap(points[-1]))),

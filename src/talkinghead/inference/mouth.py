@@ -13,8 +13,8 @@ is about 4x that).
 
 Fitting follows the paper's few-shot stage on the mouth crops: e-hat of the T shots, psi' = P
 e-hat, w' = w0 + e-hat, then (T >= 2 and steps > 0) G, psi' and D fine-tuned on pairs among the
-shots (each shot re-made from the one whose lips are nearest, warped to its lips, as in
-meta-learning) with the divergence guard; held out for the guard: the same pairs mirrored.
+shots (each shot re-made from each other shot, up to 8, warped to its lips, as in meta-learning)
+with the divergence guard; held out for the guard: the same pairs mirrored.
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ from talkinghead.models.mouth import MouthGenerator, MouthSettings
 # Fine-tuning: half the meta-learning rate for G (training/mouth.py MouthConfig), D's rate, and its
 # losses less the embedding match.
 LR_GENERATOR, LR_DISCRIMINATOR, BATCH = 1e-4, 4e-4, 4
+SOURCES = 8  # fine-tuning pairs: each shot re-made from up to this many others (`_pairs`)
 
 
 @dataclass
@@ -98,8 +99,9 @@ class FittedMouth:
         # The synthesis itself, not the generator's blend with the 64 px crop: blended here into the
         # frame's own pixels under the same mask (the blend applied twice would square it).
         alpha = inner_lip_alpha(points, s, self.settings.dilate).to(crops.device, crops.dtype)
+        hidden = alpha if self.settings.hidden_dilate is None else inner_lip_alpha(points, s, self.settings.hidden_grow)
         hide = torch.from_numpy(hidden_share(lip_gap(landmarks), self.shot_opening)).to(alpha.device, alpha.dtype)
-        mouth, learned = self.synthesise(crops, lips, alpha * hide[:, None, None, None])
+        mouth, learned = self.synthesise(crops, lips, hidden.to(alpha) * hide[:, None, None, None])
         if learned is not None:
             alpha = alpha * learned
         out = frames if inplace else frames.clone()
@@ -208,7 +210,7 @@ def fit_mouth(
         psi = networks.generator.adain_params(embedding)  # psi' = P e-hat
     generator, notes = networks.generator, []
     if steps > 0 and len(shots) >= 2:
-        pairs = _pairs(shots, points, mouth.settings.dilate)
+        pairs = _pairs(shots, points, mouth.settings, seed=seed)
         discriminator = copy.deepcopy(mouth.discriminator).to(device)
         psi, notes = _finetune(generator, discriminator, psi, embedding, pairs, steps, seed=seed, progress=progress)
     elif steps > 0:
@@ -263,20 +265,32 @@ class Pairs:
         return Pairs(*(t.flip(-1) for t in self.tensors()))
 
 
-def _pairs(shots: np.ndarray, points: np.ndarray, dilate: float) -> Pairs:
-    from talkinghead.data.mouth import LIPS, warp_mouth
+def _pairs(
+    shots: np.ndarray, points: np.ndarray, settings: MouthSettings, *, sources: int = SOURCES, seed: int = 0
+) -> Pairs:
+    """Each shot re-made from up to `sources` others (all of them at T <= `sources` + 1; else a
+    seeded draw), each warped to its lips: near pairs, where the warp is nearly right, and far ones,
+    where the target opens wider than the shot and the generator must paint what it hides. (Only
+    the nearest shot, as before 2026-12-06: fine-tuning taught it to pass the warp, and at T = 8 it
+    lowered the mouth-box LPIPS 0.9 %; docs/training.md.)"""
+    from talkinghead.data.mouth import warp_mouth
 
-    side = shots.shape[1]
-    centred = points[:, LIPS] - points[:, LIPS].mean(1, keepdims=True)
-    distance = np.linalg.norm(centred[:, None] - centred[None], axis=-1).mean(-1)
-    np.fill_diagonal(distance, np.inf)
-    nearest = distance.argmin(1)
-    warped = np.stack([warp_mouth(shots[j], points[j], points[i]) for i, j in enumerate(nearest)])
-    lips = np.stack([draw_lips(p, side) for p in points])
-    region = inner_lip_alpha(points, side, dilate)
+    side, count = shots.shape[1], len(shots)
+    rng = np.random.default_rng(seed)
+    index = []
+    for i in range(count):
+        others = np.array([j for j in range(count) if j != i])
+        if len(others) > sources:
+            others = np.sort(rng.choice(others, sources, replace=False))
+        index += [(i, int(j)) for j in others]
+    target, source = (np.array(column) for column in zip(*index))
+    warped = np.stack([warp_mouth(shots[j], points[j], points[i]) for i, j in index])
+    lips = np.stack([draw_lips(p, side) for p in points])[target]
+    region = inner_lip_alpha(points, side, settings.dilate)[target]
+    hidden = inner_lip_alpha(points, side, settings.hidden_grow)[target]
     gaps = lip_gap(points)
-    hide = torch.from_numpy(hidden_share(gaps, gaps[nearest])).float()[:, None, None, None]
-    return Pairs(to_tensor(shots), to_tensor(warped), to_tensor(lips), region, region * hide)
+    hide = torch.from_numpy(hidden_share(gaps[target], gaps[source])).float()[:, None, None, None]
+    return Pairs(to_tensor(shots[target]), to_tensor(warped), to_tensor(lips), region, hidden * hide)
 
 
 def _finetune(generator, discriminator, psi, embedding, pairs: Pairs, steps: int, *, seed: int, progress: bool):

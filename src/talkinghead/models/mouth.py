@@ -49,19 +49,37 @@ class MouthSettings:
     embedding_dim: int = 64
     blend: str = "region"  # where the synthesis goes: "region" (the inner mouth) or "learned" (a mask)
     dilate: float = DILATE  # the region: the inner lips grown by this many mouth widths
+    # What of the warp inside the region the "region" blend hides where the target opens wider than
+    # the shot: the inner lips grown by this many mouth widths (None: the whole region, as every
+    # file before it). Smaller than `dilate`, the generator sees the lips around the opening (their
+    # colour) and the warp's stretched band inside it stays hidden.
+    hidden_dilate: float | None = None
 
     def __post_init__(self):
         if self.blend not in BLENDS:
             raise ValueError(f"mouth blend must be one of {', '.join(BLENDS)}, not {self.blend!r}")
         if not 0 < self.dilate <= 0.5:
             raise ValueError(f"mouth dilate must be in (0, 0.5] mouth widths, not {self.dilate}")
+        if self.hidden_dilate is not None and not 0 <= self.hidden_dilate <= self.dilate:
+            raise ValueError(f"mouth hidden_dilate must be in [0, dilate = {self.dilate}], not {self.hidden_dilate}")
+
+    @property
+    def hidden_grow(self) -> float:
+        """The hidden part's growth of the inner lips, in mouth widths."""
+        return self.dilate if self.hidden_dilate is None else self.hidden_dilate
 
     @classmethod
     def of(cls, values: dict) -> "MouthSettings":
         """From stored settings; files from before `blend` learned their mask, from before `dilate`
-        grew the inner lips by `DILATE`."""
+        grew the inner lips by `DILATE`, from before `hidden_dilate` hid the whole region."""
         shape = {k: int(values[k]) for k in ("side", "channels", "embedding_dim")}
-        return cls(**shape, blend=str(values.get("blend", "learned")), dilate=float(values.get("dilate", DILATE)))
+        hidden = values.get("hidden_dilate")
+        return cls(
+            **shape,
+            blend=str(values.get("blend", "learned")),
+            dilate=float(values.get("dilate", DILATE)),
+            hidden_dilate=None if hidden is None else float(hidden),
+        )
 
     def generator(self) -> "MouthGenerator":
         return MouthGenerator(

@@ -52,6 +52,7 @@ class MouthConfig:
     side: int = 64  # the mouth-aligned crops' side
     blend: str = "region"  # where the synthesis goes (models/mouth.py); runs before it: "learned"
     dilate: float = DILATE  # the region: inner lips grown by this many mouth widths (runs before it: DILATE)
+    hidden_dilate: float | None = None  # what of the warp is hidden (models/mouth.py MouthSettings); None: the region
     shots: int = 4  # K per episode
     channels: int = 16
     embedding_dim: int = 64
@@ -88,6 +89,7 @@ def settings_of(config: MouthConfig) -> MouthSettings:
         embedding_dim=config.embedding_dim,
         blend=config.blend,
         dilate=config.dilate,
+        hidden_dilate=config.hidden_dilate,
     )
 
 
@@ -213,8 +215,9 @@ def warm_start(networks: MouthNetworks, discriminator: Discriminator, checkpoint
 
 def _batches(data: FaceDataset, config: MouthConfig, step: int):
     episodes = MouthEpisodes(
-        data, shots=config.shots, side=config.side, seed=config.seed, augment=Augment(scale=0.05), dilate=config.dilate
-    )
+        data, shots=config.shots, side=config.side, seed=config.seed, augment=Augment(scale=0.05), dilate=config.dilate,
+        hidden_dilate=config.hidden_dilate,
+    )  # fmt: skip
     return episode_batches(
         episodes, len(data), batch_size=config.batch_size, seed=config.seed, start_step=step, workers=config.workers
     )
