@@ -181,6 +181,7 @@ def test_a_model_file_carries_the_mouth_into_avatars_and_frames(tiny_data, astro
     root = Path(__file__).resolve().parents[1]
     assert load_model(root / "models" / "cpu-warp-0769.safetensors").mouth is None  # files from before the mouth
     assert load_model().mouth.settings.side == 64  # the bundled model carries the trained one
+    assert load_model().closed_mouth.settings.blend == "region"  # and the one for closed mouths
     assert load_model(root / "models" / "cpu-warp-lean-open-mouth.safetensors").mouth.settings.blend == "region"
     older = root / "checkpoints" / "mouth-step-000008265.pt"  # a run from before the region blend
     old = load_model(export_model(default_model_path(), tmp_path / "old.safetensors", mouth=older))
@@ -257,6 +258,38 @@ def test_mouth_settings_read_older_files_and_refuse_a_hidden_part_beyond_the_reg
     assert new.hidden_grow == 0.02
     with pytest.raises(ValueError, match="hidden_dilate"):
         MouthSettings(dilate=0.08, hidden_dilate=0.1)
+
+
+@pytest.mark.slow
+def test_a_person_whose_mouth_is_closed_in_every_shot_gets_the_closed_mouth(face, tmp_path):
+    """`export --closed-mouth` adds a second mouth and keeps the file's first; `fit` uses it when no
+    shot's lips are apart by more than `OPEN` (the astronaut's smile keeps the model's mouth)."""
+    from pathlib import Path
+
+    import cv2
+    import torch
+
+    from talkinghead.checkpoint import default_model_path, export_model, load_model
+    from talkinghead.inference.fitting import fit_shots
+
+    root = Path(__file__).resolve().parents[1]
+    closed = root / "checkpoints" / "mouth-region-step-000003197.pt"
+    path = export_model(default_model_path(), tmp_path / "m.safetensors", closed_mouth=closed)
+    model = load_model(path)
+    bundled = load_model()
+    assert model.mouth.settings == bundled.mouth.settings and model.closed_mouth.settings.side == 64
+    key = "generator.head.parametrizations.weight.original"
+    assert torch.equal(model.mouth.networks.state_dict()[key], bundled.mouth.networks.state_dict()[key])
+    image, points = face
+    assert lip_gap(points) > OPEN  # her smile
+    shut = points.copy()
+    shut[[65, 66, 67], 1] = shut[[63, 62, 61], 1]  # the lower inner lip onto the upper one
+    assert model.mouth_for(points[None]) is model.mouth and model.mouth_for(shut[None]) is model.closed_mouth
+    assert model.mouth_for(np.stack([shut, points])) is model.mouth  # one open shot is enough
+    crop = cv2.resize(image, (128, 128), interpolation=cv2.INTER_AREA)
+    avatar = fit_shots(model, crop[None], (shut * 128 / image.shape[0])[None].astype(np.float32))
+    assert avatar.mouth.settings.blend == "region" and avatar.mouth.settings.side == 64
+    assert load_model(root / "models" / "cpu-warp-0769.safetensors").closed_mouth is None  # older files
 
 
 def test_the_warp_inside_the_mouth_is_hidden_as_far_as_the_target_opens_wider_than_the_shot():

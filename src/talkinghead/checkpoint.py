@@ -95,29 +95,45 @@ def inference_weights(state: dict[str, Any]) -> dict[str, torch.Tensor]:
     return state.get("embedder_generator_ema") or state["embedder_generator"]
 
 
+# A model file's mouths (issue 32), each under its own prefix and metadata key: `mouth`, and
+# `closed_mouth`, which `fit` uses instead when every shot's mouth is closed (a painting's).
+MOUTHS = ("mouth", "closed_mouth")
+
+
 def export_model(
-    checkpoint: str | Path, out: str | Path, *, half: bool = True, mouth: str | Path | None = None
+    checkpoint: str | Path,
+    out: str | Path,
+    *,
+    half: bool = True,
+    mouth: str | Path | None = None,
+    closed_mouth: str | Path | None = None,
 ) -> Path:
     """Write a training checkpoint's E, G and D (less its per-training-clip table W) as a model
-    file. `checkpoint` may also be a model file (to add a mouth to it); `mouth`: a `train-mouth`
-    checkpoint whose networks go in beside the face's."""
+    file. `checkpoint` may also be a model file (to add or replace a mouth; the others it has stay);
+    `mouth`, `closed_mouth`: `train-mouth` checkpoints whose networks go in beside the face's."""
     path = Path(checkpoint)
-    if is_safetensors(path) and mouth is None:
+    given = {"mouth": mouth, "closed_mouth": closed_mouth}
+    if is_safetensors(path) and mouth is None and closed_mouth is None:
         raise ModelFileError(f"{path}: a model file, not a training checkpoint (with --mouth, one to add a mouth to)")
+    mouths: dict[str, dict] = {}
     if is_safetensors(path):
         metadata, tensors = read_safetensors(path, "talkinghead-model", "a talkinghead model file")
-        tensors = {k: v for k, v in tensors.items() if not k.startswith("mouth.")}
+        for name in MOUTHS:
+            if given[name] is not None:  # replaced
+                tensors = {k: v for k, v in tensors.items() if not k.startswith(f"{name}.")}
+            elif name in metadata:  # kept
+                mouths[name] = json.loads(metadata[name])
         config, step = config_from(path, lambda: json.loads(metadata["config"])).to_dict(), int(metadata.get("step", 0))
     else:
         state = load_checkpoint(path)
         tensors = {f"eg.{k}": v for k, v in inference_weights(state).items()}
         tensors.update({f"d.{k}": v for k, v in state["discriminator"].items()})
         config, step = state["config"], state["step"]
-    settings = None
-    if mouth is not None:
-        settings, mouth_state = _mouth_checkpoint(Path(mouth))
-        tensors.update(mouth_state)
-    return _write_model(out, tensors, config, step, half, mouth=settings)
+    for name, source in given.items():
+        if source is not None:
+            mouths[name], mouth_state = _mouth_checkpoint(Path(source), name)
+            tensors.update(mouth_state)
+    return _write_model(out, tensors, config, step, half, mouths=mouths)
 
 
 def save_model(out: str | Path, model, *, step: int = 0, half: bool = True) -> Path:
@@ -125,39 +141,42 @@ def save_model(out: str | Path, model, *, step: int = 0, half: bool = True) -> P
     tensors = {f"eg.embedder.{k}": v for k, v in model.embedder.state_dict().items()}
     tensors.update({f"eg.generator.{k}": v for k, v in model.generator.state_dict().items()})
     tensors.update({f"d.{k}": v for k, v in model.discriminator.state_dict().items()})
-    settings = None
-    if model.mouth is not None:
-        settings = dataclasses.asdict(model.mouth.settings)
-        tensors.update(_mouth_tensors(model.mouth.networks.state_dict(), model.mouth.discriminator.state_dict()))
-    return _write_model(out, tensors, model.config.to_dict(), step, half, mouth=settings)
+    mouths = {}
+    for name in MOUTHS:
+        part = getattr(model, name)
+        if part is not None:
+            mouths[name] = dataclasses.asdict(part.settings)
+            tensors.update(_mouth_tensors(part.networks.state_dict(), part.discriminator.state_dict(), name))
+    return _write_model(out, tensors, model.config.to_dict(), step, half, mouths=mouths)
 
 
-def _mouth_checkpoint(path: Path) -> tuple[dict, dict[str, torch.Tensor]]:
-    """A `train-mouth` checkpoint's settings and its networks as model-file tensors (`mouth.*`)."""
+def _mouth_checkpoint(path: Path, name: str = "mouth") -> tuple[dict, dict[str, torch.Tensor]]:
+    """A `train-mouth` checkpoint's settings and its networks as model-file tensors (`NAME.*`)."""
     from talkinghead.models.mouth import MouthSettings
 
     state = load_checkpoint(path)
     try:
         settings = dataclasses.asdict(MouthSettings.of(state["config"]))  # runs before `blend`: "learned"
-        tensors = _mouth_tensors(state["networks"], state["discriminator"])
+        tensors = _mouth_tensors(state["networks"], state["discriminator"], name)
     except (KeyError, TypeError, ValueError, AttributeError):
         raise ModelFileError(f"{path}: not a train-mouth checkpoint (its mouth networks are missing)") from None
     return settings, tensors
 
 
-def _mouth_tensors(networks: dict, discriminator: dict) -> dict[str, torch.Tensor]:
-    """The mouth's E and G (`mouth.eg.*`) and D (`mouth.d.*`) state dicts as model-file tensors."""
+def _mouth_tensors(networks: dict, discriminator: dict, name: str = "mouth") -> dict[str, torch.Tensor]:
+    """A mouth's E and G (`NAME.eg.*`) and D (`NAME.d.*`) state dicts as model-file tensors."""
     return {
-        **{f"mouth.eg.{k}": v for k, v in networks.items()},
-        **{f"mouth.d.{k}": v for k, v in discriminator.items()},
+        **{f"{name}.eg.{k}": v for k, v in networks.items()},
+        **{f"{name}.d.{k}": v for k, v in discriminator.items()},
     }
 
 
-def _write_model(out, tensors: dict, config: dict, step: int, half: bool, *, mouth: dict | None = None) -> Path:
+def _write_model(out, tensors: dict, config: dict, step: int, half: bool, *, mouths: dict[str, dict]) -> Path:
     """One safetensors file; float16 when `half` (the bundled model must stay under 50 MB)."""
     from safetensors.torch import save_file
 
-    tensors = {k: v for k, v in tensors.items() if not (k.startswith("d.W.") or k.startswith("mouth.d.W."))}
+    tables = ("d.W.", *(f"{name}.d.W." for name in MOUTHS))  # per-training-clip vectors: not kept
+    tensors = {k: v for k, v in tensors.items() if not k.startswith(tables)}
     if half:
         tensors = {k: v.half() if v.is_floating_point() else v for k, v in tensors.items()}
     metadata = {
@@ -167,15 +186,14 @@ def _write_model(out, tensors: dict, config: dict, step: int, half: bool, *, mou
         "config": json.dumps(config),
         "step": str(step),
     }
-    if mouth is not None:
-        metadata["mouth"] = json.dumps(mouth)
+    metadata.update({name: json.dumps(settings) for name, settings in mouths.items()})
     with atomic_path(Path(out)) as tmp:
         save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
     return Path(out)
 
 
 def load_model(path: str | Path | None = None):
-    """A `Model` (config, embedder, generator, discriminator, and the mouth's networks when the
+    """A `Model` (config, embedder, generator, discriminator, and the mouths' networks when the
     file has them) from a model file or a training checkpoint.
 
     The discriminators come with a one-row W (fine-tuning gives it the new person's vector).
@@ -186,15 +204,14 @@ def load_model(path: str | Path | None = None):
     path = Path(path) if path is not None else default_model_path()
     if not path.is_file():
         raise ModelFileError(f"{path}: model file not found")
-    mouth = None
+    mouths = {}
     if path.suffix == ".safetensors" or is_safetensors(path):
         metadata, tensors = read_safetensors(path, "talkinghead-model", "a talkinghead model file")
         tensors = {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
         config = config_from(path, lambda: json.loads(metadata["config"]))
         eg_state = {k[3:]: v for k, v in tensors.items() if k.startswith("eg.")}
         d_state = {k[2:]: v for k, v in tensors.items() if k.startswith("d.")}
-        if "mouth" in metadata:
-            mouth = _load_mouth(path, metadata["mouth"], _part(tensors, "mouth."))
+        mouths = {n: _load_mouth(path, metadata[n], _part(tensors, f"{n}.")) for n in MOUTHS if n in metadata}
     else:
         state = load_checkpoint(path)
         config = config_from(path, lambda: state["config"])
@@ -211,7 +228,7 @@ def load_model(path: str | Path | None = None):
         model.discriminator.load_state_dict(d_state)
     except RuntimeError:
         raise ModelFileError(f"{path}: its networks do not match the config it carries (damaged file)") from None
-    return Model(config, *(network.eval() for network in model.networks()), mouth=mouth)
+    return Model(config, *(network.eval() for network in model.networks()), **mouths)
 
 
 def _load_mouth(path: Path, settings: str, tensors: dict[str, torch.Tensor]):

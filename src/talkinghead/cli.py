@@ -331,6 +331,12 @@ def _add_export(commands) -> None:
         metavar="CHECKPOINT",
         help="a train-mouth checkpoint (step-*.pt) whose mouth networks go into the model file",
     )
+    p.add_argument(
+        "--closed-mouth",
+        metavar="CHECKPOINT",
+        help="a train-mouth checkpoint for people whose mouth is closed in every shot (paintings): fit uses "
+        "it instead of the model's mouth there (docs/training.md)",
+    )
     p.add_argument("--fp32", action="store_true", help="keep float32 weights")
     p.add_argument(
         "--onnx",

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 from torch import nn
 
 from talkinghead.config import Config, ModelConfig
+from talkinghead.face.mouth import OPEN, lip_gap
 from talkinghead.models import Discriminator, Embedder, generator_entry
 from talkinghead.models.mouth import MouthNetworks, MouthSettings
 
@@ -44,13 +46,24 @@ class Mouth:
 @dataclass
 class Model:
     """A meta-learned model: its config and the three networks (`checkpoint.load_model` makes one),
-    and the mouth's networks when the file has them (None: the warp's mouth is kept)."""
+    and the mouth's networks when the file has them (None: the warp's mouth is kept); `closed_mouth`:
+    the one `fit` uses instead for a person whose mouth is closed in every shot (a painting's), as
+    `mouth_for` chooses."""
 
     config: Config
     embedder: Embedder
     generator: nn.Module
     discriminator: Discriminator
     mouth: Mouth | None = None
+    closed_mouth: Mouth | None = None
+
+    def mouth_for(self, landmarks: np.ndarray) -> Mouth | None:
+        """The mouth for shots with `[T, 68, 2]` landmarks: `closed_mouth` when the file has one and
+        no shot's lip gap is above face/mouth.py `OPEN` (there the warp can only stretch closed lips
+        over an opening, and the "region" mouth hides them), else `mouth`."""
+        if self.closed_mouth is not None and float(lip_gap(np.asarray(landmarks, np.float64)).max()) <= OPEN:
+            return self.closed_mouth
+        return self.mouth
 
     @property
     def resolution(self) -> int:

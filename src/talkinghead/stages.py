@@ -324,12 +324,15 @@ def export(
     images: Sequence[str | Path] | None = None,
     size: int = OUTPUT_SIZE,
     mouth: str | Path | None = None,
+    closed_mouth: str | Path | None = None,
 ) -> Report:
     """A training checkpoint (or a model file) -> a compact model file, with the mouth networks of
-    a `train-mouth` checkpoint when `mouth` names one; with `onnx`, an avatar (or a model file and
+    a `train-mouth` checkpoint when `mouth` names one (and `closed_mouth`: the one for people whose
+    mouth is closed in every shot); with `onnx`, an avatar (or a model file and
     `images` of one person, fitted feed-forward here) -> its per-frame path as an ONNX graph."""
-    if mouth and onnx:
-        raise UsageError("--mouth: not with --onnx (the mouth goes into model files)")
+    if (mouth or closed_mouth) and onnx:
+        option = "--mouth" if mouth else "--closed-mouth"
+        raise UsageError(f"{option}: not with --onnx (the mouth goes into model files)")
     if images and not onnx:
         raise UsageError("--images: only with --onnx (a model file and images of one person -> an ONNX graph)")
     if portable and not onnx:
@@ -341,8 +344,10 @@ def export(
     check_input_file(checkpoint, "training checkpoint")
     if mouth:
         check_input_file(mouth, "train-mouth checkpoint", option="--mouth")
+    if closed_mouth:
+        check_input_file(closed_mouth, "train-mouth checkpoint", option="--closed-mouth")
     check_output_file(out, (".safetensors",))
-    path = export_model(checkpoint, out, half=not fp32, mouth=mouth)
+    path = export_model(checkpoint, out, half=not fp32, mouth=mouth, closed_mouth=closed_mouth)
     return Report(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MB)")
 
 

@@ -133,10 +133,11 @@ def fit_shots(
     if detail is not None and detail.shape[1] <= size:
         detail = None
     mouth = None
-    if model.mouth is not None and options.mouth:
+    chosen = model.mouth_for(landmarks) if options.mouth else None
+    if chosen is not None:
         mouth_crops = detail if detail is not None else crops
         mouth, mouth_notes = fit_mouth(
-            model.mouth, mouth_crops, rescale_points(landmarks, size, mouth_crops.shape[1]), steps=steps, device=device,
+            chosen, mouth_crops, rescale_points(landmarks, size, mouth_crops.shape[1]), steps=steps, device=device,
             seed=options.seed, progress=progress,
         )  # fmt: skip
         notes = notes + mouth_notes
