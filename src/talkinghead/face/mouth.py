@@ -86,8 +86,8 @@ def draw_lips(points: np.ndarray, side: int) -> np.ndarray:
 def inner_mouth_mask(points: np.ndarray, side: int, dilate: float = DILATE, feather: float = FEATHER) -> np.ndarray:
     """`[B, side, side]` float32 in [0, 1]: the inner-lip polygon of `[B, 68, 2]` crop-pixel
     landmarks of mouth-aligned crops, grown by `dilate` mouth widths (at least a pixel; 0: not at
-    all) and feathered (Gaussian) over `feather`: where the mouth generator's pixels go (the renderer's paste) and count most (the
-    trainer's region loss)."""
+    all) and feathered (Gaussian) over `feather`: where the mouth generator's pixels go (the
+    renderer's paste) and count most (the trainer's region loss)."""
     width = MOUTH_WIDTH * side
     grow, sigma = max(1, round(dilate * width)) if dilate > 0 else 0, max(0.5, feather * width / 2)
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1))
