@@ -271,6 +271,7 @@ def test_a_person_whose_mouth_is_closed_in_every_shot_gets_the_closed_mouth(face
 
     from talkinghead.checkpoint import default_model_path, export_model, load_model
     from talkinghead.inference.fitting import fit_shots
+    from talkinghead.stages import _mouth_words
 
     root = Path(__file__).resolve().parents[1]
     closed = root / "checkpoints" / "mouth-region-step-000003197.pt"
@@ -289,6 +290,10 @@ def test_a_person_whose_mouth_is_closed_in_every_shot_gets_the_closed_mouth(face
     crop = cv2.resize(image, (128, 128), interpolation=cv2.INTER_AREA)
     avatar = fit_shots(model, crop[None], (shut * 128 / image.shape[0])[None].astype(np.float32))
     assert avatar.mouth.settings.blend == "region" and avatar.mouth.settings.side == 64
+    smiling = fit_shots(model, crop[None], (points * 128 / image.shape[0])[None].astype(np.float32))
+    assert smiling.mouth.settings.blend == "learned"
+    # `fit` says which one it got.
+    assert "paints the whole opening" in _mouth_words(avatar) and "own teeth" in _mouth_words(smiling)
     assert load_model(root / "models" / "cpu-warp-0769.safetensors").closed_mouth is None  # older files
 
 

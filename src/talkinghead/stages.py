@@ -220,9 +220,19 @@ def fit(
     kind = "feed-forward" if avatar.steps == 0 else f"fine-tuned for {avatar.steps} steps"
     message = (
         f"wrote {out}: {kind} avatar from {len(avatar.shots)} shot(s) at {avatar.size} px, "
-        f"rendering at {avatar.output_size} px"
+        f"rendering at {avatar.output_size} px; {_mouth_words(avatar)}"
     )
     return Report(message, notes=list(avatar.notes))
+
+
+def _mouth_words(avatar: Avatar) -> str:
+    """Which mouth the avatar got (the model's `mouth` or, for closed lips, `closed_mouth`)."""
+    if avatar.mouth is None:
+        return "the warp's mouth (no mouth generator)"
+    settings = avatar.mouth.settings
+    if settings.blend == "region":
+        return f"a {settings.side} px mouth generator that paints the whole opening"
+    return f"a {settings.side} px mouth generator that keeps the shots' own teeth"
 
 
 @dataclass
