@@ -83,7 +83,7 @@ def few_shot(mouth, data: str, shots: int, steps: int, clips: int = 0) -> dict:
     from talkinghead.data import FaceDataset
     from talkinghead.data.mouth import LIPS, warp_mouth
     from talkinghead.evaluation.evaluate import load_split
-    from talkinghead.face.mouth import OPEN, draw_lips, hidden_share, inner_mouth_mask, lip_gap
+    from talkinghead.face.mouth import OPEN, draw_lips, hidden_share, lip_gap, region_and_hidden
     from talkinghead.features.lpips import LPIPS
     from talkinghead.inference.mouth import fit_mouth, mouth_shots
     from talkinghead.media.images import to_tensor
@@ -105,9 +105,10 @@ def few_shot(mouth, data: str, shots: int, steps: int, clips: int = 0) -> dict:
             nearest = int(distance.argmin())
             warped.append(warp_mouth(crops[nearest], points[nearest], goal))
         real, warped = to_tensor(targets), to_tensor(np.stack(warped))
-        lips, region = (
-            to_tensor(np.stack([draw_lips(g, side) for g in goals])),
-            torch.from_numpy(inner_mouth_mask(goals, side, mouth.settings.dilate))[:, None],
+        lips = to_tensor(np.stack([draw_lips(g, side) for g in goals]))
+        s = mouth.settings
+        region, hidden = (
+            torch.from_numpy(m)[:, None] for m in region_and_hidden(goals, side, s.dilate, s.hidden_dilate)
         )
         opened = lip_gap(goals) > OPEN
         made = {"warp": warped}
@@ -116,7 +117,7 @@ def few_shot(mouth, data: str, shots: int, steps: int, clips: int = 0) -> dict:
             with torch.no_grad():
                 hide = torch.from_numpy(hidden_share(lip_gap(goals), fitted.shot_opening)).float()
                 psi = fitted.psi.expand(len(warped), -1)
-                made[name] = fitted.generator(warped, lips, psi, region, region * hide[:, None, None, None])[0]
+                made[name] = fitted.generator(warped, lips, psi, region, hidden * hide[:, None, None, None])[0]
         for name, image in made.items():
             with torch.no_grad():
                 distance = lpips(real, image).numpy()

@@ -160,6 +160,9 @@ CASES = [
     ("export --onnx {ws}/junk.pt --images {ws}/face.png --out {ws}/e.onnx", 1, ["junk.pt"]),
     ("export {model} --images {ws}/face.png --out {ws}/e.safetensors", 2, ["--images", "only with --onnx"]),
     ("export {ckpt} --portable --out {ws}/e.safetensors", 2, ["--portable", "only with --onnx"]),
+    ("export {model} --closed-mouth {ws}/missing.pt --out {ws}/e.safetensors", 2, ["--closed-mouth", "missing.pt"]),
+    ("export {model} --closed-mouth {ckpt} --out {ws}/e.safetensors", 1, ["not a train-mouth checkpoint"]),
+    ("export --onnx {model} --closed-mouth {ckpt} --out {ws}/e.onnx", 2, ["--closed-mouth", "not with --onnx"]),
     # -- evaluate -------------------------------------------------------------------------------
     ("evaluate --data {ws}/missing --out {ws}/ev", 2, ["--data", "not found"]),
     ("evaluate --data {ws}/adir --out {ws}/ev", 2, ["adir", "no *.thshard shards"]),
@@ -203,6 +206,7 @@ CASES = [
     ),
     ("train-mouth --data {data} --out {ws}/m --lips -1", 2, ["--lips", "-1"]),
     ("train-mouth --data {data} --out {ws}/m --side 100", 2, ["--side", "multiple of 16"]),
+    ("train-mouth --data {data} --out {ws}/m --hidden-dilate 0.2", 2, ["--hidden-dilate", "at most", "--dilate"]),
     ("train-mouth --data {data} --out {ws}/m --side 8", 2, ["--side", "8"]),
     ("train-mouth --data {data} --out {ws}/m --blend soft", 2, ["--blend", "soft"]),
     ("train-mouth --data {data} --out {ws}/m --lips 2", 2, ["--lips", "only with --lip-locator"]),

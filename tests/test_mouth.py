@@ -253,9 +253,9 @@ def test_mouth_settings_read_older_files_and_refuse_a_hidden_part_beyond_the_reg
     from talkinghead.models.mouth import MouthSettings
 
     old = MouthSettings.of({"side": 64, "channels": 16, "embedding_dim": 64})
-    assert old.blend == "learned" and old.hidden_dilate is None and old.hidden_grow == old.dilate
+    assert old.blend == "learned" and old.hidden_dilate is None
     new = MouthSettings.of({"side": 96, "channels": 16, "embedding_dim": 64, "blend": "region", "hidden_dilate": 0.02})
-    assert new.hidden_grow == 0.02
+    assert new.hidden_dilate == 0.02
     with pytest.raises(ValueError, match="hidden_dilate"):
         MouthSettings(dilate=0.08, hidden_dilate=0.1)
 

@@ -114,7 +114,9 @@ def export_model(
     path = Path(checkpoint)
     given = {"mouth": mouth, "closed_mouth": closed_mouth}
     if is_safetensors(path) and mouth is None and closed_mouth is None:
-        raise ModelFileError(f"{path}: a model file, not a training checkpoint (with --mouth, one to add a mouth to)")
+        raise ModelFileError(
+            f"{path}: a model file, not a training checkpoint (with --mouth or --closed-mouth, one to add a mouth to)"
+        )
     mouths: dict[str, dict] = {}
     if is_safetensors(path):
         metadata, tensors = read_safetensors(path, "talkinghead-model", "a talkinghead model file")

@@ -18,7 +18,7 @@ from torch.utils.data import Dataset
 
 from talkinghead.data.augment import Augment
 from talkinghead.data.dataset import FaceDataset
-from talkinghead.face.mouth import DILATE, OPEN, align_mouth, draw_lips, hidden_share, inner_mouth_mask, lip_gap
+from talkinghead.face.mouth import DILATE, OPEN, align_mouth, draw_lips, hidden_share, lip_gap, region_and_hidden
 from talkinghead.media.images import to_tensor
 from talkinghead.models.flow import resize_grid, tps_grid, warp
 
@@ -63,7 +63,7 @@ class MouthEpisodes(Dataset):
         hidden_dilate: float | None = None,
     ):
         self.data, self.shots, self.side, self.seed = data, shots, side, seed
-        self.dilate, self.hidden_dilate = dilate, dilate if hidden_dilate is None else hidden_dilate
+        self.dilate, self.hidden_dilate = dilate, hidden_dilate
         self.open_targets, self.closed_shots = open_targets, closed_shots
         self.augment = augment if augment is not None and augment.active else None
 
@@ -106,12 +106,7 @@ class MouthEpisodes(Dataset):
         nearest = int(np.linalg.norm(centred - goal, axis=-1).mean(-1).argmin())
         warped = warp_mouth(crops[nearest], points[nearest], target_points)
         lips = np.stack([draw_lips(p, self.side) for p in points])
-        region = inner_mouth_mask(target_points[None], self.side, self.dilate)
-        hidden = (
-            region
-            if self.hidden_dilate == self.dilate
-            else inner_mouth_mask(target_points[None], self.side, self.hidden_dilate)
-        )
+        region, hidden = region_and_hidden(target_points[None], self.side, self.dilate, self.hidden_dilate)
         return {
             "shots": to_tensor(crops[:-1]),
             "shot_lips": to_tensor(lips[:-1]),

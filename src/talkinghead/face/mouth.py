@@ -83,6 +83,18 @@ def draw_lips(points: np.ndarray, side: int) -> np.ndarray:
     return canvas
 
 
+def region_and_hidden(
+    points: np.ndarray, side: int, dilate: float = DILATE, hidden_dilate: float | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(`[B, side, side]` region, the part of it whose warp the "region" blend may hide): the inner
+    lips of `[B, 68, 2]` crop-pixel landmarks grown by `dilate` and by `hidden_dilate` (None: the
+    same region) mouth widths, feathered; what the trainer, fine-tuning and the paste all use."""
+    region = inner_mouth_mask(points, side, dilate)
+    if hidden_dilate is None or hidden_dilate == dilate:
+        return region, region
+    return region, inner_mouth_mask(points, side, hidden_dilate)
+
+
 def inner_mouth_mask(points: np.ndarray, side: int, dilate: float = DILATE, feather: float = FEATHER) -> np.ndarray:
     """`[B, side, side]` float32 in [0, 1]: the inner-lip polygon of `[B, 68, 2]` crop-pixel
     landmarks of mouth-aligned crops, grown by `dilate` mouth widths (at least a pixel; 0: not at

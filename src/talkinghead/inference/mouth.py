@@ -36,9 +36,9 @@ from talkinghead.face.mouth import (
     align_mouth,
     draw_lips,
     hidden_share,
-    inner_mouth_mask,
     lip_gap,
     mouth_transform,
+    region_and_hidden,
 )
 from talkinghead.media.images import to_tensor
 from talkinghead.model import Mouth
@@ -98,10 +98,9 @@ class FittedMouth:
         lips = to_tensor(np.stack([draw_lips(p, s) for p in points])).to(frames.device, frames.dtype)
         # The synthesis itself, not the generator's blend with the 64 px crop: blended here into the
         # frame's own pixels under the same mask (the blend applied twice would square it).
-        alpha = inner_lip_alpha(points, s, self.settings.dilate).to(crops.device, crops.dtype)
-        hidden = alpha if self.settings.hidden_dilate is None else inner_lip_alpha(points, s, self.settings.hidden_grow)
+        alpha, hidden = _masks(points, self.settings, crops.device, crops.dtype)
         hide = torch.from_numpy(hidden_share(lip_gap(landmarks), self.shot_opening)).to(alpha.device, alpha.dtype)
-        mouth, learned = self.synthesise(crops, lips, hidden.to(alpha) * hide[:, None, None, None])
+        mouth, learned = self.synthesise(crops, lips, hidden * hide[:, None, None, None])
         if learned is not None:
             alpha = alpha * learned
         out = frames if inplace else frames.clone()
@@ -143,10 +142,14 @@ def cut_mouths(frames: torch.Tensor, matrices: np.ndarray, side: int) -> torch.T
     return F.avg_pool2d(crops, k) if k > 1 else crops
 
 
-def inner_lip_alpha(points: np.ndarray, side: int, dilate: float) -> torch.Tensor:
-    """`[B, 1, side, side]` in [0, 1]: the inner-lip polygon of `[B, 68, 2]` crop-pixel landmarks,
-    grown by `dilate` mouth widths and feathered over `FEATHER`."""
-    return torch.from_numpy(inner_mouth_mask(points, side, dilate))[:, None]
+def _masks(
+    points: np.ndarray, settings: MouthSettings, device="cpu", dtype=torch.float32
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`[B, 1, s, s]` each, on `device` in `dtype`: the region the mouth is pasted in and the
+    part of it whose warp may be hidden (face/mouth.py `region_and_hidden` of `[B, 68, 2]` crop-pixel
+    landmarks, by the mouth's `dilate` and `hidden_dilate`)."""
+    masks = region_and_hidden(points, settings.side, settings.dilate, settings.hidden_dilate)
+    return tuple(torch.from_numpy(m)[:, None].to(device, dtype) for m in masks)
 
 
 def _paste_box(landmarks: np.ndarray, matrix: np.ndarray, size: int, dilate: float) -> tuple[int, int, int, int] | None:
@@ -286,8 +289,7 @@ def _pairs(
     target, source = (np.array(column) for column in zip(*index))
     warped = np.stack([warp_mouth(shots[j], points[j], points[i]) for i, j in index])
     lips = np.stack([draw_lips(p, side) for p in points])[target]
-    region = inner_lip_alpha(points, side, settings.dilate)[target]
-    hidden = inner_lip_alpha(points, side, settings.hidden_grow)[target]
+    region, hidden = (m[target] for m in _masks(points, settings))
     gaps = lip_gap(points)
     hide = torch.from_numpy(hidden_share(gaps[target], gaps[source])).float()[:, None, None, None]
     return Pairs(to_tensor(shots[target]), to_tensor(warped), to_tensor(lips), region, hidden * hide)

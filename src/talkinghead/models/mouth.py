@@ -63,11 +63,6 @@ class MouthSettings:
         if self.hidden_dilate is not None and not 0 <= self.hidden_dilate <= self.dilate:
             raise ValueError(f"mouth hidden_dilate must be in [0, dilate = {self.dilate}], not {self.hidden_dilate}")
 
-    @property
-    def hidden_grow(self) -> float:
-        """The hidden part's growth of the inner lips, in mouth widths."""
-        return self.dilate if self.hidden_dilate is None else self.hidden_dilate
-
     @classmethod
     def of(cls, values: dict) -> "MouthSettings":
         """From stored settings; files from before `blend` learned their mask, from before `dilate`
