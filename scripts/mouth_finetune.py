@@ -37,7 +37,7 @@ def main() -> None:
     from talkinghead.face.mouth import OPEN, lip_gap, mouth_boxes
     from talkinghead.face.points import rescale_points
     from talkinghead.inference.fitting import FitOptions, fit_shots
-    from talkinghead.inference.mouth import fit_mouth
+    from talkinghead.inference.mouth import fit_mouth, part_lips
     from talkinghead.media.images import to_tensor, to_uint8
 
     torch.set_num_threads(2)
@@ -56,8 +56,11 @@ def main() -> None:
         boxes, opened = mouth_boxes(target_lm, S), lip_gap(target_lm) > OPEN
         real = mouth_crops(targets, boxes)
         for steps in args.steps:
-            mouth, notes = fit_mouth(model.mouth, shots, shot_lm, steps=steps)
-            made = to_uint8(mouth.paste(frames, target_lm.astype(np.float64)))
+            mouth, notes = fit_mouth(model.mouth_for(shot_lm), shots, shot_lm, steps=steps)
+            parted, unseen = frames, None
+            if mouth.settings.parting:  # as `Avatar.render` does: the lips parted from the shots first
+                parted, unseen = part_lips(frames.clone(), target_lm.astype(np.float64), to_tensor(shots), shot_lm)
+            made = to_uint8(mouth.paste(parted, target_lm.astype(np.float64), unseen=unseen))
             distance = evaluator.lpips(real, mouth_crops(made, boxes)).numpy()
             part = [distance[m].mean() if m.any() else np.nan for m in (np.ones_like(opened), opened, ~opened)]
             scores[steps].append(tuple(part))

@@ -408,3 +408,120 @@ def test_the_eye_opening_reads_open_eyes_and_lids_shut(face):
     shut[[37, 38, 43, 44]] = shut[[41, 40, 47, 46]]
     assert eye_opening(shut) < 1e-6
     assert eye_opening(np.stack([points, shut])).shape == (2,)
+
+
+def _closed(points: np.ndarray) -> np.ndarray:
+    """Landmarks with the inner lips met halfway (a closed mouth)."""
+    shut = points.astype(np.float64).copy()
+    middle = (shut[[61, 62, 63]] + shut[[67, 66, 65]]) / 2
+    shut[[61, 62, 63]], shut[[67, 66, 65]] = middle, middle
+    return shut
+
+
+def test_parted_lips_move_each_lip_with_its_side_and_leave_the_gap_unseen(face):
+    """face/parting.py on the astronaut's landmarks, the lips closed in the shot and the lower lip
+    and jaw 10 px down in the driving frame: each lip and the chin come from where they were
+    (thickness kept), the gap between the driving inner lips from nowhere; with the shot's own
+    landmarks, every pixel of the mouth is seen."""
+    from talkinghead.face.parting import lips_box, lips_mask, parted_map
+
+    _, points = face
+    shot = _closed(points)
+    driving = shot.copy()
+    lower = [*range(4, 13), *range(55, 60), 65, 66, 67]
+    driving[lower, 1] += 10
+    positions, valid = parted_map(shot, driving, np.arange(512), np.arange(512))
+
+    def at(p):
+        x, y = np.round(p).astype(int)
+        return positions[y, x], valid[y, x]
+
+    for index in (51, 57, 8):  # the upper lip, the lower lip, the chin
+        moved, seen = at(driving[index])
+        assert np.abs(moved - shot[index]).max() < 1.5 and seen > 0.9
+    gap = (driving[62] + driving[66]) / 2
+    assert at(gap)[1] < 0.1
+    width = np.linalg.norm(driving[54] - driving[48])
+    upper_lip = (driving[51] + driving[62]) / 2  # inside the upper lip: the upper lip's thickness kept
+    assert abs(at(upper_lip)[0][1] - (shot[51, 1] + shot[62, 1]) / 2) < 0.05 * width
+    same, everywhere = parted_map(shot, shot, np.arange(512), np.arange(512))
+    x0, y0, x1, y1 = lips_box(shot, (512, 512))
+    assert float(everywhere[y0:y1, x0:x1].min()) > 0.99
+    grid = np.stack(np.meshgrid(np.arange(x0, x1), np.arange(y0, y1)), -1)
+    assert np.abs(same[y0:y1, x0:x1] - grid).max() < 0.5  # no motion, nothing moves
+    mask = lips_mask(driving, np.arange(x0, x1 + 20), np.arange(y0, y1 + 20))
+    inside = np.round((driving[57] + driving[66]) / 2 - [x0, y0]).astype(int)  # in the lower lip
+    assert mask[inside[1], inside[0]] > 0.99 and mask[0, 0] < 0.01
+
+
+def test_the_mouth_trains_and_fine_tunes_on_parted_lips(face, tiny_data):
+    """`MouthEpisodes(parting=True)` and `fit_mouth`'s pairs for a parting mouth: the warped mouth
+    is `part_mouth`'s, hidden only where no shot shows it (inside the driving inner lips)."""
+    import torch
+
+    from talkinghead.data import FaceDataset
+    from talkinghead.data.mouth import MouthEpisodes, part_mouth, warp_mouth
+    from talkinghead.face.mouth import align_mouth, inner_mouth_mask
+    from talkinghead.inference.mouth import _pairs
+    from talkinghead.models.mouth import MouthSettings
+
+    image, points = face
+    crop, moved, _ = align_mouth(image, _closed(points), 64)
+    moved = moved.astype(np.float64)
+    wide = moved.copy()
+    wide[[*range(55, 60), 65, 66, 67], 1] += 6
+    parted, unseen = part_mouth(crop, moved, wide)
+    assert parted.shape == crop.shape and unseen.max() > 0.9
+    inner = inner_mouth_mask(wide[None], 64, 0.05)[0]
+    assert float((unseen * (inner < 0.01)).max()) < 0.05  # unseen only inside the driving inner lips
+    plain = warp_mouth(crop, moved, wide)
+    assert np.abs(parted[:8].astype(int) - plain[:8]).max() <= 1  # far from the lips: the one spline's
+    pairs = _pairs(np.stack([crop, crop]), np.stack([moved, wide]), MouthSettings(side=64, parting=True))
+    assert float(pairs.hidden[0].sum()) == pytest.approx(0.0, abs=1.0)  # the closed mouth from the open one
+    assert float(pairs.hidden[1].sum()) > 20  # the open one from the closed one: its gap
+    item = MouthEpisodes(FaceDataset(tiny_data), side=32, parting=True)[0, 0]
+    assert item["warped"].shape == (3, 32, 32) and item["target_hidden"].shape == (1, 32, 32)
+    assert torch.all((item["target_hidden"] >= 0) & (item["target_hidden"] <= 1))
+    old = MouthSettings.of({"side": 64, "channels": 16, "embedding_dim": 64, "blend": "region"})
+    assert not old.parting and MouthSettings.of({**vars(old), "parting": True}).parting
+    from talkinghead.training.mouth import MouthConfig, settings_of
+
+    assert settings_of(MouthConfig(parting=True)).parting  # `train-mouth --parting` files say so
+
+
+def test_the_lips_are_parted_only_as_far_as_no_shot_has_the_driving_opening():
+    from talkinghead.face.parting import FAR, NEAR, parting_share
+
+    shots = np.array([0.0, 0.3])
+    share = parting_share([0.0, 0.3 + NEAR, 0.15, 0.3 + FAR, 0.9, (NEAR + FAR) / 2], shots)
+    assert np.allclose(share, [0.0, 0.0, 1.0, 1.0, 1.0, 0.5])
+
+
+@pytest.mark.slow
+def test_the_bundled_model_parts_the_lips_around_the_mouth_only(astronaut):
+    """The bundled mouths part the lips (`MouthSettings.parting`): driven wider than her smile, the
+    astronaut's frames change only around the lips against the same mouth without parting; driven
+    by her own landmarks, not at all."""
+    import dataclasses
+
+    from talkinghead.checkpoint import load_model
+    from talkinghead.face.points import rescale_points
+    from talkinghead.inference.fitting import fit_avatar
+
+    model = load_model()
+    assert model.mouth.settings.parting and model.closed_mouth.settings.parting
+    avatar = fit_avatar([astronaut], model=model, size=256)
+    own = avatar.shot_landmarks[:1].astype(np.float32)
+    wide = own.copy()
+    wide[0, [*range(5, 12), *range(55, 60), 65, 66, 67], 1] += 5  # the jaw and lower lip down (R px)
+    parted = [next(avatar.generate(d)).astype(int) for d in (own, wide)]
+    avatar.mouth.settings = dataclasses.replace(avatar.mouth.settings, parting=False)
+    plain = [next(avatar.generate(d)).astype(int) for d in (own, wide)]
+    assert np.array_equal(parted[0], plain[0])
+    changed = np.abs(parted[1] - plain[1]).max(-1) > 8
+    assert changed.sum() > 50
+    points = rescale_points(wide[0], avatar.size, avatar.output_size)
+    width = np.linalg.norm(points[54] - points[48])
+    ys, xs = np.nonzero(changed)
+    assert xs.min() > points[48:60, 0].min() - width / 4 and xs.max() < points[48:60, 0].max() + width / 4
+    assert ys.min() > points[48:60, 1].min() - width / 4 and ys.max() < points[48:60, 1].max() + width / 4

@@ -188,6 +188,12 @@ def _add_train_mouth(commands) -> None:
         help="a new run's mouth-aligned crops' side in pixels, a multiple of 16 in 32..256 (default: 64)",
     )
     p.add_argument(
+        "--parting",
+        action="store_true",
+        help="a new run's mouth works on the lips parted by two splines (face/parting.py) and paints only "
+        "what no shot shows (docs/training.md)",
+    )
+    p.add_argument(
         "--lip-locator",
         help="a new run's lip loss: a lip locator trained by scripts/train_lip_locator.py (lip-locator.pt)",
     )

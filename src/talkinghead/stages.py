@@ -166,6 +166,7 @@ def train_mouth(
     dilate: float | None = None,
     hidden_dilate: float | None = None,
     side: int | None = None,
+    parting: bool = False,
     blend: str | None = None,
     lip_locator: str | Path | None = None,
     lips: float | None = None,
@@ -188,6 +189,7 @@ def train_mouth(
     if side is not None and side % 16:
         raise UsageError(f"--side: must be a multiple of 16 (the generator halves it three times), got {side}")
     config = config if side is None else dataclasses.replace(config, side=side)
+    config = dataclasses.replace(config, parting=True) if parting else config
     config = config if blend is None else dataclasses.replace(config, blend=blend)
     if lips is not None and lip_locator is None:
         raise UsageError("--lips: only with --lip-locator (the lip loss needs the locator that reads the lips)")

@@ -12,6 +12,7 @@ generator corrects. Randomness is a pure function of (seed, epoch, clip), as in 
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset
@@ -19,6 +20,7 @@ from torch.utils.data import Dataset
 from talkinghead.data.augment import Augment
 from talkinghead.data.dataset import FaceDataset
 from talkinghead.face.mouth import DILATE, OPEN, align_mouth, draw_lips, hidden_share, lip_gap, region_and_hidden
+from talkinghead.face.parting import FILL, lips_mask, parted_map
 from talkinghead.media.images import to_tensor
 from talkinghead.models.flow import resize_grid, tps_grid, warp
 
@@ -33,6 +35,25 @@ def warp_mouth(crop: np.ndarray, points: np.ndarray, target_points: np.ndarray) 
     grid = tps_grid(source, goal, size, out_size=size // 2)  # smooth: solved at half size
     moved = warp(to_tensor(crop[None]), resize_grid(grid, size))
     return ((moved[0].permute(1, 2, 0).clamp(-1, 1) + 1) * 127.5 + 0.5).to(torch.uint8).numpy()
+
+
+def part_mouth(crop: np.ndarray, points: np.ndarray, target_points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(`[S, S, 3] uint8`, `[S, S]` float32 in [0, 1]): a mouth crop warped to the target's lips
+    as the renderer does with `MouthSettings.parting` (inference/mouth.py `part_lips`): the lips
+    parted by face/parting.py inside the target's outer lips grown, `warp_mouth` outside them, and
+    `FILL` where the shot has nothing; and that unseen part."""
+    size = crop.shape[0]
+    axis = np.arange(size)
+    positions, valid = parted_map(points, target_points, axis, axis)
+    moved = cv2.remap(
+        crop, positions[..., 0].astype(np.float32), positions[..., 1].astype(np.float32), cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_REPLICATE,
+    )  # fmt: skip
+    where = lips_mask(target_points, axis, axis)
+    parted = moved * valid[..., None] + np.float32(FILL) * (1 - valid[..., None])
+    outside = warp_mouth(crop, points, target_points).astype(np.float32)
+    out = outside + (parted - outside) * where[..., None]
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8), (where * (1 - valid)).astype(np.float32)
 
 
 class MouthEpisodes(Dataset):
@@ -61,8 +82,9 @@ class MouthEpisodes(Dataset):
         augment: Augment | None = None,
         dilate: float = DILATE,
         hidden_dilate: float | None = None,
+        parting: bool = False,
     ):
-        self.data, self.shots, self.side, self.seed = data, shots, side, seed
+        self.data, self.shots, self.side, self.seed, self.parting = data, shots, side, seed, parting
         self.dilate, self.hidden_dilate = dilate, hidden_dilate
         self.open_targets, self.closed_shots = open_targets, closed_shots
         self.augment = augment if augment is not None and augment.active else None
@@ -104,9 +126,14 @@ class MouthEpisodes(Dataset):
         centred = points[:-1, LIPS] - points[:-1, LIPS].mean(1, keepdims=True)
         goal = target_points[LIPS] - target_points[LIPS].mean(0)
         nearest = int(np.linalg.norm(centred - goal, axis=-1).mean(-1).argmin())
-        warped = warp_mouth(crops[nearest], points[nearest], target_points)
         lips = np.stack([draw_lips(p, self.side) for p in points])
         region, hidden = region_and_hidden(target_points[None], self.side, self.dilate, self.hidden_dilate)
+        if self.parting:
+            warped, unseen = part_mouth(crops[nearest], points[nearest], target_points)
+            hidden = unseen[None]
+        else:
+            warped = warp_mouth(crops[nearest], points[nearest], target_points)
+            hidden = hidden * np.float32(hidden_share(lip_gap(target_points), lip_gap(points[nearest])))
         return {
             "shots": to_tensor(crops[:-1]),
             "shot_lips": to_tensor(lips[:-1]),
@@ -114,9 +141,7 @@ class MouthEpisodes(Dataset):
             "target_lips": to_tensor(lips[-1]),
             "target_points": torch.from_numpy(target_points[LIPS].astype(np.float32)),
             "target_region": torch.from_numpy(region),
-            "target_hidden": torch.from_numpy(
-                hidden * np.float32(hidden_share(lip_gap(target_points), lip_gap(points[nearest])))
-            ),
+            "target_hidden": torch.from_numpy(hidden),
             "warped": to_tensor(warped),
             "opening": torch.tensor(float(lip_gap(points[-1]))),
             "video_index": torch.tensor(clip),

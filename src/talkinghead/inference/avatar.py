@@ -27,7 +27,7 @@ from talkinghead.config import Config
 from talkinghead.errors import ModelFileError
 from talkinghead.face.drawing import draw_batch
 from talkinghead.face.points import rescale_points
-from talkinghead.inference.mouth import FittedMouth
+from talkinghead.inference.mouth import FittedMouth, part_lips
 from talkinghead.io import atomic_path
 from talkinghead.media.images import to_tensor, to_uint8
 from talkinghead.model import build_generator
@@ -159,9 +159,22 @@ class Avatar:
             frames = compose(output, self._detail, self.output_size)
         if self.mouth is not None and landmarks is not None:
             points = rescale_points(np.asarray(landmarks, np.float64), self.size, frames.shape[-1])
-            # Composed frames are this call's own; the generator's frame is the caller's output's.
-            frames = self.mouth.paste(frames, points, inplace=frames is not output.frame)
+            unseen = None
+            if self.mouth.settings.parting:
+                # Composed frames are this call's own; the generator's frame is the caller's output's.
+                frames = frames if frames is not output.frame else frames.clone()
+                frames, unseen = part_lips(frames, points, *self._mouth_sources(frames.shape[-1]))
+            frames = self.mouth.paste(frames, points, inplace=frames is not output.frame, unseen=unseen)
         return frames
+
+    def _mouth_sources(self, size: int) -> tuple[torch.Tensor, np.ndarray]:
+        """The shots the lips are parted from (`[T, 3, size, size]`: the detail shots, or the shots
+        at R) and their landmarks in those pixels."""
+        if size != self.size and getattr(self, "_detail", None) is not None:
+            shots = self._detail
+        else:
+            shots = to_tensor(self.shots).to(self.device, self.psi.dtype)
+        return shots, rescale_points(np.asarray(self.shot_landmarks, np.float64), self.size, shots.shape[-1])
 
     def runtime_generator(self) -> torch.nn.Module:
         """The generator with spectral norm folded into plain weights: same output, and no

@@ -87,10 +87,14 @@ class FittedMouth:
         return cls(settings, generator, tensors["psi"], steps, opening)
 
     @torch.inference_mode()
-    def paste(self, frames: torch.Tensor, landmarks: np.ndarray, *, inplace: bool = False) -> torch.Tensor:
+    def paste(
+        self, frames: torch.Tensor, landmarks: np.ndarray, *, inplace: bool = False, unseen: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """`frames` `[B, 3, D, D]` in [-1, 1] with the mouth made inside the driving inner lips;
         `landmarks`: `[B, 68, 2]` driving landmarks in the frames' pixels. `inplace`: into `frames`
-        themselves (a caller that owns them saves a copy of the batch)."""
+        themselves (a caller that owns them saves a copy of the batch). `unseen` `[B, 1, D, D]`: with
+        `settings.parting`, what `part_lips` found no shot shows, hidden from the generator (without
+        it, the region as far as the driving lips open wider than the shots, `hidden_share`)."""
         s, size = self.settings.side, frames.shape[-1]
         matrices = np.stack([mouth_transform(points, s) for points in landmarks])  # frame px -> crop px
         crops = cut_mouths(frames, matrices, s)
@@ -99,8 +103,12 @@ class FittedMouth:
         # The synthesis itself, not the generator's blend with the 64 px crop: blended here into the
         # frame's own pixels under the same mask (the blend applied twice would square it).
         alpha, hidden = _masks(points, self.settings, crops.device, crops.dtype)
-        hide = torch.from_numpy(hidden_share(lip_gap(landmarks), self.shot_opening)).to(alpha.device, alpha.dtype)
-        mouth, learned = self.synthesise(crops, lips, hidden * hide[:, None, None, None])
+        if unseen is not None:
+            hidden = cut_mouths(unseen.to(crops.dtype), matrices, s)
+        else:
+            hide = torch.from_numpy(hidden_share(lip_gap(landmarks), self.shot_opening)).to(alpha.device, alpha.dtype)
+            hidden = hidden * hide[:, None, None, None]
+        mouth, learned = self.synthesise(crops, lips, hidden)
         if learned is not None:
             alpha = alpha * learned
         out = frames if inplace else frames.clone()
@@ -140,6 +148,43 @@ def cut_mouths(frames: torch.Tensor, matrices: np.ndarray, side: int) -> torch.T
         frames, grid.to(frames.dtype), mode="bilinear", padding_mode="reflection", align_corners=False
     )
     return F.avg_pool2d(crops, k) if k > 1 else crops
+
+
+def part_lips(
+    frames: torch.Tensor, landmarks: np.ndarray, shots: torch.Tensor, shot_landmarks: np.ndarray
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The lips parted (face/parting.py): in each of `[B, 3, H, W]` frames (in [-1, 1], changed in
+    place), inside the driving outer lips grown and feathered, the shot whose lip gap is nearest the
+    driving one moved to the driving lips by the two splines, and `FILL` where it has nothing (the
+    inside of a mouth its lips hid). `landmarks` `[B, 68, 2]` in the frames' pixels; `shots`
+    `[T, 3, h, w]` and `shot_landmarks` `[T, 68, 2]` in theirs. Returns the frames and `[B, 1, H, W]`
+    in [0, 1], the unseen part: what the mouth generator paints without seeing it."""
+    from talkinghead.face.parting import FILL, lips_box, lips_mask, parted_map, parting_share
+
+    H, W = frames.shape[-2:]
+    unseen = torch.zeros(len(frames), 1, H, W, dtype=frames.dtype, device=frames.device)
+    fill = torch.tensor(FILL, dtype=frames.dtype, device=frames.device).view(1, 3, 1, 1) / 127.5 - 1
+    gaps = lip_gap(np.asarray(shot_landmarks, np.float64))
+    shares = parting_share(lip_gap(np.asarray(landmarks, np.float64)), gaps)
+    for b, driving in enumerate(np.asarray(landmarks, np.float64)):
+        box = lips_box(driving, (W, H))
+        if box is None or shares[b] == 0:
+            continue
+        x0, y0, x1, y1 = box
+        t = int(np.abs(gaps - lip_gap(driving)).argmin())
+        xs, ys = np.arange(x0, x1), np.arange(y0, y1)
+        positions, valid = parted_map(shot_landmarks[t], driving, xs, ys)
+        h, w = shots.shape[-2:]
+        grid = (positions + 0.5) / np.array([w, h]) * 2 - 1
+        grid = torch.from_numpy(grid.astype(np.float32))[None].to(frames.device, frames.dtype)
+        moved = F.grid_sample(shots[t : t + 1], grid, mode="bilinear", padding_mode="border", align_corners=False)
+        seen = torch.from_numpy(valid)[None, None].to(frames.device, frames.dtype)
+        where = torch.from_numpy(lips_mask(driving, xs, ys) * np.float32(shares[b]))[None, None]
+        where = where.to(frames.device, frames.dtype)
+        parted = torch.lerp(fill, moved, seen)
+        frames[b : b + 1, :, y0:y1, x0:x1] = torch.lerp(frames[b : b + 1, :, y0:y1, x0:x1], parted, where)
+        unseen[b : b + 1, :, y0:y1, x0:x1] = where * (1 - seen)
+    return frames, unseen
 
 
 def _masks(
@@ -276,7 +321,7 @@ def _pairs(
     where the target opens wider than the shot and the generator must paint what it hides. (Only
     the nearest shot, as before 2026-12-06: fine-tuning taught it to pass the warp, and at T = 8 it
     lowered the mouth-box LPIPS 0.9 %; docs/training.md.)"""
-    from talkinghead.data.mouth import warp_mouth
+    from talkinghead.data.mouth import part_mouth, warp_mouth
 
     side, count = shots.shape[1], len(shots)
     rng = np.random.default_rng(seed)
@@ -287,12 +332,17 @@ def _pairs(
             others = np.sort(rng.choice(others, sources, replace=False))
         index += [(i, int(j)) for j in others]
     target, source = (np.array(column) for column in zip(*index))
-    warped = np.stack([warp_mouth(shots[j], points[j], points[i]) for i, j in index])
     lips = np.stack([draw_lips(p, side) for p in points])[target]
     region, hidden = (m[target] for m in _masks(points, settings))
-    gaps = lip_gap(points)
-    hide = torch.from_numpy(hidden_share(gaps[target], gaps[source])).float()[:, None, None, None]
-    return Pairs(to_tensor(shots[target]), to_tensor(warped), to_tensor(lips), region, hidden * hide)
+    if settings.parting:
+        made = [part_mouth(shots[j], points[j], points[i]) for i, j in index]
+        warped = np.stack([w for w, _ in made])
+        hidden = torch.from_numpy(np.stack([u for _, u in made]))[:, None]
+    else:
+        warped = np.stack([warp_mouth(shots[j], points[j], points[i]) for i, j in index])
+        gaps = lip_gap(points)
+        hidden = hidden * torch.from_numpy(hidden_share(gaps[target], gaps[source])).float()[:, None, None, None]
+    return Pairs(to_tensor(shots[target]), to_tensor(warped), to_tensor(lips), region, hidden)
 
 
 def _finetune(generator, discriminator, psi, embedding, pairs: Pairs, steps: int, *, seed: int, progress: bool):

@@ -54,6 +54,10 @@ class MouthSettings:
     # file before it). Smaller than `dilate`, the generator sees the lips around the opening (their
     # colour) and the warp's stretched band inside it stays hidden.
     hidden_dilate: float | None = None
+    # The lips parted before the generator (face/parting.py; inference/mouth.py `part_lips`): the
+    # shot's lips moved by two splines, and the generator hidden only from what no shot shows.
+    # False in every file before it: one spline, and the hidden part from `hidden_dilate`.
+    parting: bool = False
 
     def __post_init__(self):
         if self.blend not in BLENDS:
@@ -66,7 +70,8 @@ class MouthSettings:
     @classmethod
     def of(cls, values: dict) -> "MouthSettings":
         """From stored settings; files from before `blend` learned their mask, from before `dilate`
-        grew the inner lips by `DILATE`, from before `hidden_dilate` hid the whole region."""
+        grew the inner lips by `DILATE`, from before `hidden_dilate` hid the whole region, from before
+        `parting` did not part the lips."""
         shape = {k: int(values[k]) for k in ("side", "channels", "embedding_dim")}
         hidden = values.get("hidden_dilate")
         return cls(
@@ -74,6 +79,7 @@ class MouthSettings:
             blend=str(values.get("blend", "learned")),
             dilate=float(values.get("dilate", DILATE)),
             hidden_dilate=None if hidden is None else float(hidden),
+            parting=bool(values.get("parting", False)),
         )
 
     def generator(self) -> "MouthGenerator":

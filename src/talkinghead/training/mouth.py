@@ -53,6 +53,7 @@ class MouthConfig:
     blend: str = "region"  # where the synthesis goes (models/mouth.py); runs before it: "learned"
     dilate: float = DILATE  # the region: inner lips grown by this many mouth widths (runs before it: DILATE)
     hidden_dilate: float | None = None  # what of the warp is hidden (models/mouth.py MouthSettings); None: the region
+    parting: bool = False  # the lips parted before the generator (models/mouth.py MouthSettings; runs before it: off)
     shots: int = 4  # K per episode
     channels: int = 16
     embedding_dim: int = 64
@@ -90,6 +91,7 @@ def settings_of(config: MouthConfig) -> MouthSettings:
         blend=config.blend,
         dilate=config.dilate,
         hidden_dilate=config.hidden_dilate,
+        parting=config.parting,
     )
 
 
@@ -216,7 +218,7 @@ def warm_start(networks: MouthNetworks, discriminator: Discriminator, checkpoint
 def _batches(data: FaceDataset, config: MouthConfig, step: int):
     episodes = MouthEpisodes(
         data, shots=config.shots, side=config.side, seed=config.seed, augment=Augment(scale=0.05), dilate=config.dilate,
-        hidden_dilate=config.hidden_dilate,
+        hidden_dilate=config.hidden_dilate, parting=config.parting,
     )  # fmt: skip
     return episode_batches(
         episodes, len(data), batch_size=config.batch_size, seed=config.seed, start_step=step, workers=config.workers
