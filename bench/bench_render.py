@@ -63,16 +63,21 @@ def animate_path(layout: str, size: int, frames: int, model: str | None = None) 
     mouth = 0.0
     if avatar.mouth is not None:  # the bundled model's mouth generator, cut, made and pasted at D
         from talkinghead.face.points import rescale_points
+        from talkinghead.inference.mouth import part_lips
 
         points = rescale_points(landmarks.astype("float64"), avatar.size, avatar.output_size)
         start = time.perf_counter()
         for begin, batch in zip(range(0, len(points), 8), frames):
-            avatar.mouth.paste(batch, points[begin : begin + len(batch)])
+            chunk, unseen = points[begin : begin + len(batch)], None
+            if avatar.mouth.settings.parting:  # the lips parted first, as `Avatar.render` does
+                batch, unseen = part_lips(batch.clone(), chunk, *avatar.mouth_sources(batch.shape[-1]))
+            avatar.mouth.paste(batch, chunk, unseen=unseen)
         mouth = time.perf_counter() - start
     return {
         "layout": layout,
         "model": model or "bundled",
         "mouth_side": None if avatar.mouth is None else avatar.mouth.settings.side,
+        "parting": avatar.mouth is not None and avatar.mouth.settings.parting,
         "output_size": avatar.output_size,
         "frames": len(motion),
         "end_to_end_frames_per_second": round(len(motion) / seconds, 1),

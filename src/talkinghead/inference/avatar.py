@@ -163,11 +163,11 @@ class Avatar:
             if self.mouth.settings.parting:
                 # Composed frames are this call's own; the generator's frame is the caller's output's.
                 frames = frames if frames is not output.frame else frames.clone()
-                frames, unseen = part_lips(frames, points, *self._mouth_sources(frames.shape[-1]))
+                frames, unseen = part_lips(frames, points, *self.mouth_sources(frames.shape[-1]))
             frames = self.mouth.paste(frames, points, inplace=frames is not output.frame, unseen=unseen)
         return frames
 
-    def _mouth_sources(self, size: int) -> tuple[torch.Tensor, np.ndarray]:
+    def mouth_sources(self, size: int) -> tuple[torch.Tensor, np.ndarray]:
         """The shots the lips are parted from (`[T, 3, size, size]`: the detail shots, or the shots
         at R) and their landmarks in those pixels."""
         if size != self.size and getattr(self, "_detail", None) is not None:
