@@ -154,9 +154,10 @@ def part_lips(
     frames: torch.Tensor, landmarks: np.ndarray, shots: torch.Tensor, shot_landmarks: np.ndarray
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The lips parted (face/parting.py): in each of `[B, 3, H, W]` frames (in [-1, 1], changed in
-    place), inside the driving outer lips grown and feathered, the shot whose lip gap is nearest the
-    driving one moved to the driving lips by the two splines, and `FILL` where it has nothing (the
-    inside of a mouth its lips hid). `landmarks` `[B, 68, 2]` in the frames' pixels; `shots`
+    place), inside the driving outer lips grown and feathered and as far as `parting_share` says
+    (no shot has the driving lip gap), the shot whose lip gap is nearest the driving one moved to
+    the driving lips by the two splines, and `FILL` where it has nothing (the inside of a mouth its
+    lips hid). `landmarks` `[B, 68, 2]` in the frames' pixels; `shots`
     `[T, 3, h, w]` and `shot_landmarks` `[T, 68, 2]` in theirs. Returns the frames and `[B, 1, H, W]`
     in [0, 1], the unseen part: what the mouth generator paints without seeing it."""
     from talkinghead.face.parting import FILL, lips_box, lips_mask, parted_map, parting_share
