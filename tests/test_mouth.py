@@ -294,6 +294,10 @@ def test_a_person_whose_mouth_is_closed_in_every_shot_gets_the_closed_mouth(face
     assert smiling.mouth.settings.blend == "learned"
     # `fit` says which one it got.
     assert "paints the whole opening" in _mouth_words(avatar) and "own teeth" in _mouth_words(smiling)
+    assert "parted" not in _mouth_words(avatar)  # this file's closed mouth is from before the parting
+    assert "lips parted" in _mouth_words(
+        fit_shots(bundled, crop[None], (shut * 128 / image.shape[0])[None].astype(np.float32))
+    )
     assert load_model(root / "models" / "cpu-warp-0769.safetensors").closed_mouth is None  # older files
 
 

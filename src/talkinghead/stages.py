@@ -232,9 +232,10 @@ def _mouth_words(avatar: Avatar) -> str:
     if avatar.mouth is None:
         return "the warp's mouth (no mouth generator)"
     settings = avatar.mouth.settings
+    parted = ", the lips parted where no shot opens as wide" if settings.parting else ""
     if settings.blend == "region":
-        return f"a {settings.side} px mouth generator that paints the whole opening"
-    return f"a {settings.side} px mouth generator that keeps the shots' own teeth"
+        return f"a {settings.side} px mouth generator that paints the whole opening{parted}"
+    return f"a {settings.side} px mouth generator that keeps the shots' own teeth{parted}"
 
 
 @dataclass
