@@ -502,14 +502,15 @@ def test_the_lips_are_parted_only_as_far_as_no_shot_has_the_driving_opening():
 
 
 @pytest.mark.slow
-def test_the_bundled_model_parts_the_lips_around_the_mouth_only(astronaut):
-    """The bundled mouths part the lips (`MouthSettings.parting`): driven wider than her smile, the
-    astronaut's frames change only around the lips against the same mouth without parting; driven
-    by her own landmarks, not at all."""
+def test_the_bundled_model_parts_the_lips_around_the_mouth_only(astronaut, tmp_path):
+    """The bundled mouths part the lips (`MouthSettings.parting`, kept through an avatar file):
+    driven wider than her smile, the astronaut's frames change only around the lips against the
+    same mouth without parting; driven by her own landmarks, not at all."""
     import dataclasses
 
     from talkinghead.checkpoint import load_model
     from talkinghead.face.points import rescale_points
+    from talkinghead.inference.avatar import Avatar
     from talkinghead.inference.fitting import fit_avatar
 
     model = load_model()
@@ -519,6 +520,9 @@ def test_the_bundled_model_parts_the_lips_around_the_mouth_only(astronaut):
     wide = own.copy()
     wide[0, [*range(5, 12), *range(55, 60), 65, 66, 67], 1] += 5  # the jaw and lower lip down (R px)
     parted = [next(avatar.generate(d)).astype(int) for d in (own, wide)]
+    avatar.save(tmp_path / "a.avatar")
+    loaded = Avatar.load(tmp_path / "a.avatar")
+    assert loaded.mouth.settings.parting and np.array_equal(next(loaded.generate(wide)).astype(int), parted[1])
     avatar.mouth.settings = dataclasses.replace(avatar.mouth.settings, parting=False)
     plain = [next(avatar.generate(d)).astype(int) for d in (own, wide)]
     assert np.array_equal(parted[0], plain[0])
