@@ -63,15 +63,11 @@ def animate_path(layout: str, size: int, frames: int, model: str | None = None) 
     mouth = 0.0
     if avatar.mouth is not None:  # the bundled model's mouth generator, cut, made and pasted at D
         from talkinghead.face.points import rescale_points
-        from talkinghead.inference.mouth import part_lips
 
         points = rescale_points(landmarks.astype("float64"), avatar.size, avatar.output_size)
         start = time.perf_counter()
-        for begin, batch in zip(range(0, len(points), 8), frames):
-            chunk, unseen = points[begin : begin + len(batch)], None
-            if avatar.mouth.settings.parting:  # the lips parted first, as `Avatar.render` does
-                batch, unseen = part_lips(batch.clone(), chunk, *avatar.mouth_sources(batch.shape[-1]))
-            avatar.mouth.paste(batch, chunk, unseen=unseen)
+        for begin, batch in zip(range(0, len(points), 8), frames):  # parting included, as `render` does
+            avatar.make_mouth(batch, points[begin : begin + len(batch)])
         mouth = time.perf_counter() - start
     return {
         "layout": layout,

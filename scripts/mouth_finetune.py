@@ -37,7 +37,7 @@ def main() -> None:
     from talkinghead.face.mouth import OPEN, lip_gap, mouth_boxes
     from talkinghead.face.points import rescale_points
     from talkinghead.inference.fitting import FitOptions, fit_shots
-    from talkinghead.inference.mouth import fit_mouth, part_lips
+    from talkinghead.inference.mouth import fit_mouth
     from talkinghead.media.images import to_tensor, to_uint8
 
     torch.set_num_threads(2)
@@ -57,10 +57,8 @@ def main() -> None:
         real = mouth_crops(targets, boxes)
         for steps in args.steps:
             mouth, notes = fit_mouth(model.mouth_for(shot_lm), shots, shot_lm, steps=steps)
-            parted, unseen = frames, None
-            if mouth.settings.parting:  # as `Avatar.render` does: the lips parted from the shots first
-                parted, unseen = part_lips(frames.clone(), target_lm.astype(np.float64), to_tensor(shots), shot_lm)
-            made = to_uint8(mouth.paste(parted, target_lm.astype(np.float64), unseen=unseen))
+            avatar.mouth = mouth  # made as `Avatar.render` makes it (the lips parted when it parts them)
+            made = to_uint8(avatar.make_mouth(frames, target_lm.astype(np.float64)))
             distance = evaluator.lpips(real, mouth_crops(made, boxes)).numpy()
             part = [distance[m].mean() if m.any() else np.nan for m in (np.ones_like(opened), opened, ~opened)]
             scores[steps].append(tuple(part))

@@ -12,7 +12,6 @@ generator corrects. Randomness is a pure function of (seed, epoch, clip), as in 
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset
@@ -20,8 +19,8 @@ from torch.utils.data import Dataset
 from talkinghead.data.augment import Augment
 from talkinghead.data.dataset import FaceDataset
 from talkinghead.face.mouth import DILATE, OPEN, align_mouth, draw_lips, hidden_share, lip_gap, region_and_hidden
-from talkinghead.face.parting import FILL, lips_mask, parted_map, parting_share
-from talkinghead.media.images import to_tensor
+from talkinghead.face.parting import part_lips
+from talkinghead.media.images import to_tensor, to_uint8
 from talkinghead.models.flow import resize_grid, tps_grid, warp
 
 LIPS = list(range(48, 68))
@@ -39,23 +38,11 @@ def warp_mouth(crop: np.ndarray, points: np.ndarray, target_points: np.ndarray) 
 
 def part_mouth(crop: np.ndarray, points: np.ndarray, target_points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(`[S, S, 3] uint8`, `[S, S]` float32 in [0, 1]): a mouth crop warped to the target's lips
-    as the renderer does with `MouthSettings.parting` (inference/mouth.py `part_lips`): the lips
-    parted by face/parting.py inside the target's outer lips grown (as far as `parting_share` of
-    the two lip gaps says), `warp_mouth` elsewhere, and `FILL` where the shot has nothing; and
-    that unseen part."""
-    size = crop.shape[0]
-    axis = np.arange(size)
-    positions, valid = parted_map(points, target_points, axis, axis)
-    moved = cv2.remap(
-        crop, positions[..., 0].astype(np.float32), positions[..., 1].astype(np.float32), cv2.INTER_LINEAR,
-        borderMode=cv2.BORDER_REPLICATE,
-    )  # fmt: skip
-    share = parting_share(lip_gap(target_points), lip_gap(points)[None])
-    where = lips_mask(target_points, axis, axis) * np.float32(share)
-    parted = moved * valid[..., None] + np.float32(FILL) * (1 - valid[..., None])
-    outside = warp_mouth(crop, points, target_points).astype(np.float32)
-    out = outside + (parted - outside) * where[..., None]
-    return np.clip(out + 0.5, 0, 255).astype(np.uint8), (where * (1 - valid)).astype(np.float32)
+    as the renderer does with `MouthSettings.parting`: `warp_mouth`, then the lips parted by
+    face/parting.py `part_lips` from the crop itself; and the unseen part."""
+    frames = to_tensor(warp_mouth(crop, points, target_points)[None])
+    frames, unseen = part_lips(frames, target_points[None], to_tensor(crop[None]), points[None])
+    return to_uint8(frames)[0], unseen[0, 0].numpy()
 
 
 class MouthEpisodes(Dataset):

@@ -9,13 +9,19 @@ the upper lip, the lower ones go down with the jaw), and what lies between the d
 and comes from no part of the shot — the shot's lips met there, or opened less — is marked
 unseen: the mouth generator paints it (`MouthSettings.parting`), or a dark fill stands in.
 
-All in pixels of whatever image the points are given in; `[68, 2]` dlib landmarks.
+The geometry in NumPy (`parted_map`, `lips_mask`), in pixels of whatever image the points are
+given in (`[68, 2]` dlib landmarks); `part_lips` applies it to frames as tensors, for the renderer
+and for the mouth trainer's crops alike.
 """
 
 from __future__ import annotations
 
 import cv2
 import numpy as np
+import torch
+import torch.nn.functional as F
+
+from talkinghead.face.mouth import lip_gap
 
 # The two splines' control points: the upper one, the face above the mouth's midline with the
 # upper lips (48-54 outer, 60-64 inner); the lower one, the jaw (3-13) with the lower lips.
@@ -135,3 +141,39 @@ def lips_box(driving: np.ndarray, size: tuple[int, int]) -> tuple[int, int, int,
     x0, y0 = (int(max(0, np.floor(v))) for v in low)
     x1, y1 = int(min(size[0], np.ceil(high[0]))), int(min(size[1], np.ceil(high[1])))
     return (x0, y0, x1, y1) if x1 > x0 and y1 > y0 else None
+
+
+def part_lips(
+    frames: torch.Tensor, landmarks: np.ndarray, shots: torch.Tensor, shot_landmarks: np.ndarray
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The lips parted: in each of `[B, 3, H, W]` frames (in [-1, 1], changed in
+    place), inside the driving outer lips grown and feathered and as far as `parting_share` says
+    (no shot has the driving lip gap), the shot whose lip gap is nearest the driving one moved to
+    the driving lips by the two splines, and `FILL` where it has nothing (the inside of a mouth its
+    lips hid). `landmarks` `[B, 68, 2]` in the frames' pixels; `shots`
+    `[T, 3, h, w]` and `shot_landmarks` `[T, 68, 2]` in theirs. Returns the frames and `[B, 1, H, W]`
+    in [0, 1], the unseen part: what the mouth generator paints without seeing it."""
+    H, W = frames.shape[-2:]
+    unseen = torch.zeros(len(frames), 1, H, W, dtype=frames.dtype, device=frames.device)
+    fill = torch.tensor(FILL, dtype=frames.dtype, device=frames.device).view(1, 3, 1, 1) / 127.5 - 1
+    gaps, driving_gaps = (lip_gap(np.asarray(p, np.float64)) for p in (shot_landmarks, landmarks))
+    shares = parting_share(driving_gaps, gaps)
+    for b, driving in enumerate(np.asarray(landmarks, np.float64)):
+        box = lips_box(driving, (W, H))
+        if box is None or shares[b] == 0:
+            continue
+        x0, y0, x1, y1 = box
+        t = int(np.abs(gaps - driving_gaps[b]).argmin())
+        xs, ys = np.arange(x0, x1), np.arange(y0, y1)
+        positions, valid = parted_map(shot_landmarks[t], driving, xs, ys)
+        h, w = shots.shape[-2:]
+        grid = (positions + 0.5) / np.array([w, h]) * 2 - 1
+        grid = torch.from_numpy(grid.astype(np.float32))[None].to(frames.device, frames.dtype)
+        moved = F.grid_sample(shots[t : t + 1], grid, mode="bilinear", padding_mode="border", align_corners=False)
+        seen = torch.from_numpy(valid)[None, None].to(frames.device, frames.dtype)
+        where = torch.from_numpy(lips_mask(driving, xs, ys) * np.float32(shares[b]))[None, None]
+        where = where.to(frames.device, frames.dtype)
+        parted = torch.lerp(fill, moved, seen)
+        frames[b : b + 1, :, y0:y1, x0:x1] = torch.lerp(frames[b : b + 1, :, y0:y1, x0:x1], parted, where)
+        unseen[b : b + 1, :, y0:y1, x0:x1] = where * (1 - seen)
+    return frames, unseen

@@ -26,8 +26,9 @@ from talkinghead.checkpoint import config_from, read_safetensors
 from talkinghead.config import Config
 from talkinghead.errors import ModelFileError
 from talkinghead.face.drawing import draw_batch
+from talkinghead.face.parting import part_lips
 from talkinghead.face.points import rescale_points
-from talkinghead.inference.mouth import FittedMouth, part_lips
+from talkinghead.inference.mouth import FittedMouth
 from talkinghead.io import atomic_path
 from talkinghead.media.images import to_tensor, to_uint8
 from talkinghead.model import build_generator
@@ -159,22 +160,27 @@ class Avatar:
             frames = compose(output, self._detail, self.output_size)
         if self.mouth is not None and landmarks is not None:
             points = rescale_points(np.asarray(landmarks, np.float64), self.size, frames.shape[-1])
-            unseen = None
-            if self.mouth.settings.parting:
-                # Composed frames are this call's own; the generator's frame is the caller's output's.
-                frames = frames if frames is not output.frame else frames.clone()
-                frames, unseen = part_lips(frames, points, *self.mouth_sources(frames.shape[-1]))
-            frames = self.mouth.paste(frames, points, inplace=frames is not output.frame, unseen=unseen)
+            # Composed frames are this call's own; the generator's frame is the caller's output's.
+            frames = self.make_mouth(frames, points, inplace=frames is not output.frame)
         return frames
 
-    def mouth_sources(self, size: int) -> tuple[torch.Tensor, np.ndarray]:
-        """The shots the lips are parted from (`[T, 3, size, size]`: the detail shots, or the shots
-        at R) and their landmarks in those pixels."""
-        if size != self.size and getattr(self, "_detail", None) is not None:
-            shots = self._detail
-        else:
-            shots = to_tensor(self.shots).to(self.device, self.psi.dtype)
-        return shots, rescale_points(np.asarray(self.shot_landmarks, np.float64), self.size, shots.shape[-1])
+    def make_mouth(self, frames: torch.Tensor, points: np.ndarray, *, inplace: bool = False) -> torch.Tensor:
+        """`[B, 3, D, D]` frames (in [-1, 1]; D the output size or R) with this avatar's mouth made
+        for driving landmarks `[B, 68, 2]` in their pixels: the lips parted from the shots when the
+        mouth parts them (face/parting.py), then the mouth generator's paste."""
+        unseen = None
+        if self.mouth.settings.parting:
+            frames = frames if inplace else frames.clone()
+            inplace = True
+            if frames.shape[-1] != self.size and getattr(self, "_detail", None) is not None:
+                shots = self._detail  # the detail shots, as compose moved them
+            elif getattr(self, "_source", None) is not None:
+                shots = self._source[0][0]  # the shots at R as the generator read them
+            else:
+                shots = to_tensor(self.shots).to(self.device, self.psi.dtype)
+            shot_points = rescale_points(np.asarray(self.shot_landmarks, np.float64), self.size, shots.shape[-1])
+            frames, unseen = part_lips(frames, points, shots, shot_points)
+        return self.mouth.paste(frames, points, inplace=inplace, unseen=unseen)
 
     def runtime_generator(self) -> torch.nn.Module:
         """The generator with spectral norm folded into plain weights: same output, and no

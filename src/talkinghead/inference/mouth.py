@@ -93,7 +93,7 @@ class FittedMouth:
         """`frames` `[B, 3, D, D]` in [-1, 1] with the mouth made inside the driving inner lips;
         `landmarks`: `[B, 68, 2]` driving landmarks in the frames' pixels. `inplace`: into `frames`
         themselves (a caller that owns them saves a copy of the batch). `unseen` `[B, 1, D, D]`: with
-        `settings.parting`, what `part_lips` found no shot shows, hidden from the generator (without
+        `settings.parting`, what face/parting.py `part_lips` found no shot shows, hidden from the generator (without
         it, the region as far as the driving lips open wider than the shots, `hidden_share`)."""
         s, size = self.settings.side, frames.shape[-1]
         matrices = np.stack([mouth_transform(points, s) for points in landmarks])  # frame px -> crop px
@@ -148,44 +148,6 @@ def cut_mouths(frames: torch.Tensor, matrices: np.ndarray, side: int) -> torch.T
         frames, grid.to(frames.dtype), mode="bilinear", padding_mode="reflection", align_corners=False
     )
     return F.avg_pool2d(crops, k) if k > 1 else crops
-
-
-def part_lips(
-    frames: torch.Tensor, landmarks: np.ndarray, shots: torch.Tensor, shot_landmarks: np.ndarray
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The lips parted (face/parting.py): in each of `[B, 3, H, W]` frames (in [-1, 1], changed in
-    place), inside the driving outer lips grown and feathered and as far as `parting_share` says
-    (no shot has the driving lip gap), the shot whose lip gap is nearest the driving one moved to
-    the driving lips by the two splines, and `FILL` where it has nothing (the inside of a mouth its
-    lips hid). `landmarks` `[B, 68, 2]` in the frames' pixels; `shots`
-    `[T, 3, h, w]` and `shot_landmarks` `[T, 68, 2]` in theirs. Returns the frames and `[B, 1, H, W]`
-    in [0, 1], the unseen part: what the mouth generator paints without seeing it."""
-    from talkinghead.face.parting import FILL, lips_box, lips_mask, parted_map, parting_share
-
-    H, W = frames.shape[-2:]
-    unseen = torch.zeros(len(frames), 1, H, W, dtype=frames.dtype, device=frames.device)
-    fill = torch.tensor(FILL, dtype=frames.dtype, device=frames.device).view(1, 3, 1, 1) / 127.5 - 1
-    gaps = lip_gap(np.asarray(shot_landmarks, np.float64))
-    shares = parting_share(lip_gap(np.asarray(landmarks, np.float64)), gaps)
-    for b, driving in enumerate(np.asarray(landmarks, np.float64)):
-        box = lips_box(driving, (W, H))
-        if box is None or shares[b] == 0:
-            continue
-        x0, y0, x1, y1 = box
-        t = int(np.abs(gaps - lip_gap(driving)).argmin())
-        xs, ys = np.arange(x0, x1), np.arange(y0, y1)
-        positions, valid = parted_map(shot_landmarks[t], driving, xs, ys)
-        h, w = shots.shape[-2:]
-        grid = (positions + 0.5) / np.array([w, h]) * 2 - 1
-        grid = torch.from_numpy(grid.astype(np.float32))[None].to(frames.device, frames.dtype)
-        moved = F.grid_sample(shots[t : t + 1], grid, mode="bilinear", padding_mode="border", align_corners=False)
-        seen = torch.from_numpy(valid)[None, None].to(frames.device, frames.dtype)
-        where = torch.from_numpy(lips_mask(driving, xs, ys) * np.float32(shares[b]))[None, None]
-        where = where.to(frames.device, frames.dtype)
-        parted = torch.lerp(fill, moved, seen)
-        frames[b : b + 1, :, y0:y1, x0:x1] = torch.lerp(frames[b : b + 1, :, y0:y1, x0:x1], parted, where)
-        unseen[b : b + 1, :, y0:y1, x0:x1] = where * (1 - seen)
-    return frames, unseen
 
 
 def _masks(

@@ -54,7 +54,7 @@ class MouthSettings:
     # file before it). Smaller than `dilate`, the generator sees the lips around the opening (their
     # colour) and the warp's stretched band inside it stays hidden.
     hidden_dilate: float | None = None
-    # The lips parted before the generator (face/parting.py; inference/mouth.py `part_lips`): the
+    # The lips parted before the generator (face/parting.py `part_lips`, `Avatar.make_mouth`): the
     # shot's lips moved by two splines, and the generator hidden only from what no shot shows.
     # False in every file before it: one spline, and the hidden part from `hidden_dilate`.
     parting: bool = False
