@@ -210,6 +210,7 @@ CASES = [
     ("train-mouth --data {data} --out {ws}/m --side 8", 2, ["--side", "8"]),
     ("train-mouth --data {data} --out {ws}/m --blend soft", 2, ["--blend", "soft"]),
     ("train-mouth --data {data} --out {ws}/m --lips 2", 2, ["--lips", "only with --lip-locator"]),
+    ("train-mouth --data {data} --out {ws}/m --lpips -1", 2, ["--lpips", "-1"]),
     # -- live -----------------------------------------------------------------------------------
     ("live --avatar {ws}/missing.avatar", 2, ["--avatar", "missing.avatar", "not found"]),
     ("live --avatar {ws}/junk.avatar", 1, ["junk.avatar", "not a talkinghead avatar"]),

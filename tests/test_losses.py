@@ -100,3 +100,21 @@ def test_content_loss_with_precomputed_real_features_is_the_same(content, astron
     assert torch.allclose(cached_grad, grad, atol=1e-6)
     one = content(real[[1]], fake[[1]], {name: [f[[1]] for f in values] for name, values in features.items()})
     assert one["vgg"].item() == pytest.approx(content(real[[1]], fake[[1]])["vgg"].item(), rel=1e-5)
+
+
+def test_the_lpips_term_is_the_evaluations_distance_and_descends(astronaut):
+    # The mouth trainer's `--lpips`: the distance `evaluate` scores, with gradients to the fake.
+    from talkinghead.evaluation.metrics import LPIPS
+
+    real = torch.from_numpy(astronaut[:256:4, 128:384:4].copy()).permute(2, 0, 1)[None].float() / 127.5 - 1
+    blurred = torch.nn.functional.avg_pool2d(real, 5, 1, 2, count_include_pad=False)
+    loss = GeneratorLoss(LossConfig(vgg=0, face=0, adversarial=0, feature_matching=0, embedding_match=0, lpips=2.0))
+    fake = blurred.clone().requires_grad_()
+    _, terms = loss(real=real, fake=fake, fake_scores=torch.zeros(1), real_features=[], fake_features=[])
+    assert set(terms) == {"lpips"}
+    assert terms["lpips"].item() == pytest.approx(2 * LPIPS()(real, blurred).item(), rel=1e-4)
+    terms["lpips"].backward()
+    with torch.no_grad():
+        stepped = fake - 0.02 * fake.grad / fake.grad.abs().max()
+        after = loss(real=real, fake=stepped, fake_scores=torch.zeros(1), real_features=[], fake_features=[])[1]
+    assert 0 < after["lpips"] < terms["lpips"]

@@ -165,6 +165,21 @@ def test_the_mouth_generator_trains_checkpoints_and_resumes(tiny_data, tmp_path)
             assert mouth.shape == warped.shape and float(mask.detach().mean()) < 0.3
 
 
+def test_train_mouth_lpips_replaces_the_vgg_term_and_is_logged(tiny_data, tmp_path):
+    """`train-mouth --lpips W`: the run's loss has LPIPS at W in place of the VGG features' L1, and
+    the term is logged each step."""
+    import json
+
+    from talkinghead.stages import train_mouth
+
+    train_mouth(data=tiny_data, out=tmp_path / "run", steps=1, batch_size=2, side=32, lpips=2.0, progress=False)
+    loss = json.loads((tmp_path / "run" / "config.json").read_text())["loss"]
+    assert loss["lpips"] == 2.0 and loss["vgg"] == 0.0
+    logged = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert logged and all(row["loss/lpips"] > 0 for row in logged if "loss/lpips" in row)
+    assert any("loss/lpips" in row for row in logged)
+
+
 @pytest.mark.slow
 def test_a_model_file_carries_the_mouth_into_avatars_and_frames(tiny_data, astronaut, tmp_path):
     """export --mouth puts a train-mouth checkpoint into a model file; an avatar fitted with it

@@ -202,6 +202,12 @@ def _add_train_mouth(commands) -> None:
         type=_number(float, 0.0, 100.0),
         help="the lip loss's weight, with --lip-locator only, 0..100 (default: 5; docs/training.md, the lip locator)",
     )
+    p.add_argument(
+        "--lpips",
+        type=_number(float, 0.0, 100.0),
+        help="a new run's LPIPS loss on the mouth crops (the distance evaluate scores), in place of the VGG "
+        "feature L1, 0..100 (default: 0, the VGG term at 0.1; docs/training.md)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(stage="talkinghead.stages:train_mouth")
 

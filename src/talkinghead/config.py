@@ -117,6 +117,9 @@ class LossConfig:
     # `LipLocator`) reads the generated mouth's inner lips (60-67) and the target's, in [-1, 1]
     # crop units: the lips' edges where the drawing puts them (docs/training.md, the lip locator).
     lips: float = 0.0
+    # LPIPS (VGG16 and its learned heads, features/lpips.py): the distance `evaluate` scores the
+    # mouth box with, as a loss on the mouth crops (docs/training.md, "LPIPS as the perceptual loss").
+    lpips: float = 0.0
 
 
 @dataclass

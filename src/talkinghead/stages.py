@@ -170,6 +170,7 @@ def train_mouth(
     blend: str | None = None,
     lip_locator: str | Path | None = None,
     lips: float | None = None,
+    lpips: float | None = None,
     progress: bool = True,
 ) -> Report:
     """Meta-learn the mouth generator on a prepared data set (>= 128 px crops) into the run folder
@@ -199,6 +200,8 @@ def train_mouth(
         )  # resumable anywhere
         loss = dataclasses.replace(config.loss, lips=5.0 if lips is None else lips)
         config = dataclasses.replace(config, lip_locator=locator, loss=loss)
+    if lpips:  # LPIPS in place of the VGG features' L1 (both tap VGG16; a resumed run keeps its own)
+        config = dataclasses.replace(config, loss=dataclasses.replace(config.loss, lpips=lpips, vgg=0.0))
     step = run(data, run_folder, config, resume=resume, max_steps=max_steps, progress=progress)
     return Report(f"{run_folder}: step {step}; --resume continues")
 

@@ -22,6 +22,11 @@ class LPIPS(nn.Module):
 
     @torch.no_grad()
     def forward(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        """`[B]` distances of `[B, 3, H, W]` frames in [-1, 1] (no gradient: the evaluation's)."""
+        return self.distance(real, fake)
+
+    def distance(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        """`[B]`, as `forward`, with gradients to the frames (a training loss: `LossConfig.lpips`)."""
         from talkinghead.features.vgg import LPIPS_TAPS
 
         shift = real.new_tensor(self.SHIFT)[None, :, None, None]

@@ -106,6 +106,12 @@ class ContentLoss(nn.Module):
         return terms
 
 
+def _lpips() -> nn.Module:
+    from talkinghead.features.lpips import LPIPS
+
+    return LPIPS()
+
+
 class GeneratorLoss(nn.Module):
     """All the generator-side terms; returns the total and each weighted term (for logging)."""
 
@@ -114,6 +120,7 @@ class GeneratorLoss(nn.Module):
         super().__init__()
         self.config = config
         self.content = ContentLoss(config.vgg, config.face) if (config.vgg or config.face) else None
+        self.lpips = _lpips() if config.lpips else None
         self.lip_locator = lip_locator
 
     def forward(
@@ -139,6 +146,8 @@ class GeneratorLoss(nn.Module):
         terms: dict[str, torch.Tensor] = {}
         if self.content is not None:
             terms.update(self.content(real, fake, real_content))
+        if self.lpips is not None:
+            terms["lpips"] = c.lpips * self.lpips.distance(real, fake).mean()
         if c.l1:
             terms["l1"] = c.l1 * F.l1_loss(fake, real)
         if c.synthesis and synthesis is not None:
