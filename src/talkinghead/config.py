@@ -118,7 +118,7 @@ class LossConfig:
     # crop units: the lips' edges where the drawing puts them (docs/training.md, the lip locator).
     lips: float = 0.0
     # LPIPS (VGG16 and its learned heads, features/lpips.py): the distance `evaluate` scores the
-    # mouth box with, as a loss on the mouth crops (docs/training.md, "LPIPS as the perceptual loss").
+    # mouth box with, as a loss on the mouth crops (docs/training.md, "LPIPS as the loss").
     lpips: float = 0.0
 
 

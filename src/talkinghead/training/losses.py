@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from talkinghead.config import LossConfig
+from talkinghead.features.lpips import LPIPS
 
 
 def generator_hinge_loss(fake_scores: torch.Tensor) -> torch.Tensor:
@@ -106,12 +107,6 @@ class ContentLoss(nn.Module):
         return terms
 
 
-def _lpips() -> nn.Module:
-    from talkinghead.features.lpips import LPIPS
-
-    return LPIPS()
-
-
 class GeneratorLoss(nn.Module):
     """All the generator-side terms; returns the total and each weighted term (for logging)."""
 
@@ -120,7 +115,7 @@ class GeneratorLoss(nn.Module):
         super().__init__()
         self.config = config
         self.content = ContentLoss(config.vgg, config.face) if (config.vgg or config.face) else None
-        self.lpips = _lpips() if config.lpips else None
+        self.lpips = LPIPS() if config.lpips else None
         self.lip_locator = lip_locator
 
     def forward(
