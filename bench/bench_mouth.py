@@ -7,7 +7,8 @@ Training: `train_mouth`'s own step (embedder on K shots + mouth generator, the p
 discriminator, L1 + VGG + hinge + feature matching + embedding match) on a synthetic batch, with and
 without bf16 autocast (where the CPU runs bf16 natively), and with the lip loss (a lip locator's
 forward and backward on the generated crops; `--lip-locator`, default checkpoints/lip-locator.pt,
-an untrained one of the same shape when that is missing: the cost is the same). Inference: the mouth generator alone
+an untrained one of the same shape when that is missing: the cost is the same), and with LPIPS in place of
+the VGG term (`train-mouth --lpips`). Inference: the mouth generator alone
 on one crop with psi precomputed (what `animate` runs per frame), and `MouthEpisodes` items/s in
 one process when `--data` names a prepared data set. The first step is warm-up, not timed.
 """
@@ -141,6 +142,9 @@ def main() -> None:
     with_lips = dataclasses.replace(config, loss=dataclasses.replace(config.loss, lips=5.0))
     key = "train_samples_per_second_with_lip_loss_" + ("bf16" if amp else "fp32")
     result[key] = round(train_rate(with_lips, args.steps, amp=amp, locator=locator), 1)
+    with_lpips = dataclasses.replace(config, loss=dataclasses.replace(config.loss, lpips=1.0, vgg=0.0))
+    key = "train_samples_per_second_with_lpips_loss_" + ("bf16" if amp else "fp32")
+    result[key] = round(train_rate(with_lpips, args.steps, amp=amp), 1)
     torch.set_num_threads(1)
     result["generator_ms_per_frame_1_thread"] = round(inference_ms(config), 2)
     if args.data is not None:
