@@ -45,6 +45,21 @@ def part_mouth(crop: np.ndarray, points: np.ndarray, target_points: np.ndarray) 
     return to_uint8(frames)[0], unseen[0, 0].numpy()
 
 
+def mouth_input(
+    crop: np.ndarray, points: np.ndarray, target_points: np.ndarray, hidden: np.ndarray, parting: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """What the renderer gives the mouth generator for a target, from one shot's `[S, S, 3] uint8`
+    mouth crop: (the crop moved to the target's lips, `[S, S, 3] uint8`; what of it the generator
+    must not see, `[1, S, S]` float32). With `parting`, the lips parted (`part_mouth`) and hidden only
+    where no part of the shot shows; without, one spline (`warp_mouth`) and `hidden`, the target's
+    region mask `[1, S, S]`, as far as its lips open wider than the shot's (face/mouth.py `hidden_share`)."""
+    if parting:
+        warped, unseen = part_mouth(crop, points, target_points)
+        return warped, unseen[None]
+    share = np.float32(hidden_share(lip_gap(target_points), lip_gap(points)))
+    return warp_mouth(crop, points, target_points), (hidden * share).astype(np.float32)
+
+
 class MouthEpisodes(Dataset):
     """Items are keyed `(epoch, clip)` and hold, at `side` px, in [-1, 1] unless said:
 
@@ -117,12 +132,7 @@ class MouthEpisodes(Dataset):
         nearest = int(np.linalg.norm(centred - goal, axis=-1).mean(-1).argmin())
         lips = np.stack([draw_lips(p, self.side) for p in points])
         region, hidden = region_and_hidden(target_points[None], self.side, self.dilate, self.hidden_dilate)
-        if self.parting:
-            warped, unseen = part_mouth(crops[nearest], points[nearest], target_points)
-            hidden = unseen[None]
-        else:
-            warped = warp_mouth(crops[nearest], points[nearest], target_points)
-            hidden = hidden * np.float32(hidden_share(lip_gap(target_points), lip_gap(points[nearest])))
+        warped, hidden = mouth_input(crops[nearest], points[nearest], target_points, hidden, self.parting)
         return {
             "shots": to_tensor(crops[:-1]),
             "shot_lips": to_tensor(lips[:-1]),

@@ -284,7 +284,7 @@ def _pairs(
     where the target opens wider than the shot and the generator must paint what it hides. (Only
     the nearest shot, as before 2026-12-06: fine-tuning taught it to pass the warp, and at T = 8 it
     lowered the mouth-box LPIPS 0.9 %; docs/training.md.)"""
-    from talkinghead.data.mouth import part_mouth, warp_mouth
+    from talkinghead.data.mouth import mouth_input
 
     side, count = shots.shape[1], len(shots)
     rng = np.random.default_rng(seed)
@@ -294,17 +294,15 @@ def _pairs(
         if len(others) > sources:
             others = np.sort(rng.choice(others, sources, replace=False))
         index += [(i, int(j)) for j in others]
-    target, source = (np.array(column) for column in zip(*index))
+    target = np.array([i for i, _ in index])
     lips = np.stack([draw_lips(p, side) for p in points])[target]
     region, hidden = (m[target] for m in _masks(points, settings))
-    if settings.parting:
-        made = [part_mouth(shots[j], points[j], points[i]) for i, j in index]
-        warped = np.stack([w for w, _ in made])
-        hidden = torch.from_numpy(np.stack([u for _, u in made]))[:, None]
-    else:
-        warped = np.stack([warp_mouth(shots[j], points[j], points[i]) for i, j in index])
-        gaps = lip_gap(points)
-        hidden = hidden * torch.from_numpy(hidden_share(gaps[target], gaps[source])).float()[:, None, None, None]
+    made = [
+        mouth_input(shots[j], points[j], points[i], hidden[n].numpy(), settings.parting)
+        for n, (i, j) in enumerate(index)
+    ]
+    warped = np.stack([w for w, _ in made])
+    hidden = torch.from_numpy(np.stack([h for _, h in made]))
     return Pairs(to_tensor(shots[target]), to_tensor(warped), to_tensor(lips), region, hidden)
 
 
