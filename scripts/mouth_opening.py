@@ -8,12 +8,17 @@ driver's, each beyond its own most closed frame. Prints one JSON object per driv
 - `asked`: the same ratio for the retargeted landmarks the renderer was given (what a perfect
   renderer would reach)
 
+`--interior black`: the measure's own ceiling for this portrait. The mouth's unseen part (what no
+shot shows, where the lips part) is painted the near-black of a real wide-open mouth (hdtf_rd2's,
+RGB 38, 9, 1): a dark opening exactly where the renderer is asked to open the mouth. What dlib
+reads then is the most any mouth generator could reach with these lips (docs/training.md).
+
 `--part eyes`: the same for the eyes, their aspect ratio (face/eyes.py `eye_opening`): how far
 they close at the driver's blinks (its frames more than halfway from its median down to its most
 closed), each below its own median: 1 blinks as deeply as the driver.
 
     python scripts/mouth_opening.py PORTRAIT --driving VIDEO... [--model M] [--size 512] [--seconds 8]
-        [--part mouth|eyes] [--out DIR]
+        [--part mouth|eyes] [--interior model|black] [--out DIR]
 """
 
 from __future__ import annotations
@@ -21,9 +26,12 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import numpy as np
+
+DARK = (38, 9, 1)  # RGB: the inside of a real wide-open mouth (`--interior black`)
 
 
 def opening_of(part: str):
@@ -55,6 +63,27 @@ def compare(made: np.ndarray, driver: np.ndarray, part: str = "mouth") -> tuple[
     else:
         ratio = (made - made.min()).mean() / max((driver - driver.min()).mean(), 1e-9)
     return float(ratio), float(np.corrcoef(made, driver)[0, 1])
+
+
+@contextmanager
+def black_interior():
+    """Within: every fitted mouth's synthesis painted near-black inside its unseen part."""
+    import torch
+
+    from talkinghead.inference.mouth import FittedMouth
+
+    synthesise = FittedMouth.synthesise
+
+    def dark(self, crops, lips, hidden):
+        mouth, learned = synthesise(self, crops, lips, hidden)
+        black = torch.tensor(DARK, dtype=mouth.dtype, device=mouth.device).view(1, 3, 1, 1) / 127.5 - 1
+        return torch.lerp(mouth, black.expand_as(mouth), hidden.clamp(0, 1)), learned
+
+    FittedMouth.synthesise = dark
+    try:
+        yield
+    finally:
+        FittedMouth.synthesise = synthesise
 
 
 def measure(
@@ -94,9 +123,11 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--seconds", type=float, default=8.0, help="of each driver, from its start")
     parser.add_argument("--part", choices=["mouth", "eyes"], default="mouth", help="what to measure")
+    parser.add_argument("--interior", choices=["model", "black"], default="model",
+                        help="black: the unseen inside of the mouth painted black (the measure's ceiling)")  # fmt: skip
     parser.add_argument("--out", type=Path, help="keep the videos here")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as scratch:
+    with tempfile.TemporaryDirectory() as scratch, black_interior() if args.interior == "black" else nullcontext():
         out = args.out or Path(scratch)
         out.mkdir(parents=True, exist_ok=True)
         for driving in args.driving:
