@@ -548,3 +548,32 @@ def test_the_bundled_model_parts_the_lips_around_the_mouth_only(astronaut, tmp_p
     ys, xs = np.nonzero(changed)
     assert xs.min() > points[48:60, 0].min() - width / 4 and xs.max() < points[48:60, 0].max() + width / 4
     assert ys.min() > points[48:60, 1].min() - width / 4 and ys.max() < points[48:60, 1].max() + width / 4
+
+
+def test_the_opening_measures_ceiling_paints_only_the_unseen_inside_black(astronaut):
+    """`scripts/mouth_opening.py --interior black`: driven wider than her smile, the astronaut's
+    frame turns near-black inside the parted lips only, and the model's own mouth comes back after."""
+    import sys
+    from pathlib import Path
+
+    from talkinghead.checkpoint import load_model
+    from talkinghead.face.points import rescale_points
+    from talkinghead.inference.fitting import fit_avatar
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    from mouth_opening import black_interior
+
+    avatar = fit_avatar([astronaut], model=load_model(), size=256)
+    wide = avatar.shot_landmarks[:1].astype(np.float32).copy()
+    wide[0, [*range(5, 12), *range(55, 60), 65, 66, 67], 1] += 5  # the jaw and lower lip down (R px)
+    made = next(avatar.generate(wide)).astype(int)
+    with black_interior():
+        black = next(avatar.generate(wide)).astype(int)
+    assert np.array_equal(next(avatar.generate(wide)).astype(int), made)
+    darker = (made - black).sum(-1) > 60
+    assert darker.sum() > 20 and black[darker].sum(-1).min() < 120  # towards (38, 9, 1) where wholly unseen
+    points = rescale_points(wide[0], avatar.size, avatar.output_size)
+    ys, xs = np.nonzero(darker)
+    inner = points[60:68]
+    assert xs.min() >= inner[:, 0].min() - 3 and xs.max() <= inner[:, 0].max() + 3
+    assert ys.min() >= inner[:, 1].min() - 3 and ys.max() <= inner[:, 1].max() + 3
