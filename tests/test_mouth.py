@@ -342,6 +342,38 @@ def test_the_renderers_mouth_cut_matches_the_training_crops(face):
         assert np.abs(cut.astype(int) - np.roll(reference, 3, axis=1)).mean() > 6  # a 3 px shift shows
 
 
+def test_the_mouths_cut_and_paste_by_opencv_sample_as_grid_sample_does(face):
+    """On a CPU in float32, `cut_mouths` and the paste (`_into_box`) go through OpenCV: the same
+    samples as PyTorch's `grid_sample` path (float64 takes it) on the astronaut at 4x, her mouth
+    near the frame's edge (reflected), and on noise, with border and zero padding."""
+    import cv2
+    import torch
+
+    from talkinghead.face.mouth import mouth_transform
+    from talkinghead.inference.mouth import _into_box, cut_mouths
+    from talkinghead.media.images import to_tensor
+
+    image, points = face
+    big = cv2.resize(image, None, fx=4, fy=4, interpolation=cv2.INTER_CUBIC)
+    moved = (points + 0.5) * 4 - 0.5
+    matrices = np.stack([mouth_transform(moved, 64), mouth_transform(moved - [moved[48:68, 0].max() - 4, 0], 64)])
+    frames = to_tensor(np.stack([big, big]))
+    noise = torch.rand_like(frames) * 2 - 1
+    for tensor in (frames, noise):
+        fast, exact = cut_mouths(tensor, matrices, 64), cut_mouths(tensor.double(), matrices, 64)
+        assert fast.dtype == torch.float32 and (fast - exact).abs().max() < 1e-4
+    crop = torch.rand(1, 3, 64, 64) * 2 - 1
+    low, high = moved[48:68].min(0).astype(int) - 20, moved[48:68].max(0).astype(int) + 20
+    for box in ((*low, *high), (0, 0, *high)):  # around the mouth; from the frame's corner
+        for padding in ("border", "zeros"):
+            fast, exact = (
+                _into_box(crop, matrices[0], box, padding),
+                _into_box(crop.double(), matrices[0], box, padding),
+            )
+            assert fast.shape == (1, 3, box[3] - box[1], box[2] - box[0]) and (fast - exact).abs().max() < 1e-4
+    assert (_into_box(crop, matrices[0], box, "zeros")[..., 0, 0] == 0).all()  # the corner: outside the crop
+
+
 def test_the_lips_drawing_fills_the_opening_and_the_discriminator_sees_only_the_middle(face):
     import torch
 
