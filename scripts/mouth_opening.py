@@ -8,10 +8,11 @@ driver's, each beyond its own most closed frame. Prints one JSON object per driv
 - `asked`: the same ratio for the retargeted landmarks the renderer was given (what a perfect
   renderer would reach)
 
-`--interior black`: the measure's own ceiling for this portrait. The mouth's unseen part (what no
-shot shows, where the lips part) is painted the near-black of a real wide-open mouth (hdtf_rd2's,
-RGB 38, 9, 1): a dark opening exactly where the renderer is asked to open the mouth. What dlib
-reads then is the most any mouth generator could reach with these lips (docs/training.md).
+`--interior black`: a check on the measure. The mouth's unseen part (what no shot shows, where the
+lips part) is painted the near-black of a real wide-open mouth (hdtf_rd2's, RGB 38, 9, 1): a dark
+opening exactly where the renderer is asked to open the mouth, whatever a generator would paint.
+How far dlib reads that short of `asked` is the part of the shortfall the lips account for
+(docs/training.md).
 
 `--part eyes`: the same for the eyes, their aspect ratio (face/eyes.py `eye_opening`): how far
 they close at the driver's blinks (its frames more than halfway from its median down to its most
@@ -124,7 +125,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=8.0, help="of each driver, from its start")
     parser.add_argument("--part", choices=["mouth", "eyes"], default="mouth", help="what to measure")
     parser.add_argument("--interior", choices=["model", "black"], default="model",
-                        help="black: the unseen inside of the mouth painted black (the measure's ceiling)")  # fmt: skip
+                        help="black: the unseen inside of the mouth painted black (a check on the measure)")  # fmt: skip
     parser.add_argument("--out", type=Path, help="keep the videos here")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch, black_interior() if args.interior == "black" else nullcontext():

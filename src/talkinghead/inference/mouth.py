@@ -157,7 +157,7 @@ def _into_box(crop: torch.Tensor, matrix: np.ndarray, box: tuple[int, int, int, 
     `padding` ("border" or "zeros", as `grid_sample`'s). On a CPU in float32 by `cv2.warpAffine`,
     the same sampling in a fraction of the time."""
     x0, y0, x1, y1 = box
-    if crop.device.type != "cpu" or crop.dtype != torch.float32:
+    if crop.device.type != "cpu" or crop.dtype != torch.float32 or crop.requires_grad:
         grid = _grid(matrix, np.arange(x0, x1), np.arange(y0, y1), crop.shape[-2:][::-1]).to(crop.device, crop.dtype)
         return F.grid_sample(crop, grid, mode="bilinear", padding_mode=padding, align_corners=False)
     shifted = matrix.astype(np.float64).copy()
@@ -181,8 +181,8 @@ def _reach(positions: np.ndarray, size: int) -> tuple[int, int]:
 def _cut_by_opencv(frames: torch.Tensor, matrices: np.ndarray, side: int, k: int, fine: np.ndarray) -> torch.Tensor:
     """`cut_mouths` on a CPU in float32: the same fine samples by `cv2.remap` (reflected at the
     frame's edges, as `grid_sample`'s reflection padding) from only the frame's pixels they reach,
-    then `cv2.resize`'s area average, k x k exactly (within 2e-5 of the PyTorch path, on noise too; at a 499 px
-    paste a third faster; docs/benchmarks.md)."""
+    then `cv2.resize`'s area average, k x k exactly (within 2e-5 of the PyTorch path, on noise
+    too; at a 499 px paste a third faster; docs/benchmarks.md)."""
     H, W = frames.shape[-2:]
     out = np.empty((len(frames), side, side, frames.shape[1]), np.float32)
     for b, matrix in enumerate(matrices):
