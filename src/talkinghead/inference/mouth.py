@@ -40,6 +40,7 @@ from talkinghead.face.mouth import (
     mouth_transform,
     region_and_hidden,
 )
+from talkinghead.inference.render import by_opencv
 from talkinghead.media.images import to_tensor
 from talkinghead.model import Mouth
 from talkinghead.models.mouth import MouthGenerator, MouthSettings
@@ -142,8 +143,8 @@ def cut_mouths(frames: torch.Tensor, matrices: np.ndarray, side: int) -> torch.T
     scale = float(np.sqrt(np.abs(np.linalg.det(matrices[:, :, :2]))).min())  # crop px per frame px
     k = max(1, int(round(1 / scale)))
     fine = (np.arange(side * k) + 0.5) / k - 0.5  # crop px of the fine samples
-    if frames.device.type == "cpu" and frames.dtype == torch.float32 and not frames.requires_grad:
-        return _cut_by_opencv(frames, matrices, side, k, fine.astype(np.float32))
+    if by_opencv(frames):
+        return _cut_by_opencv(frames, matrices, side, k, fine)
     grid = torch.cat([_grid(cv2.invertAffineTransform(m), fine, fine, (W, H)) for m in matrices])
     crops = F.grid_sample(
         frames, grid.to(frames.dtype), mode="bilinear", padding_mode="reflection", align_corners=False
@@ -157,7 +158,7 @@ def _into_box(crop: torch.Tensor, matrix: np.ndarray, box: tuple[int, int, int, 
     `padding` ("border" or "zeros", as `grid_sample`'s). On a CPU in float32 by `cv2.warpAffine`,
     the same sampling in a fraction of the time."""
     x0, y0, x1, y1 = box
-    if crop.device.type != "cpu" or crop.dtype != torch.float32 or crop.requires_grad:
+    if not by_opencv(crop):
         grid = _grid(matrix, np.arange(x0, x1), np.arange(y0, y1), crop.shape[-2:][::-1]).to(crop.device, crop.dtype)
         return F.grid_sample(crop, grid, mode="bilinear", padding_mode=padding, align_corners=False)
     shifted = matrix.astype(np.float64).copy()
@@ -187,14 +188,15 @@ def _cut_by_opencv(frames: torch.Tensor, matrices: np.ndarray, side: int, k: int
     out = np.empty((len(frames), side, side, frames.shape[1]), np.float32)
     for b, matrix in enumerate(matrices):
         inverse = cv2.invertAffineTransform(matrix).astype(np.float32)  # crop px -> frame px
-        xs = inverse[0, 0] * fine[None, :] + inverse[0, 1] * fine[:, None] + inverse[0, 2]
-        ys = inverse[1, 0] * fine[None, :] + inverse[1, 1] * fine[:, None] + inverse[1, 2]
+        xs, ys = _mapped(inverse, fine, fine)
         # The frame's pixels the samples reach; along an axis they leave the frame on, all of it
         # (reflected samples can land anywhere on it).
         x0, x1 = _reach(xs, W)
         y0, y1 = _reach(ys, H)
         region = frames[b, :, y0:y1, x0:x1].permute(1, 2, 0).contiguous().numpy()
-        samples = cv2.remap(region, xs - x0, ys - y0, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        xs -= np.float32(x0)
+        ys -= np.float32(y0)
+        samples = cv2.remap(region, xs, ys, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
         if k > 1:
             samples = cv2.resize(samples, (side, side), interpolation=cv2.INTER_AREA)
         out[b] = samples.reshape(side, side, -1)
@@ -226,16 +228,23 @@ def _grid(matrix: np.ndarray, xs: np.ndarray, ys: np.ndarray, size: tuple[int, i
     """`[1, len(ys), len(xs), 2]` grid_sample coordinates (align_corners=False) in an image of
     `size` (width, height) for the pixels (xs x ys) of another, mapped by the `[2, 3]` `matrix`
     (those pixels -> the image's pixels)."""
-    # The affine map composed with pixel -> normalised first, then evaluated once per axis and
-    # summed by broadcasting (in float32: a grid of 192 x 192 no longer costs a millisecond).
+    # The affine map composed with pixel -> normalised first, then evaluated once.
     scale = np.array([[2 / size[0]], [2 / size[1]]])
     m = matrix * scale
     m[:, 2] += scale[:, 0] / 2 - 1
+    return torch.from_numpy(np.stack(_mapped(m, xs, ys), -1))[None]
+
+
+def _mapped(matrix: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The pixels (xs x ys) mapped by a `[2, 3]` affine `matrix`: their x and y, `[len(ys), len(xs)]`
+    float32 each, evaluated once per axis and summed by broadcasting (in float32: a grid of
+    192 x 192 no longer costs a millisecond)."""
     xs, ys = np.asarray(xs, np.float32), np.asarray(ys, np.float32)
-    grid = np.empty((len(ys), len(xs), 2), np.float32)
-    for axis in range(2):
-        grid[..., axis] = (m[axis, 0] * xs)[None, :] + (m[axis, 1] * ys + m[axis, 2])[:, None]
-    return torch.from_numpy(grid)[None]
+
+    def along(row: np.ndarray) -> np.ndarray:
+        return ((row[0] * xs)[None, :] + (row[1] * ys + row[2])[:, None]).astype(np.float32, copy=False)
+
+    return along(matrix[0]), along(matrix[1])
 
 
 # -- fitting ------------------------------------------------------------------------------------

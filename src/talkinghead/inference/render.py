@@ -38,12 +38,13 @@ def _resize(maps: torch.Tensor, size: int) -> torch.Tensor:
     """`[N, C, r, r]` weight or mask maps at `size` (bilinear: they are smooth)."""
     if maps.shape[-1] == size:
         return maps
-    if _by_opencv(maps):
+    if by_opencv(maps):
         return torch.from_numpy(_cv_resize(maps.permute(0, 2, 3, 1).numpy(), size)).permute(0, 3, 1, 2)
     return F.interpolate(maps, size=(size, size), mode="bilinear", align_corners=False)
 
 
-def _by_opencv(tensor: torch.Tensor) -> bool:
+def by_opencv(tensor: torch.Tensor) -> bool:
+    """Whether OpenCV can stand in for PyTorch's sampling of `tensor`: on a CPU, float32, no gradients."""
     return tensor.device.type == "cpu" and tensor.dtype == torch.float32 and not tensor.requires_grad
 
 
@@ -62,7 +63,7 @@ def _move(shots: torch.Tensor, picked: torch.Tensor, flow: torch.Tensor, size: i
     """`[N, 3, S, S]`: the shots `picked` (`[N]` indices into `[K, 3, S, S]` shots) moved by
     `[N, R, R, 2]` grids enlarged to S; bicubic, border padding. OpenCV's remap reads its maps to
     1/32 px (within 0.01 of PyTorch's on noise, 4e-5 on smooth images)."""
-    if not (_by_opencv(shots) and _by_opencv(flow)):
+    if not (by_opencv(shots) and by_opencv(flow)):
         return warp(shots[picked], resize_grid(flow, size), "bicubic")
     pixels = _cv_resize(flow.numpy(), size)
     pixels += 1
