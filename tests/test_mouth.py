@@ -165,16 +165,22 @@ def test_the_mouth_generator_trains_checkpoints_and_resumes(tiny_data, tmp_path)
             assert mouth.shape == warped.shape and float(mask.detach().mean()) < 0.3
 
 
-def test_train_mouth_lpips_replaces_the_vgg_term_and_is_logged(tiny_data, tmp_path):
-    """`train-mouth --lpips W`: the run's loss has LPIPS at W in place of the VGG features' L1, and
-    the term is logged each step."""
+def test_train_mouth_lpips_replaces_the_vgg_term_and_channels_widen_the_networks(tiny_data, tmp_path):
+    """`train-mouth --lpips W --channels C`: the run's loss has LPIPS at W in place of the VGG
+    features' L1, the term is logged each step, and the checkpoint's networks are C wide."""
     import json
 
+    from talkinghead.checkpoint import load_checkpoint
     from talkinghead.stages import train_mouth
 
-    train_mouth(data=tiny_data, out=tmp_path / "run", steps=1, batch_size=2, side=32, lpips=2.0, progress=False)
-    loss = json.loads((tmp_path / "run" / "config.json").read_text())["loss"]
-    assert loss["lpips"] == 2.0 and loss["vgg"] == 0.0
+    train_mouth(data=tiny_data, out=tmp_path / "run", steps=1, batch_size=2, side=32, lpips=2.0, channels=8,
+                progress=False)  # fmt: skip
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    loss = config["loss"]
+    assert loss["lpips"] == 2.0 and loss["vgg"] == 0.0 and config["channels"] == 8
+    (checkpoint,) = (tmp_path / "run" / "checkpoints").glob("step-*.pt")
+    stem = [v for k, v in load_checkpoint(checkpoint)["networks"].items() if k.startswith("generator.stem")]
+    assert stem and stem[0].shape[0] == 8  # default width: 16
     logged = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert logged and all(row["loss/lpips"] > 0 for row in logged if "loss/lpips" in row)
     assert any("loss/lpips" in row for row in logged)

@@ -188,6 +188,12 @@ def _add_train_mouth(commands) -> None:
         help="a new run's mouth-aligned crops' side in pixels, a multiple of 16 in 32..256 (default: 64)",
     )
     p.add_argument(
+        "--channels",
+        type=_number(int, 4, 128),
+        help="a new run's networks' width: channels at the crop's full size (doubled twice going down), "
+        "4..128 (default: 16)",
+    )
+    p.add_argument(
         "--parting",
         action="store_true",
         help="a new run's mouth works on the lips parted by two splines (face/parting.py) and paints only "

@@ -166,6 +166,7 @@ def train_mouth(
     dilate: float | None = None,
     hidden_dilate: float | None = None,
     side: int | None = None,
+    channels: int | None = None,
     parting: bool = False,
     blend: str | None = None,
     lip_locator: str | Path | None = None,
@@ -190,6 +191,7 @@ def train_mouth(
     if side is not None and side % 16:
         raise UsageError(f"--side: must be a multiple of 16 (the generator halves it three times), got {side}")
     config = config if side is None else dataclasses.replace(config, side=side)
+    config = config if channels is None else dataclasses.replace(config, channels=channels)
     config = dataclasses.replace(config, parting=True) if parting else config
     config = config if blend is None else dataclasses.replace(config, blend=blend)
     if lips is not None and lip_locator is None:
