@@ -12,14 +12,16 @@ driver's, each beyond its own most closed frame. Prints one JSON object per driv
 lips part) is painted the near-black of a real wide-open mouth (hdtf_rd2's, RGB 38, 9, 1): a dark
 opening exactly where the renderer is asked to open the mouth, whatever a generator would paint.
 How far dlib reads that short of `asked` is the part of the shortfall the lips account for
-(docs/training.md).
+(docs/training.md). `--interior teeth`: the same, but the generator's paint is kept in the top 0.4
+of the unseen gap, column by column: upper teeth under the upper lip over a dark cavity, as a real
+talking mouth is arranged.
 
 `--part eyes`: the same for the eyes, their aspect ratio (face/eyes.py `eye_opening`): how far
 they close at the driver's blinks (its frames more than halfway from its median down to its most
 closed), each below its own median: 1 blinks as deeply as the driver.
 
     python scripts/mouth_opening.py PORTRAIT --driving VIDEO... [--model M] [--size 512] [--seconds 8]
-        [--part mouth|eyes] [--interior model|black] [--out DIR]
+        [--part mouth|eyes] [--interior model|black|teeth] [--out DIR]
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 DARK = (38, 9, 1)  # RGB: the inside of a real wide-open mouth (`--interior black`)
+TEETH_KEPT = 0.4  # `--interior teeth`: the top of the unseen gap left to the generator (its upper teeth)
 
 
 def opening_of(part: str):
@@ -67,8 +70,10 @@ def compare(made: np.ndarray, driver: np.ndarray, part: str = "mouth") -> tuple[
 
 
 @contextmanager
-def black_interior():
-    """Within: every fitted mouth's synthesis painted near-black inside its unseen part."""
+def black_interior(keep: float = 0.0):
+    """Within: every fitted mouth's synthesis painted near-black inside its unseen part; with `keep`
+    > 0, only below the top `keep` of the unseen gap, column by column (ramped over 0.15 of it), so
+    the generator's upper teeth stay over a dark cavity (`--interior teeth`)."""
     import torch
 
     from talkinghead.inference.mouth import FittedMouth
@@ -78,7 +83,12 @@ def black_interior():
     def dark(self, crops, lips, hidden):
         mouth, learned = synthesise(self, crops, lips, hidden)
         black = torch.tensor(DARK, dtype=mouth.dtype, device=mouth.device).view(1, 3, 1, 1) / 127.5 - 1
-        return torch.lerp(mouth, black.expand_as(mouth), hidden.clamp(0, 1)), learned
+        weight = hidden.clamp(0, 1)
+        if keep > 0:
+            gap = (hidden > 0.5).to(mouth.dtype)  # [B, 1, s, s]
+            depth = gap.cumsum(-2) / gap.sum(-2, keepdim=True).clamp(min=1)  # 0 at the gap's top, 1 at its bottom
+            weight = weight * ((depth - keep) / 0.15).clamp(0, 1)
+        return torch.lerp(mouth, black.expand_as(mouth), weight), learned
 
     FittedMouth.synthesise = dark
     try:
@@ -124,11 +134,15 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--seconds", type=float, default=8.0, help="of each driver, from its start")
     parser.add_argument("--part", choices=["mouth", "eyes"], default="mouth", help="what to measure")
-    parser.add_argument("--interior", choices=["model", "black"], default="model",
-                        help="black: the unseen inside of the mouth painted black (a check on the measure)")  # fmt: skip
+    parser.add_argument("--interior", choices=["model", "black", "teeth"], default="model",
+                        help="black: the unseen inside of the mouth painted black; teeth: black below the "
+                             "generator's upper 0.4 of it (checks on the measure)")  # fmt: skip
     parser.add_argument("--out", type=Path, help="keep the videos here")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as scratch, black_interior() if args.interior == "black" else nullcontext():
+    with (
+        tempfile.TemporaryDirectory() as scratch,
+        black_interior(TEETH_KEPT if args.interior == "teeth" else 0.0) if args.interior != "model" else nullcontext(),
+    ):
         out = args.out or Path(scratch)
         out.mkdir(parents=True, exist_ok=True)
         for driving in args.driving:

@@ -590,7 +590,8 @@ def test_the_bundled_model_parts_the_lips_around_the_mouth_only(astronaut, tmp_p
 
 def test_the_opening_measures_ceiling_paints_only_the_unseen_inside_black(astronaut):
     """`scripts/mouth_opening.py --interior black`: driven wider than her smile, the astronaut's
-    frame turns near-black inside the parted lips only, and the model's own mouth comes back after."""
+    frame turns near-black inside the parted lips only, and the model's own mouth comes back after;
+    `--interior teeth` darkens only the lower part of that."""
     import sys
     from pathlib import Path
 
@@ -615,3 +616,13 @@ def test_the_opening_measures_ceiling_paints_only_the_unseen_inside_black(astron
     inner = points[60:68]
     assert xs.min() >= inner[:, 0].min() - 3 and xs.max() <= inner[:, 0].max() + 3
     assert ys.min() >= inner[:, 1].min() - 3 and ys.max() <= inner[:, 1].max() + 3
+    # `--interior teeth`: the top of the gap keeps the model's paint; only its lower part turns dark.
+    wider = wide.copy()
+    wider[0, [*range(5, 12), *range(55, 60), 65, 66, 67], 1] += 3
+    made = next(avatar.generate(wider)).astype(int)
+    with black_interior():
+        darker = (made - next(avatar.generate(wider)).astype(int)).sum(-1) > 60
+    with black_interior(0.4):
+        lower = (made - next(avatar.generate(wider)).astype(int)).sum(-1) > 60
+    assert 0 < lower.sum() < 0.7 * darker.sum() and not (lower & ~darker).any()
+    assert np.nonzero(lower)[0].mean() > np.nonzero(darker)[0].mean() + 1  # the gap's lower part
