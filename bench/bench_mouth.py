@@ -1,7 +1,7 @@
 """Benchmark the mouth networks (issue 32): training samples/s and the generator's inference time
 per frame. Prints one JSON object.
 
-    python bench/bench_mouth.py [--steps 10] [--threads 2] [--data data/shared256/train]
+    python bench/bench_mouth.py [--steps 10] [--threads 2] [--channels 16] [--data data/shared256/train]
 
 Training: `train_mouth`'s own step (embedder on K shots + mouth generator, the projection
 discriminator, L1 + VGG + hinge + feature matching + embedding match) on a synthetic batch, with and
@@ -112,6 +112,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--channels", type=int, default=16, help="the networks' width (train-mouth --channels)")
     parser.add_argument("--data", type=Path, default=None, help="a prepared data set for the episodes' rate")
     parser.add_argument(
         "--lip-locator", type=Path, default=Path(__file__).parents[1] / "checkpoints" / "lip-locator.pt"
@@ -126,10 +127,11 @@ def main() -> None:
     from talkinghead.training.mouth import MouthConfig
 
     torch.set_num_threads(args.threads)
-    config = MouthConfig()
+    config = MouthConfig(channels=args.channels)
     result = {
         "machine": machine(),
         "threads": args.threads,
+        "channels": config.channels,
         "side": config.side,
         "batch_size": config.batch_size,
         "shots": config.shots,
