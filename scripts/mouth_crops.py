@@ -1,7 +1,8 @@
 """A quick held-out check of a mouth checkpoint on mouth-aligned crops, before the full `evaluate`:
 episodes of a data set of people it never saw (`MouthEpisodes`, fixed seed), the generator's mouth
 (feed-forward, psi = P e-hat of the K shots) against what the renderer gives without it (the nearest
-shot warped to the target's lips). Prints one JSON object per target kind: `open` (open targets
+shot warped to the target's lips, parted for a mouth trained on parted lips: the episodes take the
+mouth's own settings). Prints one JSON object per target kind: `open` (open targets
 with the clip's most closed frames as shots: the mouth must be invented) and `any` (targets and
 shots drawn at random), with LPIPS of the whole 64 px crop and L1 inside the inner mouth (grown and
 feathered as pasted), both against the real crop.
@@ -52,10 +53,14 @@ def measure(mouth, step: int | None, data: str, episodes: int) -> list[dict]:
     from talkinghead.features.lpips import LPIPS
     from talkinghead.training.losses import region_l1_loss
 
-    networks, side = mouth.networks, mouth.settings.side
+    networks, s = mouth.networks, mouth.settings
     dataset, lpips, rows = FaceDataset(data), LPIPS().eval(), []
     for kind, open_targets in (("open", 1.0), ("any", 0.0)):
-        source = MouthEpisodes(dataset, shots=4, side=side, seed=1, open_targets=open_targets, closed_shots=1.0)
+        # The episodes as the mouth trained on them (its region, what it hides, the lips parted or not).
+        source = MouthEpisodes(
+            dataset, shots=4, side=s.side, seed=1, open_targets=open_targets, closed_shots=1.0, dilate=s.dilate,
+            hidden_dilate=s.hidden_dilate, parting=s.parting,
+        )  # fmt: skip
         items = [source[epoch, clip] for epoch in range(episodes) for clip in range(len(dataset))]
         batch = {k: torch.stack([item[k] for item in items]) for k in items[0]}
         made, mask, _ = networks(
