@@ -1,7 +1,7 @@
 """A quick held-out check of a mouth checkpoint on mouth-aligned crops, before the full `evaluate`:
 episodes of a data set of people it never saw (`MouthEpisodes`, fixed seed), the generator's mouth
 (feed-forward, psi = P e-hat of the K shots) against what the renderer gives without it (the nearest
-shot warped to the target's lips, parted for a mouth trained on parted lips: the episodes take the
+shot warped to the target's lips, parted for a mouth trained on parted lips: both modes take the
 mouth's own settings). Prints one JSON object per target kind: `open` (open targets
 with the clip's most closed frames as shots: the mouth must be invented) and `any` (targets and
 shots drawn at random), with LPIPS of the whole 64 px crop and L1 inside the inner mouth (grown and
@@ -86,7 +86,7 @@ def few_shot(mouth, data: str, shots: int, steps: int, clips: int = 0) -> dict:
     import numpy as np
 
     from talkinghead.data import FaceDataset
-    from talkinghead.data.mouth import LIPS, warp_mouth
+    from talkinghead.data.mouth import LIPS, mouth_input
     from talkinghead.evaluation.evaluate import load_split
     from talkinghead.face.mouth import OPEN, draw_lips, hidden_share, lip_gap, region_and_hidden
     from talkinghead.features.lpips import LPIPS
@@ -103,26 +103,33 @@ def few_shot(mouth, data: str, shots: int, steps: int, clips: int = 0) -> dict:
         shot_frames, shot_points, target_frames, target_points = split
         crops, points = mouth_shots(shot_frames, shot_points, side)
         targets, goals = mouth_shots(target_frames, target_points, side)
-        centred = points[:, LIPS] - points[:, LIPS].mean(1, keepdims=True)
-        warped = []
-        for goal in goals:
-            distance = np.linalg.norm(centred - (goal[LIPS] - goal[LIPS].mean(0)), axis=-1).mean(-1)
-            nearest = int(distance.argmin())
-            warped.append(warp_mouth(crops[nearest], points[nearest], goal))
-        real, warped = to_tensor(targets), to_tensor(np.stack(warped))
-        lips = to_tensor(np.stack([draw_lips(g, side) for g in goals]))
         s = mouth.settings
         region, hidden = (
             torch.from_numpy(m)[:, None] for m in region_and_hidden(goals, side, s.dilate, s.hidden_dilate)
         )
+        centred = points[:, LIPS] - points[:, LIPS].mean(1, keepdims=True)
+        warped, unseen = [], []
+        for goal, part in zip(goals, hidden.numpy()):
+            distance = np.linalg.norm(centred - (goal[LIPS] - goal[LIPS].mean(0)), axis=-1).mean(-1)
+            nearest = int(distance.argmin())
+            moved, hide = mouth_input(crops[nearest], points[nearest], goal, part, s.parting)  # as trained
+            warped.append(moved)
+            unseen.append(hide)
+        real, warped = to_tensor(targets), to_tensor(np.stack(warped))
+        lips = to_tensor(np.stack([draw_lips(g, side) for g in goals]))
+        if s.parting:  # what no part of the nearest shot shows, as the renderer hides it
+            hidden = torch.from_numpy(np.stack(unseen))
         opened = lip_gap(goals) > OPEN
         made = {"warp": warped}
         for name, n in (("ff", 0), ("ft", steps)):
             fitted, _ = fit_mouth(mouth, shot_frames, shot_points, steps=n, seed=clip)
             with torch.no_grad():
-                hide = torch.from_numpy(hidden_share(lip_gap(goals), fitted.shot_opening)).float()
+                shown = hidden
+                if not s.parting:  # as far as the target opens wider than every shot, as the renderer hides it
+                    share = torch.from_numpy(hidden_share(lip_gap(goals), fitted.shot_opening)).float()
+                    shown = hidden * share[:, None, None, None]
                 psi = fitted.psi.expand(len(warped), -1)
-                made[name] = fitted.generator(warped, lips, psi, region, hidden * hide[:, None, None, None])[0]
+                made[name] = fitted.generator(warped, lips, psi, region, shown)[0]
         for name, image in made.items():
             with torch.no_grad():
                 distance = lpips(real, image).numpy()

@@ -30,6 +30,7 @@ import argparse
 import json
 import tempfile
 from contextlib import contextmanager, nullcontext
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -139,10 +140,8 @@ def main() -> None:
                              "generator's upper 0.4 of it (checks on the measure)")  # fmt: skip
     parser.add_argument("--out", type=Path, help="keep the videos here")
     args = parser.parse_args()
-    with (
-        tempfile.TemporaryDirectory() as scratch,
-        black_interior(TEETH_KEPT if args.interior == "teeth" else 0.0) if args.interior != "model" else nullcontext(),
-    ):
+    interior = {"model": nullcontext, "black": black_interior, "teeth": partial(black_interior, TEETH_KEPT)}
+    with tempfile.TemporaryDirectory() as scratch, interior[args.interior]():
         out = args.out or Path(scratch)
         out.mkdir(parents=True, exist_ok=True)
         for driving in args.driving:
