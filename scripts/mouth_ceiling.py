@@ -5,13 +5,21 @@ region the mouth generator paints) and 0.2 mouth widths, and inside the outer li
 targets (T = 1, 8 targets a clip, the mean over all targets). A perfect generator would reach the
 row of its region; the rows above it say how much of the gap to the real mouth lies outside it.
 
-    python scripts/mouth_ceiling.py MODEL --data data/shared256/validation [--methods ff warp]
+`--donors` adds two rows that ask what a real inside *of the right shape* would score, as a
+landmark-driven generator at its best could paint: for each target, the real frame whose lips
+(landmarks 48-67 in the mouth's own frame, corners at (-1, 0) and (1, 0)) are closest in shape,
+warped to the target's landmarks (the `warp` baseline's spline) and pasted in the generator's
+region (inner lips + 0.08). The frame is taken from the same clip at least `--gap` frames
+from the target (the person's own mouth, another moment), or from the other people of the split.
+
+    python scripts/mouth_ceiling.py MODEL --data data/shared256/validation [--methods ff warp] [--donors]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 
 import cv2
 import numpy as np
@@ -31,20 +39,66 @@ def region(points: np.ndarray, size: int, grow: float, part: list[int]) -> np.nd
     return cv2.GaussianBlur(canvas.astype(np.float32) / 255, (0, 0), max(0.5, FEATHER * width / 2))[..., None]
 
 
+def lip_shape(landmarks: np.ndarray) -> np.ndarray:
+    """`[N, 68, 2]` -> `[N, 20, 2]`: the lips (48-67) moved, turned and scaled so that the mouth's
+    corners (48, 54) land on (-1, 0) and (1, 0); y points down, as in the image."""
+    left, right = landmarks[:, 48], landmarks[:, 54]
+    axis = right - left
+    half = np.linalg.norm(axis, axis=-1, keepdims=True) / 2
+    u = axis / (2 * half)
+    v = np.stack([-u[:, 1], u[:, 0]], -1)
+    lips = landmarks[:, 48:68] - ((left + right) / 2)[:, None]
+    return np.stack([(lips * u[:, None]).sum(-1), (lips * v[:, None]).sum(-1)], -1) / half[:, None]
+
+
+def nearest_lips(pool: np.ndarray, wanted: np.ndarray, skip: tuple[int, int] | None = None) -> tuple[int, float]:
+    """(index, mean point distance) of the `[M, 20, 2]` lip shape in `pool` closest to `wanted`
+    `[20, 2]`, leaving out `pool[skip[0]:skip[1]]`."""
+    distance = np.linalg.norm(pool - wanted, axis=-1).mean(-1)
+    if skip is not None:
+        distance[max(0, skip[0]) : max(0, skip[1])] = np.inf
+    index = int(distance.argmin())
+    return index, float(distance[index])
+
+
+def donors(data, clips: list[int], size: int, gap: int) -> dict[str, Callable]:
+    """Per kind of donor, `pick(clip, target_index, target_shapes) -> [(clip, frame)]`."""
+    from talkinghead.face.points import rescale_points
+
+    shapes = {c: lip_shape(rescale_points(data.landmarks(c), data.meta(c)["crop_size"], size)) for c in clips}
+    identity = {c: data.meta(c)["identity"] for c in clips}
+
+    def same_person(clip, index, wanted):
+        return [(clip, nearest_lips(shapes[clip], w, (i - gap + 1, i + gap))[0]) for i, w in zip(index, wanted)]
+
+    def other_people(clip, index, wanted):
+        picks = []
+        for w in wanted:
+            found = [(nearest_lips(shapes[c], w), c) for c in clips if identity[c] != identity[clip]]
+            (frame, _), c = min(found, key=lambda f: f[0][1])
+            picks.append((c, frame))
+        return picks
+
+    return {"same person, nearest lips": same_person, "other people, nearest lips": other_people}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model")
     parser.add_argument("--data", required=True)
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--methods", nargs="+", default=["ff", "warp"])
+    parser.add_argument("--donors", action="store_true", help="add the rows of real insides of the nearest shape")
+    parser.add_argument("--gap", type=int, default=25, help="same-person donors: frames away from the target")
     args = parser.parse_args()
 
     import torch
 
     from talkinghead.data import FaceDataset
-    from talkinghead.evaluation.evaluate import EvalOptions, Evaluator, load_split
+    from talkinghead.evaluation.evaluate import EvalOptions, Evaluator, _resized, load_split, split_clip, warp_to
     from talkinghead.evaluation.mouth import mouth_crops
     from talkinghead.face.mouth import INNER_LIPS, OPEN, OUTER_LIPS, lip_gap, mouth_boxes
+    from talkinghead.face.points import rescale_points
 
     torch.set_num_threads(2)
     S = args.size
@@ -54,20 +108,28 @@ def main() -> None:
               "inner +0.2": (0.2, INNER_LIPS), "outer +0.08": (0.08, OUTER_LIPS)}  # fmt: skip
     rows: dict[tuple[str, str], list[np.ndarray]] = {}
     opened_all = []
-    for clip in range(len(data)):
-        split = load_split(data, clip, 1, 8, S)
-        if split is None:
-            continue
-        shots, shot_lm, targets, target_lm = split
+    clips = [c for c in range(len(data)) if split_clip(data.num_frames(c), 1, 8) is not None]
+    pickers = donors(data, clips, S, args.gap) if args.donors else {}
+    for clip in clips:
+        shots, shot_lm, targets, target_lm = load_split(data, clip, 1, 8, S)
         boxes = mouth_boxes(target_lm, S)
         opened_all.append(lip_gap(target_lm) > OPEN)
         real = mouth_crops(targets, boxes)
+        insides = {name: (targets, paste) for name, paste in pastes.items()}
+        for name, pick in pickers.items():
+            chosen = pick(clip, split_clip(data.num_frames(clip), 1, 8)[1], lip_shape(target_lm))
+            frames = np.stack([_resized(data.frame(c, i)[None], S)[0] for c, i in chosen])  # clips' sizes differ
+            points = np.stack([rescale_points(data.landmarks(c)[i], data.meta(c)["crop_size"], S) for c, i in chosen])
+            insides[name] = (
+                warp_to(frames, points.astype(np.float32), target_lm.astype(np.float32)),
+                (0.08, INNER_LIPS),
+            )
         for method in args.methods:
             frames, _ = evaluator.generate(method, shots, shot_lm, target_lm)
-            for name, paste in pastes.items():
+            for name, (inside, paste) in insides.items():
                 if paste is not None:
                     masks = [region(p, S, *paste) for p in target_lm]
-                    frames_in = np.stack([(f * (1 - m) + r * m).round() for f, r, m in zip(frames, targets, masks)])
+                    frames_in = np.stack([(f * (1 - m) + r * m).round() for f, r, m in zip(frames, inside, masks)])
                 else:
                     frames_in = frames
                 made = mouth_crops(frames_in.astype(np.uint8), boxes)

@@ -626,3 +626,35 @@ def test_the_opening_measures_ceiling_paints_only_the_unseen_inside_black(astron
         lower = (made - next(avatar.generate(wider)).astype(int)).sum(-1) > 60
     assert 0 < lower.sum() < 0.7 * darker.sum() and not (lower & ~darker).any()
     assert np.nonzero(lower)[0].mean() > np.nonzero(darker)[0].mean() + 1  # the gap's lower part
+
+
+def test_the_ceilings_donor_lips_are_compared_in_the_mouths_own_frame():
+    """`scripts/mouth_ceiling.py --donors`: a lip shape does not change when the whole face is
+    turned, scaled and moved; the corners land on (-1, 0) and (1, 0); the nearest shape is found,
+    and the frames near the target are left out."""
+    import sys
+    from pathlib import Path
+
+    from conftest import media, read_pts
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    from mouth_ceiling import lip_shape, nearest_lips
+
+    points = read_pts(media("einstein.pts")).astype(np.float64)
+    angle = np.deg2rad(25)
+    turn = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    moved = (points @ turn.T) * 1.7 + [40.0, -12.0]
+    shapes = lip_shape(np.stack([points, moved]))
+    np.testing.assert_allclose(shapes[0], shapes[1], atol=1e-9)
+    np.testing.assert_allclose(shapes[0, [0, 6]], [[-1, 0], [1, 0]], atol=1e-9)
+    assert shapes[0, 18, 1] > shapes[0, 14, 1]  # the lower inner lip (66) below the upper (62)
+
+    opened = points.copy()
+    opened[[*range(55, 60), 65, 66, 67], 1] += 6  # the lower lip down
+    wider = points.copy()
+    wider[[*range(55, 60), 65, 66, 67], 1] += 9  # nearer the wanted one than the closed lips
+    pool = lip_shape(np.stack([points, wider, opened, points]))
+    wanted = lip_shape(opened[None])[0]
+    assert nearest_lips(pool, wanted) == (2, 0.0)
+    index, distance = nearest_lips(pool, wanted, skip=(2, 3))  # the exact one left out
+    assert index == 1 and distance > 0
