@@ -5,14 +5,16 @@ region the mouth generator paints) and 0.2 mouth widths, and inside the outer li
 targets (T = 1, 8 targets a clip, the mean over all targets). A perfect generator would reach the
 row of its region; the rows above it say how much of the gap to the real mouth lies outside it.
 
-`--donors` adds two rows that ask what a real inside *of the right shape* would score, as a
-landmark-driven generator at its best could paint: for each target, the real frame whose lips
+`--donors` adds two rows that ask what a real inside *of the right shape*, but from another moment
+or another person, would score: for each target, the real frame whose lips
 (landmarks 48-67 in the mouth's own frame, corners at (-1, 0) and (1, 0)) are closest in shape,
 warped to the target's landmarks (the `warp` baseline's spline) and pasted in the generator's
 region (inner lips + 0.08). The frame is taken from the same clip at least `--gap` frames
-from the target (the person's own mouth, another moment), or from the other people of the split.
+from the target (the person's own mouth, another moment), or from the other people of the split
+(or of `--pool`, another prepared data set such as the training split).
 
-    python scripts/mouth_ceiling.py MODEL --data data/shared256/validation [--methods ff warp] [--donors]
+    python scripts/mouth_ceiling.py MODEL --data data/shared256/validation [--methods ff warp]
+        [--donors [--pool DATA] [--gap FRAMES] [--min-frames N]]
 """
 
 from __future__ import annotations
@@ -53,30 +55,41 @@ def lip_shape(landmarks: np.ndarray) -> np.ndarray:
 
 def nearest_lips(pool: np.ndarray, wanted: np.ndarray, skip: tuple[int, int] | None = None) -> tuple[int, float]:
     """(index, mean point distance) of the `[M, 20, 2]` lip shape in `pool` closest to `wanted`
-    `[20, 2]`, leaving out `pool[skip[0]:skip[1]]`."""
+    `[20, 2]`, leaving out `pool[skip[0]:skip[1]]`; ValueError when that leaves nothing."""
     distance = np.linalg.norm(pool - wanted, axis=-1).mean(-1)
     if skip is not None:
         distance[max(0, skip[0]) : max(0, skip[1])] = np.inf
     index = int(distance.argmin())
+    if not np.isfinite(distance[index]):
+        raise ValueError(f"no lip shape left among {len(pool)} outside frames {skip[0]}..{skip[1] - 1}")
     return index, float(distance[index])
 
 
-def donors(data, clips: list[int], size: int, gap: int) -> dict[str, Callable]:
-    """Per kind of donor, `pick(clip, target_index, target_shapes) -> [(clip, frame)]`."""
+def donors(data, pool, size: int, gap: int) -> dict[str, Callable]:
+    """Per kind of donor, `pick(clip, target_index, target_shapes) -> [(data set, clip, frame)]`:
+    the same clip of `data`, or the other people's clips of `pool` (a data set, `data` itself or
+    another split)."""
     from talkinghead.face.points import rescale_points
 
-    shapes = {c: lip_shape(rescale_points(data.landmarks(c), data.meta(c)["crop_size"], size)) for c in clips}
-    identity = {c: data.meta(c)["identity"] for c in clips}
+    def lips_of(dataset):
+        return {
+            c: lip_shape(rescale_points(dataset.landmarks(c), dataset.meta(c)["crop_size"], size))
+            for c in range(len(dataset))
+        }
+
+    own = lips_of(data)
+    others = own if pool is data else lips_of(pool)
+    pool_identity = {c: pool.meta(c)["identity"] for c in others}
 
     def same_person(clip, index, wanted):
-        return [(clip, nearest_lips(shapes[clip], w, (i - gap + 1, i + gap))[0]) for i, w in zip(index, wanted)]
+        return [(data, clip, nearest_lips(own[clip], w, (i - gap + 1, i + gap))[0]) for i, w in zip(index, wanted)]
 
     def other_people(clip, index, wanted):
-        picks = []
+        person, picks = data.meta(clip)["identity"], []
         for w in wanted:
-            found = [(nearest_lips(shapes[c], w), c) for c in clips if identity[c] != identity[clip]]
+            found = [(nearest_lips(lips, w), c) for c, lips in others.items() if pool_identity[c] != person]
             (frame, _), c = min(found, key=lambda f: f[0][1])
-            picks.append((c, frame))
+            picks.append((pool, c, frame))
         return picks
 
     return {"same person, nearest lips": same_person, "other people, nearest lips": other_people}
@@ -90,6 +103,8 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", default=["ff", "warp"])
     parser.add_argument("--donors", action="store_true", help="add the rows of real insides of the nearest shape")
     parser.add_argument("--gap", type=int, default=25, help="same-person donors: frames away from the target")
+    parser.add_argument("--pool", help="other people's donors from this data set (default: --data's other people)")
+    parser.add_argument("--min-frames", type=int, default=0, help="only clips this long (a large --gap needs them)")
     args = parser.parse_args()
 
     import torch
@@ -108,8 +123,11 @@ def main() -> None:
               "inner +0.2": (0.2, INNER_LIPS), "outer +0.08": (0.08, OUTER_LIPS)}  # fmt: skip
     rows: dict[tuple[str, str], list[np.ndarray]] = {}
     opened_all = []
-    clips = [c for c in range(len(data)) if split_clip(data.num_frames(c), 1, 8) is not None]
-    pickers = donors(data, clips, S, args.gap) if args.donors else {}
+    clips = [
+        c for c in range(len(data)) if data.num_frames(c) >= args.min_frames and split_clip(data.num_frames(c), 1, 8)
+    ]
+    pool = FaceDataset(args.pool) if args.pool else data
+    pickers = donors(data, pool, S, args.gap) if args.donors else {}
     for clip in clips:
         shots, shot_lm, targets, target_lm = load_split(data, clip, 1, 8, S)
         boxes = mouth_boxes(target_lm, S)
@@ -117,9 +135,12 @@ def main() -> None:
         real = mouth_crops(targets, boxes)
         insides = {name: (targets, paste) for name, paste in pastes.items()}
         for name, pick in pickers.items():
-            chosen = pick(clip, split_clip(data.num_frames(clip), 1, 8)[1], lip_shape(target_lm))
-            frames = np.stack([_resized(data.frame(c, i)[None], S)[0] for c, i in chosen])  # clips' sizes differ
-            points = np.stack([rescale_points(data.landmarks(c)[i], data.meta(c)["crop_size"], S) for c, i in chosen])
+            try:
+                chosen = pick(clip, split_clip(data.num_frames(clip), 1, 8)[1], lip_shape(target_lm))
+            except ValueError as error:
+                parser.error(f"clip {clip} ({data.num_frames(clip)} frames) is too short for --gap {args.gap}: {error}")
+            frames = np.stack([_resized(d.frame(c, i)[None], S)[0] for d, c, i in chosen])  # clips' sizes differ
+            points = np.stack([rescale_points(d.landmarks(c)[i], d.meta(c)["crop_size"], S) for d, c, i in chosen])
             insides[name] = (
                 warp_to(frames, points.astype(np.float32), target_lm.astype(np.float32)),
                 (0.08, INNER_LIPS),

@@ -658,3 +658,5 @@ def test_the_ceilings_donor_lips_are_compared_in_the_mouths_own_frame():
     assert nearest_lips(pool, wanted) == (2, 0.0)
     index, distance = nearest_lips(pool, wanted, skip=(2, 3))  # the exact one left out
     assert index == 1 and distance > 0
+    with pytest.raises(ValueError, match="no lip shape left"):
+        nearest_lips(pool, wanted, skip=(-3, 4))  # nothing outside the window
