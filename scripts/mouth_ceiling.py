@@ -61,7 +61,7 @@ def nearest_lips(pool: np.ndarray, wanted: np.ndarray, skip: tuple[int, int] | N
         distance[max(0, skip[0]) : max(0, skip[1])] = np.inf
     index = int(distance.argmin())
     if not np.isfinite(distance[index]):
-        raise ValueError(f"no lip shape left among {len(pool)} outside frames {skip[0]}..{skip[1] - 1}")
+        raise ValueError(f"no lip shape left among {len(pool)} outside frames {max(0, skip[0])}..{skip[1] - 1}")
     return index, float(distance[index])
 
 
