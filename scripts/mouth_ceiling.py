@@ -134,9 +134,10 @@ def main() -> None:
         opened_all.append(lip_gap(target_lm) > OPEN)
         real = mouth_crops(targets, boxes)
         insides = {name: (targets, paste) for name, paste in pastes.items()}
+        target_index, wanted = split_clip(data.num_frames(clip), 1, 8)[1], lip_shape(target_lm)
         for name, pick in pickers.items():
             try:
-                chosen = pick(clip, split_clip(data.num_frames(clip), 1, 8)[1], lip_shape(target_lm))
+                chosen = pick(clip, target_index, wanted)
             except ValueError as error:
                 parser.error(f"clip {clip} ({data.num_frames(clip)} frames) is too short for --gap {args.gap}: {error}")
             frames = np.stack([_resized(d.frame(c, i)[None], S)[0] for d, c, i in chosen])  # clips' sizes differ
